@@ -1,0 +1,203 @@
+//! Execution engines.
+//!
+//! Every engine implements [`Executor`]: given a fully prepared [`ExecutionRequest`] (inputs
+//! already staged on the host, results folder created, environment built), it runs the task,
+//! streams its output lines to a [`LogSink`] while it runs, honours cancellation and its time
+//! limit, and returns how the task ended. Admission, bidding, input staging and publishing live
+//! in the compute agent, not here: an engine only runs things.
+//!
+//! Errors are classified so that the orchestrator can decide what to do without parsing text:
+//! a [`ExecutorError::User`] error will repeat on any node and is never retried, a
+//! [`ExecutorError::Transient`] one may succeed elsewhere.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use shoal_types::{JobType, Network, Resources, ResultPath, SpecConfig};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub mod noop;
+#[cfg(feature = "wasm")]
+pub mod wasm;
+
+/// Which output stream a log line came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Stream {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+/// A chunk of output, usually one line including its trailing newline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogChunk {
+    /// Where it came from.
+    pub stream: Stream,
+    /// The bytes, lossily decoded as UTF-8.
+    pub text: String,
+}
+
+/// Where an engine sends output as it is produced.
+///
+/// The compute agent owns the receiving end: it appends every chunk to the execution's log
+/// file (so logs survive the run) and fans it out to live followers.
+#[derive(Debug, Clone)]
+pub struct LogSink(mpsc::UnboundedSender<LogChunk>);
+
+impl LogSink {
+    /// A sink and the receiver that drains it.
+    pub fn channel() -> (LogSink, mpsc::UnboundedReceiver<LogChunk>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (LogSink(tx), rx)
+    }
+
+    /// Sends text; a closed receiver is ignored (nobody is listening any more).
+    pub fn write(&self, stream: Stream, text: impl Into<String>) {
+        let _ = self.0.send(LogChunk { stream, text: text.into() });
+    }
+}
+
+/// An input already staged on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedInput {
+    /// File or directory on the host.
+    pub host_path: PathBuf,
+    /// Path inside the task.
+    pub target: String,
+    /// Whether the task may write to it.
+    pub read_write: bool,
+}
+
+/// Everything an engine needs to run one execution.
+#[derive(Debug, Clone)]
+pub struct ExecutionRequest {
+    /// The job id.
+    pub job_id: String,
+    /// The execution id.
+    pub execution_id: String,
+    /// The job type.
+    pub job_type: JobType,
+    /// The engine spec (`Type` and `Params` as the user wrote them).
+    pub engine: SpecConfig,
+    /// Environment: task env plus `BACALHAU_*`/`SHOAL_*` system variables.
+    pub env: BTreeMap<String, String>,
+    /// Staged inputs.
+    pub inputs: Vec<PreparedInput>,
+    /// Host folder under which each result path gets a subfolder named after it.
+    pub results_dir: PathBuf,
+    /// Result paths requested by the task.
+    pub result_paths: Vec<ResultPath>,
+    /// Resource limits to enforce (zero means no limit in that dimension).
+    pub resources: Resources,
+    /// Network settings.
+    pub network: Network,
+    /// Run-time limit, if any.
+    pub timeout: Option<Duration>,
+}
+
+/// How a task ended when the engine did its job (any exit code).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exit {
+    /// The task's exit code.
+    pub code: i32,
+}
+
+/// Why an engine could not bring a task to an exit code.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecutorError {
+    /// The spec is wrong (bad params, missing module, image not found): retrying will not help.
+    #[error("{message}")]
+    User {
+        /// What went wrong, naming the object.
+        message: String,
+    },
+    /// The task hit its memory limit.
+    #[error("out of memory: limit {limit}")]
+    OutOfMemory {
+        /// The limit, formatted for people.
+        limit: String,
+    },
+    /// The task ran past its time limit and was killed.
+    #[error("execution timed out after {0:?}")]
+    Timeout(Duration),
+    /// The execution was cancelled.
+    #[error("execution cancelled")]
+    Cancelled,
+    /// The engine failed in a way that may not repeat elsewhere (daemon down, IO error).
+    #[error("{message}")]
+    Transient {
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl ExecutorError {
+    /// Builds a user error.
+    pub fn user(message: impl Into<String>) -> Self {
+        ExecutorError::User { message: message.into() }
+    }
+
+    /// Builds a transient error.
+    pub fn transient(message: impl Into<String>) -> Self {
+        ExecutorError::Transient { message: message.into() }
+    }
+
+    /// Whether running the same execution on another node might succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ExecutorError::Transient { .. })
+    }
+}
+
+/// A way of running tasks.
+pub trait Executor: Send + Sync + 'static {
+    /// The engine type this executor runs (`wasm`, `docker`, ...), lowercase.
+    fn engine(&self) -> &'static str;
+
+    /// Checks the engine params without running anything, so that bad specs fail at admission
+    /// with a message naming the parameter.
+    fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError>;
+
+    /// Runs the task to its end, streaming output to `logs`. Returns when the task exits, its
+    /// time limit passes (`Timeout`) or `cancel` fires (`Cancelled`); in every case nothing the
+    /// engine started is left running.
+    fn run(
+        &self,
+        request: ExecutionRequest,
+        logs: LogSink,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Result<Exit, ExecutorError>>;
+}
+
+/// The executors a node offers, by engine name.
+#[derive(Clone, Default)]
+pub struct ExecutorRegistry {
+    executors: BTreeMap<&'static str, Arc<dyn Executor>>,
+}
+
+impl ExecutorRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds an executor under its engine name.
+    pub fn register(&mut self, executor: Arc<dyn Executor>) -> &mut Self {
+        self.executors.insert(executor.engine(), executor);
+        self
+    }
+
+    /// The executor for an engine type, case-insensitively.
+    pub fn get(&self, engine: &str) -> Option<Arc<dyn Executor>> {
+        self.executors.get(engine.to_ascii_lowercase().as_str()).cloned()
+    }
+
+    /// Engine names, sorted.
+    pub fn engines(&self) -> Vec<String> {
+        self.executors.keys().map(|s| s.to_string()).collect()
+    }
+}

@@ -1,0 +1,133 @@
+//! Placement, as a pure function.
+//!
+//! [`schedule`] looks at one job, all of its executions and a snapshot of the nodes at a given
+//! time, and returns a [`Plan`]: executions to create, executions to change, the job's new state
+//! and the events that explain why. It does no IO and reads no clock, so the orchestrator can
+//! call it after every change and tests can replay any situation exactly.
+
+use shoal_types::time::UnixNanos;
+use shoal_types::{
+    ComputeStateType, DesiredStateType, Event, Execution, ExecutionId, Job, JobState, NodeId,
+    NodeState, Resources,
+};
+
+/// A node as the scheduler sees it.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// What the orchestrator knows (labels, engines, membership, connection).
+    pub state: NodeState,
+    /// Capacity free for new work, after executions already placed there.
+    pub free: Resources,
+    /// When the node was last seen connected (Unix nanos); used for the node-lost grace.
+    pub last_seen: UnixNanos,
+}
+
+impl NodeView {
+    /// The node's id.
+    pub fn id(&self) -> NodeId {
+        NodeId::new(self.state.info.node_id.clone())
+    }
+}
+
+/// Tunables that are not part of the job spec.
+#[derive(Debug, Clone)]
+pub struct SchedulerConfig {
+    /// Attempts per batch partition before the job fails.
+    pub max_attempts: u32,
+    /// How long a node may be disconnected before its batch/service work is re-placed (nanos).
+    pub node_lost_grace: i64,
+    /// When a job waits for capacity, how long until the next look (nanos).
+    pub queue_backoff: i64,
+    /// Default resources for tasks that request none.
+    pub default_resources: Resources,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            max_attempts: 3,
+            node_lost_grace: 5 * 60 * 1_000_000_000,
+            queue_backoff: 1_000_000_000,
+            default_resources: Resources { cpu: 0.1, memory: 64 << 20, disk: 0, gpu: 0 },
+        }
+    }
+}
+
+/// Everything [`schedule`] looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct SchedulerInput<'a> {
+    /// The job (current version).
+    pub job: &'a Job,
+    /// Every execution of the job, any state.
+    pub executions: &'a [Execution],
+    /// Every known compute node.
+    pub nodes: &'a [NodeView],
+    /// The current time.
+    pub now: UnixNanos,
+    /// Tunables.
+    pub config: &'a SchedulerConfig,
+}
+
+/// An execution to create, with desired state `Running`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    /// Where to run it.
+    pub node_id: NodeId,
+    /// Batch partition (0 for other types).
+    pub partition_index: u32,
+    /// The failed execution it replaces, if any.
+    pub previous_execution: Option<ExecutionId>,
+    /// Resources reserved on the node.
+    pub resources: Resources,
+}
+
+/// A change to an existing execution.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecutionUpdate {
+    /// Which execution.
+    pub execution_id: ExecutionId,
+    /// New desired state (usually `Stopped`).
+    pub desired: DesiredStateType,
+    /// New compute state, when the orchestrator settles it without the node (node lost,
+    /// never started): e.g. `Failed` with a retryable mark, or `BidRejected`.
+    pub compute: Option<ComputeStateType>,
+    /// Why, in words.
+    pub message: String,
+    /// Whether a failure set here may be retried elsewhere.
+    pub retryable: bool,
+}
+
+/// Why a node was not chosen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRejection {
+    /// The node.
+    pub node_id: NodeId,
+    /// Why, with numbers where there are any ("job needs 2 GiB memory, 1.1 GiB free").
+    pub reason: String,
+    /// Whether the reason may go away by itself (busy, disconnected) rather than being a
+    /// property of the node (labels, engines, total capacity).
+    pub transient: bool,
+}
+
+/// What the orchestrator should do for one job.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Plan {
+    /// Executions to create.
+    pub new_executions: Vec<NewExecution>,
+    /// Executions to change.
+    pub updates: Vec<ExecutionUpdate>,
+    /// The job's new state, when it changes.
+    pub job_state: Option<JobState>,
+    /// Nodes that were not chosen and why (shown by `job describe`).
+    pub rejections: Vec<NodeRejection>,
+    /// History events that explain the plan (job-level).
+    pub events: Vec<Event>,
+    /// When to look at this job again even if nothing happens (queueing, deadlines).
+    pub retry_at: Option<UnixNanos>,
+}
+
+/// Decides what to do next for one job.
+pub fn schedule(input: SchedulerInput<'_>) -> Plan {
+    let _ = input;
+    Plan::default()
+}
