@@ -54,7 +54,7 @@ macro_rules! typed_id {
 
             /// The short form shown in tables: prefix plus the first UUID group.
             pub fn short(&self) -> &str {
-                short_form(&self.0, $prefix.len())
+                short_form(&self.0, $prefix)
             }
         }
 
@@ -72,9 +72,10 @@ macro_rules! typed_id {
     };
 }
 
-fn short_form(id: &str, prefix_len: usize) -> &str {
-    match id[prefix_len.min(id.len())..].find('-') {
-        Some(dash) => &id[..prefix_len + dash],
+fn short_form<'a>(id: &'a str, prefix: &str) -> &'a str {
+    let Some(rest) = id.strip_prefix(prefix) else { return id };
+    match rest.find('-') {
+        Some(dash) => &id[..prefix.len() + dash],
         None => id,
     }
 }

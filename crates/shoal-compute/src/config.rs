@@ -1,0 +1,64 @@
+//! Compute agent settings.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_types::Resources;
+
+/// A host path jobs may mount, and whether they may write to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedPath {
+    /// The path (a file or a folder; everything below a folder is allowed).
+    pub path: PathBuf,
+    /// Whether jobs may mount it read-write.
+    pub read_write: bool,
+}
+
+impl AllowedPath {
+    /// Parses `/path`, `/path:ro` or `/path:rw` (Bacalhau's `AllowListedLocalPaths` syntax).
+    pub fn parse(s: &str) -> AllowedPath {
+        match s.rsplit_once(':') {
+            Some((p, "rw")) => AllowedPath { path: p.into(), read_write: true },
+            Some((p, "ro")) => AllowedPath { path: p.into(), read_write: false },
+            _ => AllowedPath { path: s.into(), read_write: false },
+        }
+    }
+}
+
+/// How a compute agent behaves.
+#[derive(Debug, Clone)]
+pub struct ComputeConfig {
+    /// Where the agent keeps its state, logs and results.
+    pub data_dir: PathBuf,
+    /// The orchestrator to dial (`ws://host:port` or `http://host:port`).
+    pub orchestrator: String,
+    /// Join token, if the orchestrator requires one.
+    pub token: Option<String>,
+    /// Node id; when `None`, one is generated on first start and kept in the data dir.
+    pub node_id: Option<String>,
+    /// Operator labels (automatic ones are added: `os_type`, `os_arch`, `hostname`).
+    pub labels: BTreeMap<String, String>,
+    /// Capacity offered to jobs; `None` measures the machine.
+    pub capacity: Option<Resources>,
+    /// How often to send heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Host paths jobs may mount with `local`/`localDirectory` inputs.
+    pub allowed_paths: Vec<AllowedPath>,
+}
+
+impl ComputeConfig {
+    /// Defaults for a data dir and an orchestrator address.
+    pub fn new(data_dir: impl Into<PathBuf>, orchestrator: impl Into<String>) -> Self {
+        ComputeConfig {
+            data_dir: data_dir.into(),
+            orchestrator: orchestrator.into(),
+            token: None,
+            node_id: None,
+            labels: BTreeMap::new(),
+            capacity: None,
+            heartbeat_interval: Duration::from_secs(5),
+            allowed_paths: Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The compute agent.
+//!
+//! An agent dials its orchestrator (one outbound WebSocket: works behind NAT), introduces
+//! itself, and then runs what it is sent. It keeps its own durable ledger ([`shoal_store::ComputeStore`]):
+//! every state change of an execution is stored together with the report that announces it, and
+//! reports are re-sent after a reconnect until the orchestrator acknowledges them. So the agent
+//! keeps working while the orchestrator is unreachable, and nothing it produced is lost.
+//!
+//! ```text
+//!   link ──Run──► admit ──► runner ──► executor.run ──► report (Completed | Failed | Cancelled)
+//!     ▲                        │ logs: file + live followers
+//!     └──── Update reports ◄───┘ (stored first, then sent; replayed on reconnect)
+//! ```
+
+mod agent;
+mod config;
+mod env;
+mod inputs;
+mod link;
+mod logs;
+mod runner;
+
+pub use agent::Agent;
+pub use config::{AllowedPath, ComputeConfig};

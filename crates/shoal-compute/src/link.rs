@@ -1,0 +1,174 @@
+//! The agent side of the link: dial, introduce ourselves, replay, then serve until it drops;
+//! redial with back-off for as long as the agent lives.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use shoal_transport::{Frame, LINK_PATH};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_util::sync::CancellationToken;
+
+use crate::agent::AgentInner;
+
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Keeps the link up until `shutdown`.
+pub(crate) async fn run(agent: Arc<AgentInner>, shutdown: CancellationToken) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        match session(&agent, &shutdown).await {
+            Ok(()) => backoff = MIN_BACKOFF,
+            Err(e) => tracing::warn!(node = %agent.node_id, error = %e, retry_in = ?backoff, "orchestrator link down"),
+        }
+        agent.ledger().session = None;
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(jitter(backoff)) => {}
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Spreads reconnects of many nodes so that an orchestrator restart is not a thundering herd.
+fn jitter(d: Duration) -> Duration {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
+    d + d.mul_f64((nanos % 1000) as f64 / 2000.0)
+}
+
+/// The URL to dial: `http`/`ws` (and `https`/`wss`) with the link path appended.
+pub(crate) fn link_url(orchestrator: &str) -> String {
+    let base = orchestrator.trim_end_matches('/');
+    let base = if let Some(rest) = base.strip_prefix("http://") {
+        format!("ws://{rest}")
+    } else if let Some(rest) = base.strip_prefix("https://") {
+        format!("wss://{rest}")
+    } else if base.starts_with("ws://") || base.starts_with("wss://") {
+        base.to_string()
+    } else {
+        format!("ws://{base}")
+    };
+    if base.ends_with(LINK_PATH) { base } else { format!("{base}{LINK_PATH}") }
+}
+
+async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Result<(), String> {
+    let url = link_url(&agent.cfg.orchestrator);
+    let (ws, _) = tokio::select! {
+        r = tokio_tungstenite::connect_async(url.as_str()) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
+        _ = shutdown.cancelled() => return Ok(()),
+    };
+    let (mut sink, mut stream) = ws.split();
+    let applied_seq = agent.ledger().store.applied_seq().map_err(|e| e.to_string())?;
+    let hello = Frame::Hello { node: agent.node_info(), applied_seq, token: agent.cfg.token.clone() };
+    sink.send(WsMessage::text(hello.encode())).await.map_err(|e| e.to_string())?;
+    let welcome = tokio::time::timeout(Duration::from_secs(10), next_frame(&mut stream))
+        .await
+        .map_err(|_| "orchestrator did not answer the handshake within 10s".to_string())??;
+    let peer_applied = match welcome {
+        Frame::Welcome { applied_seq } => applied_seq,
+        Frame::Refused { reason } => return Err(reason),
+        other => return Err(format!("unexpected first frame from orchestrator: {other:?}")),
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
+    {
+        // Replay under the ledger lock: new reports queue behind the replayed ones.
+        let mut ledger = agent.ledger();
+        let store = &mut ledger.store;
+        let t = store.begin().map_err(|e| e.to_string())?;
+        t.outbox_ack(shoal_store::ORCHESTRATOR_PEER, peer_applied).map_err(|e| e.to_string())?;
+        t.commit().map_err(|e| e.to_string())?;
+        for entry in ledger.store.outbox_pending(peer_applied).map_err(|e| e.to_string())? {
+            match serde_json::from_str(&entry.body) {
+                Ok(msg) => {
+                    let _ = tx.send(Frame::Msg { seq: entry.seq, msg });
+                }
+                Err(e) => tracing::error!(seq = entry.seq, error = %e, "unreadable outbox entry skipped"),
+            }
+        }
+        ledger.session = Some(tx.clone());
+    }
+    tracing::info!(node = %agent.node_id, %url, "connected to orchestrator");
+    let writer = tokio::spawn(async move {
+        while let Some(f) = rx.recv().await {
+            if sink.send(WsMessage::text(f.encode())).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat_interval);
+    let mut log_streams: HashMap<u64, CancellationToken> = HashMap::new();
+    let result = loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break Ok(()),
+            _ = heartbeat.tick() => {
+                let available = agent.capacity.saturating_sub(&agent.used());
+                let running = agent.running.lock().unwrap_or_else(|p| p.into_inner()).len() as u32;
+                if tx.send(Frame::Heartbeat { available, running }).is_err() { break Err("link writer closed".into()) }
+            }
+            frame = next_frame(&mut stream) => match frame {
+                Ok(Frame::Msg { seq, msg }) => {
+                    if let Err(e) = agent.on_message(seq, msg) {
+                        break Err(format!("cannot store a message from the orchestrator: {e}"));
+                    }
+                }
+                Ok(Frame::Ack { seq }) => {
+                    if let Err(e) = agent.on_ack(seq) { tracing::warn!(error = %e, "ack not recorded") }
+                }
+                Ok(Frame::LogRequest { stream_id, execution_id, follow }) => {
+                    let cancel = CancellationToken::new();
+                    log_streams.retain(|_, c| !c.is_cancelled());
+                    log_streams.insert(stream_id, cancel.clone());
+                    let (agent, tx) = (agent.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        let dir = agent.exec_dir(&execution_id);
+                        crate::logs::serve(&agent.hub, &dir, &execution_id, follow, stream_id, tx, cancel.clone()).await;
+                        cancel.cancel();
+                    });
+                }
+                Ok(Frame::LogCancel { stream_id }) => {
+                    if let Some(c) = log_streams.remove(&stream_id) { c.cancel() }
+                }
+                Ok(Frame::Refused { reason }) => break Err(reason),
+                Ok(other) => tracing::debug!(?other, "ignored frame"),
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    for c in log_streams.values() {
+        c.cancel();
+    }
+    agent.ledger().session = None;
+    drop(tx);
+    writer.abort();
+    result
+}
+
+async fn next_frame<S>(stream: &mut S) -> Result<Frame, String>
+where
+    S: futures::Stream<Item = Result<WsMessage, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match stream.next().await {
+            Some(Ok(WsMessage::Text(t))) => return Frame::decode(t.as_str()),
+            Some(Ok(WsMessage::Close(_))) | None => return Err("orchestrator closed the link".into()),
+            Some(Ok(_)) => continue,
+            Some(Err(e)) => return Err(format!("link error: {e}")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_url_accepts_http_ws_and_bare_addresses() {
+        assert_eq!(link_url("http://10.0.0.1:1234"), "ws://10.0.0.1:1234/api/v1/agent/link");
+        assert_eq!(link_url("wss://o.example:443/"), "wss://o.example:443/api/v1/agent/link");
+        assert_eq!(link_url("127.0.0.1:1234"), "ws://127.0.0.1:1234/api/v1/agent/link");
+    }
+}

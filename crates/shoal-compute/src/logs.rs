@@ -1,0 +1,237 @@
+//! Execution logs: kept on disk beside the execution, and fanned out live to followers.
+//!
+//! Every chunk an engine produces gets a sequence number, is appended to `logs.ndjson` and is
+//! then broadcast. A follower subscribes first and reads the file second, so it sees every chunk
+//! exactly once whatever the interleaving: file lines first, then broadcast chunks numbered at or
+//! past the file's line count.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+use shoal_executors::{LogChunk, Stream};
+use shoal_transport::Frame;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::{broadcast, mpsc};
+use tokio_util::sync::CancellationToken;
+
+/// Bytes of stdout/stderr kept inline in `RunOutput` (Bacalhau keeps 2 KB).
+const HEAD_LIMIT: usize = 2048;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Line {
+    /// 1 = stdout, 2 = stderr.
+    s: u8,
+    /// Text.
+    l: String,
+}
+
+type Live = broadcast::Sender<(u64, u8, String)>;
+
+/// Live log channels of executions that have not ended.
+#[derive(Default)]
+pub(crate) struct LogHub {
+    live: Mutex<HashMap<String, Live>>,
+}
+
+impl LogHub {
+    /// Opens the live channel of an execution (at admission, before it runs).
+    pub fn open(&self, execution_id: &str) -> Live {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        live.entry(execution_id.to_string()).or_insert_with(|| broadcast::channel(1024).0).clone()
+    }
+
+    /// Closes it: followers see the end of the stream.
+    pub fn close(&self, execution_id: &str) {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(execution_id);
+    }
+
+    fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<(u64, u8, String)>> {
+        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|s| s.subscribe())
+    }
+}
+
+/// The path of an execution's log file.
+pub(crate) fn log_file(exec_dir: &Path) -> PathBuf {
+    exec_dir.join("logs.ndjson")
+}
+
+/// What the drain kept for the execution's `RunOutput`.
+#[derive(Debug, Default)]
+pub(crate) struct Captured {
+    pub stdout: String,
+    pub stdout_truncated: bool,
+    pub stderr: String,
+    pub stderr_truncated: bool,
+}
+
+fn keep_head(buf: &mut String, truncated: &mut bool, text: &str) {
+    if buf.len() >= HEAD_LIMIT {
+        *truncated = true;
+        return;
+    }
+    let room = HEAD_LIMIT - buf.len();
+    if text.len() <= room {
+        buf.push_str(text);
+    } else {
+        let mut cut = room;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        buf.push_str(&text[..cut]);
+        *truncated = true;
+    }
+}
+
+/// Drains an engine's output: log file, full `stdout`/`stderr` files in the results folder,
+/// live followers, and the head kept for `RunOutput`. Returns when the engine's sink closes.
+pub(crate) async fn drain(
+    mut rx: mpsc::UnboundedReceiver<LogChunk>,
+    exec_dir: &Path,
+    results_dir: &Path,
+    live: Live,
+) -> std::io::Result<Captured> {
+    let mut log = append(log_file(exec_dir)).await?;
+    let mut out = append(results_dir.join("stdout")).await?;
+    let mut err = append(results_dir.join("stderr")).await?;
+    let mut captured = Captured::default();
+    let mut n = 0u64;
+    while let Some(chunk) = rx.recv().await {
+        let s = match chunk.stream {
+            Stream::Stdout => {
+                out.write_all(chunk.text.as_bytes()).await?;
+                keep_head(&mut captured.stdout, &mut captured.stdout_truncated, &chunk.text);
+                1
+            }
+            Stream::Stderr => {
+                err.write_all(chunk.text.as_bytes()).await?;
+                keep_head(&mut captured.stderr, &mut captured.stderr_truncated, &chunk.text);
+                2
+            }
+        };
+        let mut line = serde_json::to_string(&Line { s, l: chunk.text.clone() }).expect("log lines serialise");
+        line.push('\n');
+        log.write_all(line.as_bytes()).await?;
+        log.flush().await?;
+        let _ = live.send((n, s, chunk.text));
+        n += 1;
+    }
+    out.flush().await?;
+    err.flush().await?;
+    Ok(captured)
+}
+
+async fn append(path: PathBuf) -> std::io::Result<tokio::fs::File> {
+    tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
+}
+
+/// Serves one log request: everything on disk, then (with `follow`) live chunks until the
+/// execution ends or `cancel` fires. Frames go to the link's writer.
+pub(crate) async fn serve(
+    hub: &LogHub,
+    exec_dir: &Path,
+    execution_id: &str,
+    follow: bool,
+    stream_id: u64,
+    out: mpsc::UnboundedSender<Frame>,
+    cancel: CancellationToken,
+) {
+    let mut live = if follow { hub.subscribe(execution_id) } else { None };
+    let path = log_file(exec_dir);
+    let text = match tokio::fs::read_to_string(&path).await {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && (live.is_some() || exec_dir.exists()) => String::new(),
+        Err(e) => {
+            let error = Some(format!("logs of execution {execution_id} are not on this node: {e}"));
+            let _ = out.send(Frame::LogEnd { stream_id, error });
+            return;
+        }
+    };
+    let mut count = 0u64;
+    for raw in text.lines() {
+        if let Ok(line) = serde_json::from_str::<Line>(raw) {
+            let _ = out.send(Frame::LogLine { stream_id, stream: line.s, line: line.l });
+        }
+        count += 1;
+    }
+    if let Some(rx) = live.as_mut() {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                item = rx.recv() => match item {
+                    Ok((n, s, l)) if n >= count => {
+                        if out.send(Frame::LogLine { stream_id, stream: s, line: l }).is_err() { return }
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(k)) => {
+                        let note = format!("[shoal: {k} log chunks skipped because the follower fell behind; `shoal job logs` without -f shows them all]\n");
+                        let _ = out.send(Frame::LogLine { stream_id, stream: 2, line: note });
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        }
+    }
+    let _ = out.send(Frame::LogEnd { stream_id, error: None });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shoal_executors::LogSink;
+
+    #[tokio::test]
+    async fn follower_sees_file_lines_then_live_lines_exactly_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::default();
+        let live = hub.open("e-1");
+        let (sink, rx) = LogSink::channel();
+        let exec_dir = dir.path().to_path_buf();
+        let drain_task = tokio::spawn(async move { drain(rx, &exec_dir, &exec_dir, live).await });
+        sink.write(Stream::Stdout, "one\n");
+        sink.write(Stream::Stderr, "two\n");
+        // Wait until both chunks are on disk before the follower joins.
+        while tokio::fs::read_to_string(log_file(dir.path())).await.unwrap_or_default().lines().count() < 2 {
+            tokio::task::yield_now().await;
+        }
+        let (tx, mut frames) = mpsc::unbounded_channel();
+        let cancel = CancellationToken::new();
+        let follower = {
+            let path = dir.path().to_path_buf();
+            let hub = &hub;
+            async move { serve(hub, &path, "e-1", true, 9, tx, cancel).await }
+        };
+        let writer = async {
+            sink.write(Stream::Stdout, "three\n");
+            drop(sink);
+            let captured = drain_task.await.unwrap().unwrap();
+            hub.close("e-1");
+            captured
+        };
+        let ((), captured) = tokio::join!(follower, writer);
+        let mut got = Vec::new();
+        while let Ok(f) = frames.try_recv() {
+            got.push(f);
+        }
+        let lines: Vec<_> = got
+            .iter()
+            .filter_map(|f| match f {
+                Frame::LogLine { stream, line, .. } => Some((*stream, line.as_str())),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(lines, vec![(1, "one\n"), (2, "two\n"), (1, "three\n")]);
+        assert!(matches!(got.last(), Some(Frame::LogEnd { error: None, .. })));
+        assert_eq!(captured.stdout, "one\nthree\n");
+        assert_eq!(captured.stderr, "two\n");
+    }
+
+    #[test]
+    fn run_output_keeps_only_the_head() {
+        let (mut buf, mut cut) = (String::new(), false);
+        keep_head(&mut buf, &mut cut, &"x".repeat(HEAD_LIMIT + 10));
+        assert_eq!(buf.len(), HEAD_LIMIT);
+        assert!(cut);
+    }
+}

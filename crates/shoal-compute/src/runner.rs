@@ -1,0 +1,123 @@
+//! Running one admitted execution: inputs, engine, logs, outcome.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use shoal_executors::{ExecutionRequest, ExecutorError, LogSink};
+use shoal_store::{LocalExecution, LocalState};
+use shoal_types::{ComputeStateType, Resources, RunOutput};
+use tracing::Instrument;
+
+use crate::agent::{AgentInner, report};
+use crate::env::task_env;
+use crate::inputs::{self, InputError};
+use crate::logs;
+
+/// Runs an execution to its end and records the outcome. Never panics on task failure: every
+/// way an execution can end becomes a report.
+pub(crate) async fn run(agent: Arc<AgentInner>, mut local: LocalExecution) {
+    let id = local.execution.id.to_string();
+    let span = tracing::info_span!("execution", execution_id = %id, job_id = %local.execution.job_id);
+    async {
+        let (state, report) = execute(&agent, &local).await;
+        local.state = state;
+        if let Err(e) = agent.record(&local, report) {
+            tracing::error!(error = %e, "could not record the end of an execution; it will be reported failed after a restart");
+        }
+        agent.hub.close(&id);
+        agent.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+    }
+    .instrument(span)
+    .await
+}
+
+async fn execute(agent: &Arc<AgentInner>, local: &LocalExecution) -> (LocalState, shoal_transport::ExecutionReport) {
+    let e = &local.execution;
+    let job = e.job.as_deref().expect("admitted executions carry their job");
+    let task = job.task();
+    let cancel = match agent.running.lock().unwrap_or_else(|p| p.into_inner()).get(e.id.as_str()) {
+        Some((token, _)) => token.clone(),
+        None => return (LocalState::Cancelled, report(e, ComputeStateType::Cancelled, "cancelled before it started", false)),
+    };
+    let exec_dir = agent.exec_dir(e.id.as_str());
+    let results_dir = exec_dir.join("results");
+    if let Err(err) = tokio::fs::create_dir_all(&results_dir).await {
+        let msg = format!("cannot create {}: {err}", results_dir.display());
+        return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, true));
+    }
+    let staged = {
+        let inputs = task.input_sources.clone();
+        let staging = exec_dir.join("inputs");
+        let allowed = agent.cfg.allowed_paths.clone();
+        tokio::task::spawn_blocking(move || inputs::prepare(&inputs, &staging, &allowed)).await
+    };
+    let prepared = match staged {
+        Ok(Ok(p)) => p,
+        Ok(Err(InputError::User(msg))) => return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, false)),
+        Ok(Err(InputError::Io(msg))) => return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, true)),
+        Err(join) => return (LocalState::Failed, report(e, ComputeStateType::Failed, &join.to_string(), true)),
+    };
+    let Some(executor) = agent.executors.get(&task.engine.kind) else {
+        let msg = format!("engine {} disappeared from this node", task.engine.kind);
+        return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, true));
+    };
+    let timeouts = task.timeouts;
+    let limit = if timeouts.execution_timeout > 0 { timeouts.execution_timeout } else { timeouts.total_timeout };
+    let request = ExecutionRequest {
+        job_id: job.id.clone(),
+        execution_id: e.id.to_string(),
+        job_type: job.job_type,
+        engine: task.engine.clone(),
+        env: task_env(job, e),
+        inputs: prepared,
+        results_dir: results_dir.clone(),
+        result_paths: task.result_paths.clone(),
+        resources: e.allocated_resources.tasks.values().fold(Resources::default(), |a, r| a.add(r)),
+        network: task.network.clone(),
+        timeout: (limit > 0).then(|| Duration::from_secs(limit)),
+    };
+    let running = LocalExecution { execution: e.clone(), state: LocalState::Running };
+    if let Err(err) = agent.record(&running, report(e, ComputeStateType::Running, "", false)) {
+        tracing::warn!(error = %err, "could not record the start of an execution");
+    }
+    let (sink, rx) = LogSink::channel();
+    let live = agent.hub.open(e.id.as_str());
+    let drain = {
+        let (exec_dir, results_dir) = (exec_dir.clone(), results_dir.clone());
+        tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live).await })
+    };
+    let outcome = executor.run(request, sink, cancel).await;
+    let captured = match drain.await {
+        Ok(Ok(c)) => c,
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "logs could not be written");
+            Default::default()
+        }
+        Err(_) => Default::default(),
+    };
+    let mut output = RunOutput {
+        stdout: captured.stdout,
+        stdout_truncated: captured.stdout_truncated,
+        stderr: captured.stderr,
+        stderr_truncated: captured.stderr_truncated,
+        exit_code: 0,
+        error_msg: String::new(),
+    };
+    match outcome {
+        Ok(exit) => {
+            output.exit_code = exit.code;
+            let _ = tokio::fs::write(results_dir.join("exitCode"), exit.code.to_string()).await;
+            let mut r = report(e, ComputeStateType::Completed, "", false);
+            r.run_output = Some(output);
+            (LocalState::Completed, r)
+        }
+        Err(ExecutorError::Cancelled) => (LocalState::Cancelled, report(e, ComputeStateType::Cancelled, "execution cancelled", false)),
+        Err(err) => {
+            output.error_msg = err.to_string();
+            output.exit_code = -1;
+            let mut r = report(e, ComputeStateType::Failed, &err.to_string(), err.is_retryable());
+            r.run_output = Some(output);
+            (LocalState::Failed, r)
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! Orchestrator settings.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shoal_scheduler::SchedulerConfig;
+
+/// How the orchestrator behaves.
+#[derive(Debug, Clone)]
+pub struct OrchestratorConfig {
+    /// Where state lives (`<data_dir>/orchestrator/state.db`).
+    pub data_dir: PathBuf,
+    /// The id this orchestrator reports in job metadata.
+    pub node_id: String,
+    /// A node whose heartbeats stop for this long is marked disconnected.
+    pub disconnect_timeout: Duration,
+    /// Token compute nodes must present; `None` accepts every node (devstack only).
+    pub join_token: Option<String>,
+    /// New nodes wait for `node approve` before they get work.
+    pub require_approval: bool,
+    /// Scheduler tunables.
+    pub scheduler: SchedulerConfig,
+}
+
+impl OrchestratorConfig {
+    /// Defaults for a data dir.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        OrchestratorConfig {
+            data_dir: data_dir.into(),
+            node_id: "orchestrator".into(),
+            disconnect_timeout: Duration::from_secs(30),
+            join_token: None,
+            require_approval: false,
+            scheduler: SchedulerConfig::default(),
+        }
+    }
+}

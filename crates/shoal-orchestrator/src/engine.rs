@@ -1,0 +1,471 @@
+//! The engine: the one thread that changes orchestrator state.
+//!
+//! Commands arrive on a channel; each is handled inside one store transaction, together with
+//! the re-evaluation of every job it affects; the link frames it produced are sent only after
+//! the commit ([`Outgoing::flush`]). Timers (queue back-off, deadlines, node-lost grace) and
+//! heartbeat checks run between commands.
+
+use std::collections::BTreeSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, SystemTime};
+
+use shoal_store::{OrchestratorStore, StoreError, Tx};
+use shoal_transport::{ExecutionReport, Frame, Message};
+use shoal_types::time::{UnixNanos, rfc3339, to_unix_nanos};
+use shoal_types::{
+    ComputeStateType, ConnectionStatus, DesiredStateType, Event, HistoryType, Job, JobHistory,
+    JobId, JobState, JobStateType, Membership, NodeInfo, NodeState, Resources,
+};
+use tokio::sync::oneshot;
+
+use crate::config::OrchestratorConfig;
+use crate::error::OrchestratorError;
+use crate::evaluate::evaluate;
+use crate::handle::SubmitOutcome;
+use crate::logs::LogRegistry;
+use crate::nodes::{LiveNode, Links, NodeTable, Session};
+
+type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
+
+/// What the engine can be asked to do.
+pub(crate) enum Command {
+    Submit { job: Box<Job>, reply: Reply<SubmitOutcome> },
+    Stop { job_id: String, reason: String, reply: Reply<()> },
+    Connect { info: Box<NodeInfo>, applied_seq: u64, token: Option<String>, session: Session, reply: oneshot::Sender<Result<(), String>> },
+    Inbound { node_id: String, seq: u64, msg: Message },
+    Ack { node_id: String, seq: u64 },
+    Heartbeat { node_id: String },
+    Disconnected { node_id: String, session_id: u64 },
+    NodeAction { node_id: String, action: String, reply: Reply<()> },
+}
+
+/// Frames to send once the transaction that produced them has committed.
+#[derive(Default)]
+pub(crate) struct Outgoing(Vec<(String, Frame)>);
+
+impl Outgoing {
+    pub fn push(&mut self, node_id: &str, frame: Frame) {
+        self.0.push((node_id.to_string(), frame));
+    }
+
+    fn flush(self, links: &Links) {
+        for (node, frame) in self.0 {
+            // A node that is away gets durable messages from its outbox when it returns.
+            links.send(&node, frame);
+        }
+    }
+}
+
+/// Engine state other than the store.
+pub(crate) struct EngineState {
+    pub cfg: OrchestratorConfig,
+    pub nodes: NodeTable,
+    pub links: Links,
+    pub logs: LogRegistry,
+    /// (when, job id) pairs to re-evaluate; job id `*` means every active job.
+    pub timers: BTreeSet<(UnixNanos, String)>,
+}
+
+pub(crate) struct Engine {
+    store: OrchestratorStore,
+    st: EngineState,
+}
+
+pub(crate) fn now() -> UnixNanos {
+    to_unix_nanos(SystemTime::now())
+}
+
+/// A history entry stamped now.
+pub(crate) fn history(job: &Job, execution_id: Option<&str>, event: Event) -> JobHistory {
+    JobHistory {
+        seq_num: 0,
+        kind: if execution_id.is_some() { HistoryType::ExecutionLevel } else { HistoryType::JobLevel },
+        job_id: job.id.clone(),
+        job_version: job.version,
+        execution_id: execution_id.unwrap_or_default().to_string(),
+        time: event.timestamp.clone(),
+        event,
+    }
+}
+
+pub(crate) fn event(topic: &str, message: impl Into<String>) -> Event {
+    Event::new(topic, message, rfc3339(now()))
+}
+
+impl Engine {
+    pub fn new(store: OrchestratorStore, cfg: OrchestratorConfig, links: Links, logs: LogRegistry) -> Result<Self, StoreError> {
+        let t = now();
+        let mut nodes = NodeTable::new();
+        let read = store.read();
+        for mut state in read.nodes()? {
+            // After a restart every node counts as disconnected until it dials in again; its
+            // node-lost grace starts now, so a restart alone never re-places running work.
+            state.connection = ConnectionStatus::Disconnected;
+            state.connection_state.status = ConnectionStatus::Disconnected;
+            nodes.insert(state.info.node_id.clone(), LiveNode::new(state, t));
+        }
+        let active = read.active_job_ids()?;
+        for job_id in &active {
+            for e in read.executions(job_id)? {
+                if !e.is_terminal()
+                    && let Some(n) = nodes.get_mut(e.node_id.as_str())
+                {
+                    n.allocated.insert(e.id.to_string(), allocated(&e));
+                }
+            }
+        }
+        let mut timers = BTreeSet::new();
+        timers.insert((t, "*".to_string()));
+        Ok(Engine { store, st: EngineState { cfg, nodes, links, logs, timers } })
+    }
+
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let t = now();
+            let next_timer = self.st.timers.first().map(|(at, _)| *at).unwrap_or(t + 1_000_000_000);
+            let wait = Duration::from_nanos((next_timer - t).clamp(0, 1_000_000_000) as u64);
+            match rx.recv_timeout(wait) {
+                Ok(cmd) => self.handle(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            self.tick();
+        }
+    }
+
+    fn handle(&mut self, cmd: Command) {
+        match cmd {
+            Command::Submit { job, reply } => {
+                let r = self.with_tx(|tx, st, out| submit(tx, st, out, *job));
+                let _ = reply.send(r);
+            }
+            Command::Stop { job_id, reason, reply } => {
+                let r = self.with_tx(|tx, st, out| stop(tx, st, out, &job_id, &reason));
+                let _ = reply.send(r);
+            }
+            Command::Connect { info, applied_seq, token, session, reply } => {
+                let r = self.with_tx(|tx, st, out| Ok(connect(tx, st, out, *info, applied_seq, token, session)));
+                let _ = reply.send(r.unwrap_or_else(|e| Err(e.to_string())));
+            }
+            Command::Inbound { node_id, seq, msg } => {
+                log_err(self.with_tx(|tx, st, out| inbound(tx, st, out, &node_id, seq, msg)));
+            }
+            Command::Ack { node_id, seq } => {
+                log_err(self.with_tx(|tx, _, _| Ok(tx.outbox_ack(&node_id, seq)?)));
+            }
+            Command::Heartbeat { node_id } => {
+                if let Some(n) = self.st.nodes.get_mut(&node_id) {
+                    n.last_seen = now();
+                    n.state.connection_state.last_heartbeat = rfc3339(n.last_seen);
+                }
+            }
+            Command::Disconnected { node_id, session_id } => {
+                if self.st.links.remove_if(&node_id, Some(session_id)) {
+                    log_err(self.with_tx(|tx, st, out| node_lost_link(tx, st, out, &node_id, "link closed")));
+                }
+            }
+            Command::NodeAction { node_id, action, reply } => {
+                let r = self.with_tx(|tx, st, out| node_action(tx, st, out, &node_id, &action));
+                let _ = reply.send(r);
+            }
+        }
+    }
+
+    /// Fires due timers and marks silent nodes disconnected.
+    fn tick(&mut self) {
+        let t = now();
+        let timeout = self.st.cfg.disconnect_timeout.as_nanos() as i64;
+        let silent: Vec<String> = self
+            .st
+            .nodes
+            .iter()
+            .filter(|(id, n)| self.st.links.is_connected(id) && t - n.last_seen > timeout)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in silent {
+            self.st.links.remove_if(&id, None);
+            let why = format!("no heartbeat for {}s", timeout / 1_000_000_000);
+            log_err(self.with_tx(|tx, st, out| node_lost_link(tx, st, out, &id, &why)));
+        }
+        let mut due = Vec::new();
+        while let Some(first) = self.st.timers.first().cloned() {
+            if first.0 > t {
+                break;
+            }
+            self.st.timers.pop_first();
+            due.push(first.1);
+        }
+        if due.is_empty() {
+            return;
+        }
+        due.sort();
+        due.dedup();
+        log_err(self.with_tx(|tx, st, out| {
+            if due.iter().any(|j| j == "*") {
+                evaluate_active(tx, st, out)
+            } else {
+                for job in &due {
+                    evaluate(tx, st, out, job)?;
+                }
+                Ok(())
+            }
+        }));
+    }
+
+    fn with_tx<T>(
+        &mut self,
+        f: impl FnOnce(&Tx<'_>, &mut EngineState, &mut Outgoing) -> Result<T, OrchestratorError>,
+    ) -> Result<T, OrchestratorError> {
+        let mut out = Outgoing::default();
+        let tx = self.store.begin()?;
+        let value = f(&tx, &mut self.st, &mut out)?;
+        tx.commit()?;
+        out.flush(&self.st.links);
+        Ok(value)
+    }
+}
+
+fn log_err<T>(r: Result<T, OrchestratorError>) {
+    if let Err(e) = r {
+        tracing::error!(error = %e, "orchestrator engine step failed");
+    }
+}
+
+pub(crate) fn allocated(e: &shoal_types::Execution) -> Resources {
+    e.allocated_resources.tasks.values().fold(Resources::default(), |acc, r| acc.add(r))
+}
+
+pub(crate) fn evaluate_active(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing) -> Result<(), OrchestratorError> {
+    for job_id in tx.read().active_job_ids()? {
+        evaluate(tx, st, out, &job_id)?;
+    }
+    Ok(())
+}
+
+fn submit(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, mut job: Job) -> Result<SubmitOutcome, OrchestratorError> {
+    let t = now();
+    job.id = JobId::generate().to_string();
+    if job.name.is_empty() {
+        job.name = job.id.clone();
+    }
+    job.state = JobState::new(JobStateType::Pending, "");
+    job.version = 1;
+    job.revision = 1;
+    job.create_time = t;
+    job.modify_time = t;
+    job.meta.insert("bacalhau.org/orchestrator.id".into(), st.cfg.node_id.clone());
+    tx.put_job(&job)?;
+    tx.append_history(history(&job, None, event("Submission", "Job submitted")))?;
+    evaluate(tx, st, out, &job.id)?;
+    let stored = tx.read().job(&job.id)?.unwrap_or(job);
+    Ok(SubmitOutcome { job_id: stored.id.clone(), state: stored.state })
+}
+
+fn stop(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, job_id: &str, reason: &str) -> Result<(), OrchestratorError> {
+    let Some(mut job) = tx.read().job(job_id)? else {
+        return Err(OrchestratorError::NotFound(format!("job {job_id} not found")));
+    };
+    match job.state.state_type {
+        JobStateType::Stopped => return Ok(()),
+        s if s.is_terminal() => {
+            return Err(OrchestratorError::Conflict(format!(
+                "job {} is already {s} and cannot be stopped",
+                job.id
+            )));
+        }
+        _ => {}
+    }
+    job.state = JobState::new(JobStateType::Stopped, reason);
+    job.revision += 1;
+    job.modify_time = now();
+    tx.put_job(&job)?;
+    let ev = event("State Update", reason).with("NewState", "Stopped");
+    tx.append_history(history(&job, None, ev))?;
+    evaluate(tx, st, out, job_id)
+}
+
+fn connect(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    info: NodeInfo,
+    applied_seq: u64,
+    token: Option<String>,
+    session: Session,
+) -> Result<(), String> {
+    if let Some(expected) = &st.cfg.join_token
+        && token.as_deref() != Some(expected.as_str())
+    {
+        let why = if token.is_none() { "no join token was given" } else { "the join token is wrong" };
+        return Err(format!(
+            "node {} refused: {why}; start it with --token set to the orchestrator's join token (printed by `shoal serve --orchestrator`)",
+            info.node_id
+        ));
+    }
+    let t = now();
+    let id = info.node_id.clone();
+    let membership = match st.nodes.get(&id) {
+        Some(n) => n.state.membership,
+        None if st.cfg.require_approval => Membership::Pending,
+        None => Membership::Approved,
+    };
+    if membership == Membership::Rejected {
+        return Err(format!("node {id} refused: it was rejected by an operator; `shoal node approve {id}` lets it join"));
+    }
+    let previous = st.nodes.remove(&id);
+    let mut state = NodeState { info, membership, ..previous.as_ref().map(|p| p.state.clone()).unwrap_or_default() };
+    state.connection = ConnectionStatus::Connected;
+    state.connection_state.status = ConnectionStatus::Connected;
+    state.connection_state.connected_since = rfc3339(t);
+    state.connection_state.last_heartbeat = rfc3339(t);
+    state.connection_state.last_orchestrator_seq_num = applied_seq;
+    let mut live = LiveNode::new(state, t);
+    if let Some(p) = previous {
+        live.allocated = p.allocated;
+    }
+    let result = (|| -> Result<(), OrchestratorError> {
+        live.state.connection_state.last_compute_seq_num = tx.read().link_applied(&id)?;
+        tx.put_node(&live.state)?;
+        tx.outbox_ack(&id, applied_seq)?;
+        out.push(&id, Frame::Welcome { applied_seq: live.state.connection_state.last_compute_seq_num });
+        for entry in tx.read().outbox_pending(&id, applied_seq)? {
+            match serde_json::from_str::<Message>(&entry.body) {
+                Ok(msg) => out.push(&id, Frame::Msg { seq: entry.seq, msg }),
+                Err(e) => tracing::error!(node = %id, seq = entry.seq, error = %e, "unreadable outbox entry"),
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = result {
+        return Err(e.to_string());
+    }
+    tracing::info!(node = %id, "node connected");
+    st.nodes.insert(id.clone(), live);
+    st.links.insert(&id, session);
+    if let Err(e) = evaluate_active(tx, st, out) {
+        return Err(e.to_string());
+    }
+    Ok(())
+}
+
+fn node_lost_link(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, why: &str) -> Result<(), OrchestratorError> {
+    st.logs.node_gone(node_id);
+    let t = now();
+    if let Some(n) = st.nodes.get_mut(node_id) {
+        n.state.connection = ConnectionStatus::Disconnected;
+        n.state.connection_state.status = ConnectionStatus::Disconnected;
+        n.state.connection_state.disconnected_since = rfc3339(t);
+        n.state.connection_state.last_error = why.to_string();
+        tx.put_node(&n.state)?;
+        tracing::warn!(node = %node_id, reason = why, "node disconnected");
+    }
+    // Look again once the node-lost grace has passed, so its work can be re-placed.
+    st.timers.insert((t + st.cfg.scheduler.node_lost_grace + 1, "*".into()));
+    evaluate_active(tx, st, out)
+}
+
+fn inbound(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, seq: u64, msg: Message) -> Result<(), OrchestratorError> {
+    let fresh = tx.mark_applied(node_id, seq)?;
+    out.push(node_id, Frame::Ack { seq });
+    if !fresh {
+        return Ok(());
+    }
+    match msg {
+        Message::Update(report) => apply_report(tx, st, out, node_id, report),
+        other => {
+            tracing::warn!(node = %node_id, ?other, "unexpected message from a node");
+            Ok(())
+        }
+    }
+}
+
+fn apply_report(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, r: ExecutionReport) -> Result<(), OrchestratorError> {
+    let Some(mut e) = tx.read().execution(&r.execution_id)? else {
+        tracing::warn!(node = %node_id, execution = %r.execution_id, "report for an unknown execution ignored");
+        return Ok(());
+    };
+    if e.node_id.as_str() != node_id {
+        tracing::warn!(node = %node_id, execution = %r.execution_id, "report from a node that does not own the execution ignored");
+        return Ok(());
+    }
+    if e.is_terminal() {
+        // Already settled here (e.g. failed as lost while the node was away): the first
+        // outcome counts, the late one is only recorded.
+        tracing::info!(execution = %e.id, state = %r.state, "late report for a settled execution ignored");
+        return Ok(());
+    }
+    let t = now();
+    e.compute_state.state_type = r.state;
+    e.compute_state.message = r.message.clone();
+    if r.retryable {
+        e.compute_state.details.insert("Retryable".into(), "true".into());
+    }
+    if r.run_output.is_some() {
+        e.run_output = r.run_output.clone();
+    }
+    if r.published.is_some() {
+        e.published_result = r.published.clone();
+    }
+    if r.state.is_terminal() {
+        e.desired_state.state_type = DesiredStateType::Stopped;
+        e.desired_state.message = match r.state {
+            ComputeStateType::Completed => "execution completed".into(),
+            _ => r.message.clone(),
+        };
+        if let Some(n) = st.nodes.get_mut(node_id) {
+            n.allocated.remove(e.id.as_str());
+        }
+    }
+    e.revision += 1;
+    e.modify_time = t;
+    tx.put_execution(&e)?;
+    if let Some(job) = tx.read().job(e.job_id.as_str())? {
+        let mut message = match (r.state, &r.run_output) {
+            (ComputeStateType::Completed, Some(o)) => format!("execution completed with exit code {}", o.exit_code),
+            (s, _) => format!("execution {}", s.as_str().to_lowercase()),
+        };
+        if !r.message.is_empty() && r.state != ComputeStateType::Completed {
+            message = format!("{message}: {}", r.message);
+        }
+        let mut ev = event("Execution", message).with("NodeID", node_id);
+        if r.state == ComputeStateType::Failed {
+            ev = ev.with("IsError", "true").with("Retryable", r.retryable.to_string());
+        }
+        tx.append_history(history(&job, Some(e.id.as_str()), ev))?;
+    }
+    evaluate(tx, st, out, e.job_id.as_str())
+}
+
+fn node_action(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, action: &str) -> Result<(), OrchestratorError> {
+    let Some(node) = st.nodes.get_mut(node_id) else {
+        return Err(OrchestratorError::NotFound(format!("node {node_id} not found; `shoal node list` shows known nodes")));
+    };
+    match action.to_ascii_lowercase().as_str() {
+        "approve" => {
+            if node.state.membership == Membership::Approved {
+                return Err(OrchestratorError::Conflict(format!("node {node_id} is already approved")));
+            }
+            node.state.membership = Membership::Approved;
+            tx.put_node(&node.state)?;
+        }
+        "reject" => {
+            if node.state.membership == Membership::Rejected {
+                return Err(OrchestratorError::Conflict(format!("node {node_id} is already rejected")));
+            }
+            node.state.membership = Membership::Rejected;
+            tx.put_node(&node.state)?;
+            st.links.remove_if(node_id, None);
+        }
+        "delete" => {
+            st.nodes.remove(node_id);
+            st.links.remove_if(node_id, None);
+            tx.delete_node(node_id)?;
+        }
+        other => {
+            return Err(OrchestratorError::BadRequest(format!(
+                "unknown node action {other:?}; use approve, reject or delete"
+            )));
+        }
+    }
+    evaluate_active(tx, st, out)
+}

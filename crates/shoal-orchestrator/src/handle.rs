@@ -1,0 +1,246 @@
+//! The orchestrator's public handle: what the REST API and the tests call.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+
+use serde::{Deserialize, Serialize};
+use shoal_store::{JobFilter, OrchestratorStore, StoreError};
+use shoal_store::SharedReader;
+use shoal_transport::Frame;
+use shoal_types::{ComputeStateType, Execution, Job, JobHistory, JobState, NodeState};
+use tokio::sync::oneshot;
+
+use crate::config::OrchestratorConfig;
+use crate::engine::{Command, Engine};
+use crate::error::OrchestratorError;
+use crate::logs::{LogRegistry, LogStream};
+use crate::nodes::{Links, Session};
+
+/// The result of a submission.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubmitOutcome {
+    /// The new job's id.
+    pub job_id: String,
+    /// Its state right after the first placement attempt (Failed when no node can run it).
+    pub state: JobState,
+}
+
+/// Why a node was not chosen for a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Placement {
+    /// The node.
+    #[serde(rename = "NodeID")]
+    pub node_id: String,
+    /// Why it was not chosen.
+    pub reason: String,
+    /// Whether the reason may go away by itself.
+    pub transient: bool,
+}
+
+/// A job with everything `job describe` shows.
+#[derive(Debug, Clone)]
+pub struct JobDetails {
+    /// The job.
+    pub job: Job,
+    /// Its executions.
+    pub executions: Vec<Execution>,
+    /// Its history.
+    pub history: Vec<JobHistory>,
+    /// Nodes not chosen and why.
+    pub placement: Vec<Placement>,
+}
+
+/// A running orchestrator. Cheap to clone.
+#[derive(Clone)]
+pub struct Orchestrator {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    commands: mpsc::Sender<Command>,
+    reader: SharedReader,
+    links: Links,
+    logs: LogRegistry,
+    sessions: AtomicU64,
+    config: OrchestratorConfig,
+}
+
+impl Orchestrator {
+    /// Opens the store and starts the engine thread.
+    pub fn start(config: OrchestratorConfig) -> Result<Orchestrator, OrchestratorError> {
+        let store = OrchestratorStore::open(&config.data_dir)?;
+        let reader = store.reader()?;
+        let links = Links::default();
+        let logs = LogRegistry::default();
+        let engine = Engine::new(store, config.clone(), links.clone(), logs.clone())?;
+        let (tx, rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("shoal-engine".into())
+            .spawn(move || engine.run(rx))
+            .map_err(|e| OrchestratorError::Unavailable(format!("cannot start the engine thread: {e}")))?;
+        Ok(Orchestrator {
+            inner: Arc::new(Inner { commands: tx, reader, links, logs, sessions: AtomicU64::new(0), config }),
+        })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &OrchestratorConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn send(&self, cmd: Command) -> Result<(), OrchestratorError> {
+        self.inner
+            .commands
+            .send(cmd)
+            .map_err(|_| OrchestratorError::Unavailable("the orchestrator is shutting down".into()))
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, OrchestratorError>>) -> Command) -> Result<T, OrchestratorError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx))?;
+        rx.await.map_err(|_| OrchestratorError::Unavailable("the orchestrator engine stopped".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(shoal_store::Reader<'_>) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, OrchestratorError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.reader.with(f))
+            .await
+            .map_err(|e| OrchestratorError::Unavailable(format!("read failed: {e}")))?
+            .map_err(OrchestratorError::from)
+    }
+
+    /// Submits a validated job; returns its id and its state after the first placement.
+    pub async fn submit(&self, job: Job) -> Result<SubmitOutcome, OrchestratorError> {
+        self.ask(|reply| Command::Submit { job: Box::new(job), reply }).await
+    }
+
+    /// Stops a job (by id, unique id prefix or name).
+    pub async fn stop(&self, key: &str, reason: &str) -> Result<Job, OrchestratorError> {
+        let job = self.job(key).await?;
+        let (job_id, reason) = (job.id.clone(), reason.to_string());
+        self.ask(|reply| Command::Stop { job_id, reason, reply }).await?;
+        self.job(&job.id).await
+    }
+
+    /// Finds a job by id, unique id prefix or name.
+    pub async fn job(&self, key: &str) -> Result<Job, OrchestratorError> {
+        let k = key.to_string();
+        let found = self
+            .read(move |r| match r.job(&k)? {
+                Some(j) => Ok(vec![j]),
+                None => r.jobs_matching(&k, 10),
+            })
+            .await?;
+        match found.len() {
+            1 => Ok(found.into_iter().next().expect("one job")),
+            0 => Err(OrchestratorError::NotFound(format!(
+                "job {key} not found; `shoal job list` shows the jobs this orchestrator knows"
+            ))),
+            _ => Err(OrchestratorError::BadRequest(format!(
+                "job {key} is ambiguous: it matches {}; give more of the id",
+                found.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        }
+    }
+
+    /// A job with its executions, history and placement reasons.
+    pub async fn job_details(&self, key: &str) -> Result<JobDetails, OrchestratorError> {
+        let job = self.job(key).await?;
+        let id = job.id.clone();
+        let (executions, history, placement) = self
+            .read(move |r| Ok((r.executions(&id)?, r.history(&id, 0)?, r.placement(&id)?)))
+            .await?;
+        let placement = serde_json::from_str::<Vec<Placement>>(&placement).unwrap_or_default();
+        Ok(JobDetails { job, executions, history, placement })
+    }
+
+    /// A page of jobs.
+    pub async fn list_jobs(&self, filter: JobFilter) -> Result<Vec<Job>, OrchestratorError> {
+        self.read(move |r| r.jobs(&filter)).await
+    }
+
+    /// A job's executions.
+    pub async fn executions(&self, key: &str) -> Result<Vec<Execution>, OrchestratorError> {
+        let id = self.job(key).await?.id;
+        self.read(move |r| r.executions(&id)).await
+    }
+
+    /// A job's history after a sequence number.
+    pub async fn history(&self, key: &str, after: u64) -> Result<Vec<JobHistory>, OrchestratorError> {
+        let id = self.job(key).await?.id;
+        self.read(move |r| r.history(&id, after)).await
+    }
+
+    /// Every known node, with live connection state.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, OrchestratorError> {
+        let mut nodes = self.read(|r| r.nodes()).await?;
+        for n in &mut nodes {
+            if !self.inner.links.is_connected(&n.info.node_id) {
+                n.connection = shoal_types::ConnectionStatus::Disconnected;
+                n.connection_state.status = shoal_types::ConnectionStatus::Disconnected;
+            }
+        }
+        Ok(nodes)
+    }
+
+    /// One node by id or unique id prefix.
+    pub async fn node(&self, key: &str) -> Result<NodeState, OrchestratorError> {
+        let nodes = self.nodes().await?;
+        if let Some(n) = nodes.iter().find(|n| n.info.node_id == key) {
+            return Ok(n.clone());
+        }
+        let found: Vec<_> = nodes.into_iter().filter(|n| n.info.node_id.starts_with(key)).collect();
+        match found.len() {
+            1 => Ok(found.into_iter().next().expect("one node")),
+            0 => Err(OrchestratorError::NotFound(format!("node {key} not found; `shoal node list` shows known nodes"))),
+            _ => Err(OrchestratorError::BadRequest(format!("node {key} is ambiguous; give more of the id"))),
+        }
+    }
+
+    /// Approves, rejects or deletes a node.
+    pub async fn node_action(&self, key: &str, action: &str) -> Result<(), OrchestratorError> {
+        let node_id = self.node(key).await?.info.node_id;
+        let action = action.to_string();
+        self.ask(|reply| Command::NodeAction { node_id, action, reply }).await
+    }
+
+    /// Streams the logs of one of a job's executions (the given one, or the most recently
+    /// changed one that was not discarded), pulled from its node over the agent link.
+    pub async fn logs(&self, key: &str, execution_id: Option<&str>, follow: bool) -> Result<LogStream, OrchestratorError> {
+        let executions = self.executions(key).await?;
+        let chosen = match execution_id {
+            Some(id) => executions.iter().find(|e| e.id.as_str().starts_with(id)).ok_or_else(|| {
+                OrchestratorError::NotFound(format!("execution {id} not found in job {key}; `shoal job executions {key}` lists them"))
+            })?,
+            None => executions
+                .iter()
+                .filter(|e| !e.compute_state.state_type.is_discarded() || e.compute_state.state_type == ComputeStateType::Failed)
+                .max_by_key(|e| e.modify_time)
+                .ok_or_else(|| OrchestratorError::NotFound(format!("job {key} has no executions yet, so it has no logs; it may still be queued (see `shoal job describe {key}`)")))?,
+        };
+        let node = chosen.node_id.to_string();
+        let (id, rx) = self.inner.logs.open(&node);
+        let stream = LogStream { id, rx, registry: self.inner.logs.clone(), links: self.inner.links.clone() };
+        let req = Frame::LogRequest { stream_id: id, execution_id: chosen.id.to_string(), follow };
+        if !self.inner.links.send(&node, req) {
+            return Err(OrchestratorError::Unavailable(format!(
+                "node {node} that ran execution {} is disconnected; its logs can be read when it reconnects",
+                chosen.id
+            )));
+        }
+        Ok(stream)
+    }
+
+    pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Frame>) -> Session {
+        Session { id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1, tx }
+    }
+
+    pub(crate) fn log_registry(&self) -> &LogRegistry {
+        &self.inner.logs
+    }
+}

@@ -1,0 +1,96 @@
+//! The orchestrator side of the agent link: one task per connected node.
+
+use std::time::Duration;
+
+use futures::{Sink, SinkExt, Stream, StreamExt};
+use shoal_transport::Frame;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::engine::Command;
+use crate::handle::Orchestrator;
+use crate::logs::LogEvent;
+
+/// Serves one node's link until it closes. `incoming` yields the node's text frames; `outgoing`
+/// writes ours. The transport (axum's WebSocket in the API crate) only converts messages.
+pub async fn serve_link<I, O>(orch: Orchestrator, mut incoming: I, mut outgoing: O)
+where
+    I: Stream<Item = String> + Unpin + Send,
+    O: Sink<String> + Unpin + Send,
+{
+    let hello = match tokio::time::timeout(Duration::from_secs(10), incoming.next()).await {
+        Ok(Some(text)) => Frame::decode(&text),
+        _ => return,
+    };
+    let (node, applied_seq, token) = match hello {
+        Ok(Frame::Hello { node, applied_seq, token }) => (node, applied_seq, token),
+        Ok(_) => {
+            let _ = outgoing.send(Frame::Refused { reason: "the first frame on the link must be Hello".into() }.encode()).await;
+            return;
+        }
+        Err(e) => {
+            let _ = outgoing.send(Frame::Refused { reason: e }.encode()).await;
+            return;
+        }
+    };
+    let node_id = node.node_id.clone();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let session = orch.new_session(tx);
+    let session_id = session.id;
+    let (reply, accepted) = oneshot::channel();
+    if orch.send(Command::Connect { info: Box::new(node), applied_seq, token, session, reply }).is_err() {
+        return;
+    }
+    match accepted.await {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => {
+            tracing::warn!(node = %node_id, %reason, "node refused");
+            let _ = outgoing.send(Frame::Refused { reason }.encode()).await;
+            return;
+        }
+        Err(_) => return,
+    }
+    loop {
+        tokio::select! {
+            frame = rx.recv() => match frame {
+                Some(f) => if outgoing.send(f.encode()).await.is_err() { break },
+                // The engine dropped this session (replaced, rejected or timed out).
+                None => break,
+            },
+            text = incoming.next() => match text {
+                Some(text) => if !on_frame(&orch, &node_id, &text) { break },
+                None => break,
+            },
+        }
+    }
+    let _ = orch.send(Command::Disconnected { node_id, session_id });
+}
+
+/// Routes one frame from a node; false ends the session.
+fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
+    let frame = match Frame::decode(text) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::warn!(node = %node_id, error = %e, "closing link");
+            return false;
+        }
+    };
+    let node_id = node_id.to_string();
+    let cmd = match frame {
+        Frame::Msg { seq, msg } => Command::Inbound { node_id, seq, msg },
+        Frame::Ack { seq } => Command::Ack { node_id, seq },
+        Frame::Heartbeat { .. } => Command::Heartbeat { node_id },
+        Frame::LogLine { stream_id, stream, line } => {
+            orch.log_registry().deliver(&node_id, stream_id, LogEvent::Line { stream, line });
+            return true;
+        }
+        Frame::LogEnd { stream_id, error } => {
+            orch.log_registry().deliver(&node_id, stream_id, LogEvent::End { error });
+            return true;
+        }
+        other => {
+            tracing::warn!(node = %node_id, ?other, "unexpected frame from a node ignored");
+            return true;
+        }
+    };
+    orch.send(cmd).is_ok()
+}

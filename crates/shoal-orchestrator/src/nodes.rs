@@ -1,0 +1,79 @@
+//! Live node state kept by the engine, and the registry of open link sessions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+use shoal_scheduler::NodeView;
+use shoal_transport::Frame;
+use shoal_types::time::UnixNanos;
+use shoal_types::{NodeState, Resources};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One open link to a node.
+#[derive(Debug, Clone)]
+pub(crate) struct Session {
+    /// Distinguishes a node's successive connections.
+    pub id: u64,
+    /// Frames to write to the node.
+    pub tx: UnboundedSender<Frame>,
+}
+
+/// Open sessions by node id, shared with the API handle (for log requests).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Links(Arc<Mutex<HashMap<String, Session>>>);
+
+impl Links {
+    pub fn insert(&self, node_id: &str, session: Session) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(node_id.to_string(), session);
+    }
+
+    /// Removes the node's session if it is still `session_id` (a newer one may have replaced it).
+    pub fn remove_if(&self, node_id: &str, session_id: Option<u64>) -> bool {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match map.get(node_id) {
+            Some(s) if session_id.is_none_or(|id| id == s.id) => {
+                map.remove(node_id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Sends a frame to a connected node; false when it is not connected.
+    pub fn send(&self, node_id: &str, frame: Frame) -> bool {
+        let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        map.get(node_id).is_some_and(|s| s.tx.send(frame).is_ok())
+    }
+
+    pub fn is_connected(&self, node_id: &str) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(node_id)
+    }
+}
+
+/// What the engine knows about a node between store writes.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveNode {
+    pub state: NodeState,
+    /// Last heartbeat or connection, Unix nanos.
+    pub last_seen: UnixNanos,
+    /// Resources reserved by non-terminal executions placed here.
+    pub allocated: HashMap<String, Resources>,
+}
+
+impl LiveNode {
+    pub fn new(state: NodeState, now: UnixNanos) -> Self {
+        LiveNode { state, last_seen: now, allocated: HashMap::new() }
+    }
+
+    pub fn free(&self) -> Resources {
+        let used = self.allocated.values().fold(Resources::default(), |acc, r| acc.add(r));
+        self.state.info.compute_node_info.max_capacity.saturating_sub(&used)
+    }
+
+    pub fn view(&self) -> NodeView {
+        NodeView { state: self.state.clone(), free: self.free(), last_seen: self.last_seen }
+    }
+}
+
+/// Every known node.
+pub(crate) type NodeTable = BTreeMap<String, LiveNode>;

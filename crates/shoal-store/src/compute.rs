@@ -1,0 +1,147 @@
+//! A compute node's store: its identity, its executions and its outbox to the orchestrator.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use shoal_types::Execution;
+
+use crate::db::{self, StoreError, Tx, from_json, to_json};
+use crate::outbox::{self, OutboxEntry};
+
+const MIGRATIONS: &[&str] = &[
+    "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE executions (id TEXT PRIMARY KEY, state TEXT NOT NULL, body TEXT NOT NULL);
+CREATE INDEX executions_by_state ON executions (state);
+",
+    outbox::SCHEMA,
+];
+
+/// Where an execution is on this node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalState {
+    /// Admitted; inputs being prepared.
+    Accepted,
+    /// The engine is running it.
+    Running,
+    /// Ended with an exit code.
+    Completed,
+    /// Ended without one.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl LocalState {
+    /// Whether the execution has ended.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, LocalState::Completed | LocalState::Failed | LocalState::Cancelled)
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            LocalState::Accepted => "Accepted",
+            LocalState::Running => "Running",
+            LocalState::Completed => "Completed",
+            LocalState::Failed => "Failed",
+            LocalState::Cancelled => "Cancelled",
+        }
+    }
+}
+
+/// An execution as this node keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LocalExecution {
+    /// The execution, with its job embedded.
+    pub execution: Execution,
+    /// Local state.
+    pub state: LocalState,
+}
+
+/// A compute node's store (`dir/compute/state.db`).
+pub struct ComputeStore {
+    conn: Connection,
+}
+
+/// The peer name used for the orchestrator's link in the outbox tables.
+pub const ORCHESTRATOR_PEER: &str = "orchestrator";
+
+impl ComputeStore {
+    /// Opens or creates the store.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join("compute").join("state.db");
+        Ok(ComputeStore { conn: db::open(&path, MIGRATIONS)? })
+    }
+
+    /// Starts a write transaction.
+    pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
+        Ok(Tx { tx: self.conn.transaction()? })
+    }
+
+    /// A value from the metadata table (e.g. the node id).
+    pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Sets a metadata value.
+    pub fn set_meta(&self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            params![key, value],
+        )?;
+        Ok(())
+    }
+
+    /// One execution.
+    pub fn execution(&self, id: &str) -> Result<Option<LocalExecution>, StoreError> {
+        let body: Option<String> = self
+            .conn
+            .query_row("SELECT body FROM executions WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?;
+        body.map(|b| from_json("execution", &b)).transpose()
+    }
+
+    /// Executions that have not ended.
+    pub fn live_executions(&self) -> Result<Vec<LocalExecution>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT body FROM executions WHERE state IN ('Accepted', 'Running')")?;
+        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
+        rows.map(|b| from_json("execution", &b?)).collect()
+    }
+
+    /// Messages to the orchestrator after `after`, in order.
+    pub fn outbox_pending(&self, after: u64) -> Result<Vec<OutboxEntry>, StoreError> {
+        outbox::pending(&self.conn, ORCHESTRATOR_PEER, after)
+    }
+
+    /// The highest orchestrator sequence applied here.
+    pub fn applied_seq(&self) -> Result<u64, StoreError> {
+        outbox::link_applied(&self.conn, ORCHESTRATOR_PEER)
+    }
+}
+
+impl Tx<'_> {
+    /// Inserts or replaces a local execution.
+    pub fn put_local_execution(&self, e: &LocalExecution) -> Result<(), StoreError> {
+        self.tx.execute(
+            "INSERT INTO executions (id, state, body) VALUES (?1, ?2, ?3)
+             ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
+            params![e.execution.id.as_str(), e.state.as_str(), to_json(e)],
+        )?;
+        Ok(())
+    }
+
+    /// A local execution, read inside the transaction.
+    pub fn local_execution(&self, id: &str) -> Result<Option<LocalExecution>, StoreError> {
+        let body: Option<String> = self
+            .tx
+            .query_row("SELECT body FROM executions WHERE id = ?1", params![id], |r| r.get(0))
+            .optional()?;
+        body.map(|b| from_json("execution", &b)).transpose()
+    }
+}

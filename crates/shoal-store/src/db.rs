@@ -1,0 +1,102 @@
+//! Opening databases, migrations and the transaction wrapper.
+
+use std::path::Path;
+
+use rusqlite::{Connection, OpenFlags};
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite reported an error.
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A stored row could not be decoded (a bug, or a file written by a newer Shoal).
+    #[error("stored {what} is unreadable: {source}; was this data dir written by a newer shoal?")]
+    Corrupt {
+        /// What kind of object.
+        what: &'static str,
+        /// The decode error.
+        source: serde_json::Error,
+    },
+    /// The data dir could not be prepared.
+    #[error("cannot open state database {path}: {message}")]
+    Open {
+        /// The file.
+        path: String,
+        /// Why.
+        message: String,
+    },
+}
+
+/// Opens (creating if needed) a database file and brings its schema to the latest version.
+pub(crate) fn open(path: &Path, migrations: &[&str]) -> Result<Connection, StoreError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+    }
+    let conn = Connection::open(path).map_err(|e| StoreError::Open {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })?;
+    configure(&conn)?;
+    migrate(&conn, migrations)?;
+    Ok(conn)
+}
+
+/// A second, read-only connection to the same file, for API reads beside the writer.
+pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(conn)
+}
+
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    // WAL lets API reads proceed beside the single writer. synchronous=NORMAL in WAL mode
+    // keeps every committed transaction across a process crash (kill -9); only an OS crash or
+    // power loss can drop the last commits, which the agent link's replay then re-sends.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    Ok(())
+}
+
+fn migrate(conn: &Connection, migrations: &[&str]) -> Result<(), StoreError> {
+    let current: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    for (i, sql) in migrations.iter().enumerate().skip(current as usize) {
+        let tx = conn.unchecked_transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// An open write transaction; dropped without [`Tx::commit`] it rolls back.
+pub struct Tx<'a> {
+    pub(crate) tx: rusqlite::Transaction<'a>,
+}
+
+impl Tx<'_> {
+    /// Makes every change in the transaction durable.
+    pub fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+pub(crate) fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).expect("model types always serialise")
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    what: &'static str,
+    s: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|source| StoreError::Corrupt { what, source })
+}

@@ -1,0 +1,19 @@
+//! Durable state, in embedded SQLite (WAL mode).
+//!
+//! Two stores share one approach: [`OrchestratorStore`] keeps jobs, executions, history, nodes
+//! and the per-node outbox of the agent link; [`ComputeStore`] keeps a node's own executions and
+//! its outbox towards the orchestrator. Rows hold the Bacalhau-shaped JSON of each object plus
+//! the few columns that queries filter on, so the wire format and the stored format never drift.
+//!
+//! Every mutation that must be atomic (an execution update together with the outbox message it
+//! causes and the link sequence it consumed) happens inside one [`Tx`], committed once.
+
+mod compute;
+mod db;
+mod orchestrator;
+mod outbox;
+
+pub use compute::{ComputeStore, LocalExecution, LocalState, ORCHESTRATOR_PEER};
+pub use db::{StoreError, Tx};
+pub use orchestrator::{JobFilter, OrchestratorStore, Reader, SharedReader};
+pub use outbox::OutboxEntry;

@@ -1,0 +1,85 @@
+//! The outbox of the agent link: messages persisted before they are sent, deleted when the
+//! peer acknowledges them, and replayed in order after a reconnect.
+//!
+//! Each peer (a node on the orchestrator; the orchestrator on a node) has its own sequence.
+//! `links.next_seq` is the next number to hand out; `links.applied_seq` is the highest number
+//! received *from* that peer and applied, which makes inbound delivery idempotent.
+
+use rusqlite::{OptionalExtension, params};
+
+use crate::db::{StoreError, Tx};
+
+/// A message waiting for its acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    /// Its sequence number on this link.
+    pub seq: u64,
+    /// The serialised message.
+    pub body: String,
+}
+
+pub(crate) const SCHEMA: &str = "
+CREATE TABLE outbox (peer TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (peer, seq));
+CREATE TABLE links (peer TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, applied_seq INTEGER NOT NULL);
+";
+
+impl Tx<'_> {
+    /// Appends a message for `peer` and returns its sequence number.
+    pub fn outbox_push(&self, peer: &str, body: &str) -> Result<u64, StoreError> {
+        self.tx.execute(
+            "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, 0) ON CONFLICT(peer) DO NOTHING",
+            params![peer],
+        )?;
+        let seq: u64 = self.tx.query_row(
+            "UPDATE links SET next_seq = next_seq + 1 WHERE peer = ?1 RETURNING next_seq - 1",
+            params![peer],
+            |r| r.get(0),
+        )?;
+        self.tx.execute(
+            "INSERT INTO outbox (peer, seq, body) VALUES (?1, ?2, ?3)",
+            params![peer, seq, body],
+        )?;
+        Ok(seq)
+    }
+
+    /// Records that messages from `peer` up to `seq` were applied. Returns false, changing
+    /// nothing, when `seq` was already applied (a replay).
+    pub fn mark_applied(&self, peer: &str, seq: u64) -> Result<bool, StoreError> {
+        let applied = link_applied(&self.tx, peer)?;
+        if seq <= applied {
+            return Ok(false);
+        }
+        self.tx.execute(
+            "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, ?2)
+             ON CONFLICT(peer) DO UPDATE SET applied_seq = excluded.applied_seq",
+            params![peer, seq],
+        )?;
+        Ok(true)
+    }
+
+    /// Drops messages to `peer` that it has acknowledged.
+    pub fn outbox_ack(&self, peer: &str, upto: u64) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2", params![peer, upto])?;
+        Ok(())
+    }
+
+    /// Forgets everything about a peer's link (the node was deleted).
+    pub fn link_forget(&self, peer: &str) -> Result<(), StoreError> {
+        self.tx.execute("DELETE FROM outbox WHERE peer = ?1", params![peer])?;
+        self.tx.execute("DELETE FROM links WHERE peer = ?1", params![peer])?;
+        Ok(())
+    }
+}
+
+pub(crate) fn link_applied(conn: &rusqlite::Connection, peer: &str) -> Result<u64, StoreError> {
+    Ok(conn
+        .query_row("SELECT applied_seq FROM links WHERE peer = ?1", params![peer], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0))
+}
+
+pub(crate) fn pending(conn: &rusqlite::Connection, peer: &str, after: u64) -> Result<Vec<OutboxEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached("SELECT seq, body FROM outbox WHERE peer = ?1 AND seq > ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![peer, after], |r| Ok(OutboxEntry { seq: r.get(0)?, body: r.get(1)? }))?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

@@ -1,0 +1,182 @@
+//! The agent link's vocabulary.
+//!
+//! A compute node dials `ws(s)://orchestrator/api/v1/agent/link` (one outbound connection, so it
+//! works behind NAT and proxies) and both sides exchange [`Frame`]s as JSON text messages:
+//!
+//! ```text
+//!  compute                                   orchestrator
+//!     │── Hello{node info, applied_seq} ──────────►│   applied_seq: last orchestrator message
+//!     │◄───────────── Welcome{applied_seq} ────────│   the node applied (and vice versa)
+//!     │◄── Msg{seq, Run|Cancel} ── Ack{seq} ──────►│   both directions: persisted before send,
+//!     │── Msg{seq, Update} ──► ◄── Ack{seq} ───────│   resent after reconnect until acked,
+//!     │── Heartbeat ──────────────────────────────►│   applied once (seq dedupe)
+//!     │◄── LogRequest / ──► LogLine, LogEnd ───────│   ephemeral: logs pulled over the link
+//! ```
+//!
+//! Durable [`Message`]s carry work and its outcome; everything else is ephemeral. The frames are
+//! plain serde types so that a second transport (NATS for very large fleets) can carry them
+//! unchanged.
+
+use serde::{Deserialize, Serialize};
+use shoal_types::{ComputeStateType, Execution, NodeInfo, Resources, RunOutput, SpecConfig};
+
+/// The link protocol version spoken by this build.
+pub const PROTOCOL: &str = "shoal/v1";
+
+/// The HTTP path the compute node dials.
+pub const LINK_PATH: &str = "/api/v1/agent/link";
+
+/// One message on the link.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "t")]
+pub enum Frame {
+    /// First frame from the node.
+    Hello {
+        /// What the node is and offers.
+        node: NodeInfo,
+        /// Highest orchestrator message sequence the node has applied.
+        applied_seq: u64,
+        /// Join token, when the orchestrator requires one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// The orchestrator accepted the node.
+    Welcome {
+        /// Highest node message sequence the orchestrator has applied.
+        applied_seq: u64,
+    },
+    /// The orchestrator refused the node; the link closes.
+    Refused {
+        /// Why, and what to do.
+        reason: String,
+    },
+    /// A durable message.
+    Msg {
+        /// Its sequence number in the sender's stream.
+        seq: u64,
+        /// The message.
+        msg: Message,
+    },
+    /// Everything up to `seq` was applied by the receiver.
+    Ack {
+        /// Highest applied sequence.
+        seq: u64,
+    },
+    /// Liveness and capacity, from the node.
+    Heartbeat {
+        /// Capacity free on the node.
+        available: Resources,
+        /// Executions running now.
+        running: u32,
+    },
+    /// The orchestrator asks for an execution's logs.
+    LogRequest {
+        /// Correlates the replies.
+        stream_id: u64,
+        /// Which execution.
+        execution_id: String,
+        /// Keep streaming until the execution ends.
+        follow: bool,
+    },
+    /// A log chunk.
+    LogLine {
+        /// Which request.
+        stream_id: u64,
+        /// 1 = stdout, 2 = stderr (Bacalhau's numbering).
+        stream: u8,
+        /// The text.
+        line: String,
+    },
+    /// No more log chunks for this request.
+    LogEnd {
+        /// Which request.
+        stream_id: u64,
+        /// Set when the logs could not be read.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The orchestrator no longer wants a log stream.
+    LogCancel {
+        /// Which request.
+        stream_id: u64,
+    },
+}
+
+/// A durable message: persisted before sending, applied exactly once in effect.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind")]
+pub enum Message {
+    /// Orchestrator → node: run this execution (the job is embedded).
+    Run {
+        /// The execution to run.
+        execution: Box<Execution>,
+    },
+    /// Orchestrator → node: stop this execution.
+    Cancel {
+        /// Which execution.
+        execution_id: String,
+        /// Why.
+        reason: String,
+    },
+    /// Node → orchestrator: an execution changed state.
+    Update(ExecutionReport),
+}
+
+/// What a node reports about one of its executions.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionReport {
+    /// Which execution.
+    pub execution_id: String,
+    /// Its job.
+    pub job_id: String,
+    /// The new state.
+    pub state: ComputeStateType,
+    /// Why, in words.
+    #[serde(default)]
+    pub message: String,
+    /// For failures: whether another node might succeed.
+    #[serde(default)]
+    pub retryable: bool,
+    /// The task's output, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_output: Option<RunOutput>,
+    /// Where results were published.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published: Option<SpecConfig>,
+}
+
+impl Frame {
+    /// Encodes a frame as JSON text.
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).expect("frames always serialise")
+    }
+
+    /// Decodes a frame; the error says what arrived.
+    pub fn decode(text: &str) -> Result<Frame, String> {
+        serde_json::from_str(text).map_err(|e| {
+            let head: String = text.chars().take(80).collect();
+            format!("malformed link frame ({e}): {head}")
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_as_json_text() {
+        let f = Frame::Msg {
+            seq: 7,
+            msg: Message::Cancel { execution_id: "e-1".into(), reason: "stop".into() },
+        };
+        assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+    }
+
+    #[test]
+    fn malformed_frames_are_reported_with_their_start() {
+        let err = Frame::decode("{\"t\":\"Nope\"}").unwrap_err();
+        assert!(err.starts_with("malformed link frame"), "{err}");
+        assert!(err.contains("Nope"));
+    }
+}
