@@ -41,7 +41,8 @@ pub enum TemplateError {
 
 /// Whether the text contains template actions (`{{ ... }}`) and so needs rendering.
 pub fn has_actions(text: &str) -> bool {
-    text.find("{{").is_some_and(|start| text[start + 2..].contains("}}"))
+    text.find("{{")
+        .is_some_and(|start| text[start + 2..].contains("}}"))
 }
 
 /// Renders `text` with `vars` as the template's data (`.`).
@@ -58,25 +59,35 @@ pub fn render(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Tem
         let syntax = |message: String| TemplateError::Syntax { line, message };
         let mut literal = &rest[..open];
         let mut body_start = open + 2;
-        if rest[body_start..].starts_with('-') && rest[body_start + 1..].starts_with(char::is_whitespace) {
+        if rest[body_start..].starts_with('-')
+            && rest[body_start + 1..].starts_with(char::is_whitespace)
+        {
             literal = literal.trim_end();
             body_start += 1;
         }
         out.push_str(literal);
-        let close = find_close(&rest[body_start..]).ok_or_else(|| syntax("unclosed action: add }}".into()))?;
+        let close = find_close(&rest[body_start..])
+            .ok_or_else(|| syntax("unclosed action: add }}".into()))?;
         let mut body = &rest[body_start..body_start + close];
         let mut after = body_start + close + 2;
-        let trim_after = body.ends_with('-') && body[..body.len() - 1].ends_with(char::is_whitespace);
+        let trim_after =
+            body.ends_with('-') && body[..body.len() - 1].ends_with(char::is_whitespace);
         if trim_after {
             body = &body[..body.len() - 1];
         }
         let body = body.trim();
         if !(body.starts_with("/*") && body.ends_with("*/")) {
             let tokens = tokenize(body).map_err(syntax)?;
-            let mut parser = Parser { tokens: &tokens, pos: 0 };
+            let mut parser = Parser {
+                tokens: &tokens,
+                pos: 0,
+            };
             let expr = parser.command().map_err(syntax)?;
             if parser.pos != tokens.len() {
-                return Err(syntax(format!("unexpected {} in {{{{{body}}}}}", tokens[parser.pos].describe())));
+                return Err(syntax(format!(
+                    "unexpected {} in {{{{{body}}}}}",
+                    tokens[parser.pos].describe()
+                )));
             }
             match eval(&expr, vars).map_err(syntax)? {
                 Val::Str(s) => out.push_str(&s),
@@ -84,7 +95,11 @@ pub fn render(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Tem
                 Val::Missing(name) => {
                     missing.insert(name);
                 }
-                Val::Dot => return Err(syntax("{{.}} prints all variables; name one, e.g. {{.key}}".into())),
+                Val::Dot => {
+                    return Err(syntax(
+                        "{{.}} prints all variables; name one, e.g. {{.key}}".into(),
+                    ));
+                }
             }
         }
         if trim_after {
@@ -98,7 +113,9 @@ pub fn render(text: &str, vars: &BTreeMap<String, String>) -> Result<String, Tem
     if missing.is_empty() {
         Ok(out)
     } else {
-        Err(TemplateError::Missing { names: missing.into_iter().collect() })
+        Err(TemplateError::Missing {
+            names: missing.into_iter().collect(),
+        })
     }
 }
 
@@ -171,7 +188,10 @@ fn tokenize(body: &str) -> Result<Vec<Token>, String> {
                 tokens.push(Token::Field(chars[start..end].iter().collect()));
             }
             if end < chars.len() && chars[end] == '.' {
-                return Err("nested fields (.a.b) are not supported: variables are flat; use {{.key}}".into());
+                return Err(
+                    "nested fields (.a.b) are not supported: variables are flat; use {{.key}}"
+                        .into(),
+                );
             }
             i = end;
         } else if c == '"' {
@@ -200,7 +220,10 @@ fn tokenize(body: &str) -> Result<Vec<Token>, String> {
             tokens.push(Token::Str(s));
             i += 1;
         } else if c == '`' {
-            let end = chars[i + 1..].iter().position(|&x| x == '`').ok_or("unterminated raw string literal")?;
+            let end = chars[i + 1..]
+                .iter()
+                .position(|&x| x == '`')
+                .ok_or("unterminated raw string literal")?;
             tokens.push(Token::Str(chars[i + 1..i + 1 + end].iter().collect()));
             i += end + 2;
         } else if c.is_alphabetic() || c == '_' {
@@ -210,7 +233,10 @@ fn tokenize(body: &str) -> Result<Vec<Token>, String> {
             }
             tokens.push(Token::Ident(chars[start..i].iter().collect()));
         } else if c == '|' {
-            return Err("pipelines (|) are not supported; call the function directly, e.g. {{or .a \"x\"}}".into());
+            return Err(
+                "pipelines (|) are not supported; call the function directly, e.g. {{or .a \"x\"}}"
+                    .into(),
+            );
         } else if c == '$' {
             return Err("template variables ($x) are not supported; use {{.key}}".into());
         } else {
@@ -229,7 +255,9 @@ enum Expr {
 }
 
 const FUNCTIONS: [&str; 6] = ["or", "and", "not", "eq", "ne", "index"];
-const CONTROL: [&str; 8] = ["if", "else", "end", "range", "with", "define", "template", "block"];
+const CONTROL: [&str; 8] = [
+    "if", "else", "end", "range", "with", "define", "template", "block",
+];
 
 struct Parser<'a> {
     tokens: &'a [Token],
@@ -245,10 +273,15 @@ impl Parser<'_> {
                 let name = name.clone();
                 self.pos += 1;
                 if CONTROL.contains(&name.as_str()) {
-                    return Err(format!("{name} actions are not supported; only variable lookups and or/index"));
+                    return Err(format!(
+                        "{name} actions are not supported; only variable lookups and or/index"
+                    ));
                 }
                 if !FUNCTIONS.contains(&name.as_str()) {
-                    return Err(format!("function {name:?} is not supported (supported: {})", FUNCTIONS.join(", ")));
+                    return Err(format!(
+                        "function {name:?} is not supported (supported: {})",
+                        FUNCTIONS.join(", ")
+                    ));
                 }
                 let mut args = Vec::new();
                 while self.pos < self.tokens.len() && self.tokens[self.pos] != Token::Close {
@@ -261,7 +294,11 @@ impl Parser<'_> {
     }
 
     fn operand(&mut self) -> Result<Expr, String> {
-        let token = self.tokens.get(self.pos).cloned().ok_or("missing argument")?;
+        let token = self
+            .tokens
+            .get(self.pos)
+            .cloned()
+            .ok_or("missing argument")?;
         self.pos += 1;
         match token {
             Token::Dot => Ok(Expr::Dot),
@@ -277,7 +314,9 @@ impl Parser<'_> {
                     _ => Err("missing ')'".into()),
                 }
             }
-            Token::Ident(name) => Err(format!("function {name:?} needs parentheses when used as an argument: ({name} ...)")),
+            Token::Ident(name) => Err(format!(
+                "function {name:?} needs parentheses when used as an argument: ({name} ...)"
+            )),
             Token::Close => Err("unexpected ')'".into()),
         }
     }
@@ -312,15 +351,30 @@ fn eval(expr: &Expr, vars: &BTreeMap<String, String>) -> Result<Val, String> {
         Expr::Field(f) => lookup(f),
         Expr::Str(s) => Val::Str(s.clone()),
         Expr::Call(name, args) => {
-            let vals = args.iter().map(|a| eval(a, vars)).collect::<Result<Vec<_>, _>>()?;
+            let vals = args
+                .iter()
+                .map(|a| eval(a, vars))
+                .collect::<Result<Vec<_>, _>>()?;
             match name.as_str() {
                 "index" => match vals.as_slice() {
                     [Val::Dot, Val::Str(key)] => lookup(key),
-                    _ => return Err("index takes the data and a quoted key: (index . \"key\")".into()),
+                    _ => {
+                        return Err(
+                            "index takes the data and a quoted key: (index . \"key\")".into()
+                        );
+                    }
                 },
                 // Go's or/and return the deciding argument itself, not a boolean.
-                "or" if !vals.is_empty() => vals.iter().find(|v| v.truthy()).unwrap_or(&vals[vals.len() - 1]).clone(),
-                "and" if !vals.is_empty() => vals.iter().find(|v| !v.truthy()).unwrap_or(&vals[vals.len() - 1]).clone(),
+                "or" if !vals.is_empty() => vals
+                    .iter()
+                    .find(|v| v.truthy())
+                    .unwrap_or(&vals[vals.len() - 1])
+                    .clone(),
+                "and" if !vals.is_empty() => vals
+                    .iter()
+                    .find(|v| !v.truthy())
+                    .unwrap_or(&vals[vals.len() - 1])
+                    .clone(),
                 "not" if vals.len() == 1 => Val::Bool(!vals[0].truthy()),
                 "eq" | "ne" if vals.len() == 2 => {
                     for v in &vals {
@@ -341,19 +395,28 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
     fn field_lookups_with_and_without_spaces() {
         let v = vars(&[("greeting", "hi"), ("name", "x")]);
-        assert_eq!(render("echo {{.greeting}} {{ .name }}", &v).unwrap(), "echo hi x");
+        assert_eq!(
+            render("echo {{.greeting}} {{ .name }}", &v).unwrap(),
+            "echo hi x"
+        );
     }
 
     #[test]
     fn index_reads_keys_that_are_not_identifiers() {
         let v = vars(&[("start-time", "10:00")]);
-        assert_eq!(render(r#"- {{index . "start-time"}}"#, &v).unwrap(), "- 10:00");
+        assert_eq!(
+            render(r#"- {{index . "start-time"}}"#, &v).unwrap(),
+            "- 10:00"
+        );
     }
 
     #[test]
@@ -361,17 +424,36 @@ mod tests {
         let t = r#"--dir={{or (index . "dir") "/app"}}"#;
         assert_eq!(render(t, &vars(&[])).unwrap(), "--dir=/app");
         assert_eq!(render(t, &vars(&[("dir", "")])).unwrap(), "--dir=/app");
-        assert_eq!(render(t, &vars(&[("dir", "/data")])).unwrap(), "--dir=/data");
-        assert_eq!(render(r#"{{or (index . "end-time") ""}}"#, &vars(&[])).unwrap(), "");
+        assert_eq!(
+            render(t, &vars(&[("dir", "/data")])).unwrap(),
+            "--dir=/data"
+        );
+        assert_eq!(
+            render(r#"{{or (index . "end-time") ""}}"#, &vars(&[])).unwrap(),
+            ""
+        );
     }
 
     #[test]
     fn missing_variables_are_named_together_with_the_fix() {
         let err = render("{{.query}} {{.a}} {{.query}}", &vars(&[])).unwrap_err();
-        assert_eq!(err, TemplateError::Missing { names: vec!["a".into(), "query".into()] });
-        assert_eq!(err.to_string(), "template variables not set: a, query; pass each with -V key=value (e.g. -V a=...)");
-        let one = render("{{index . \"k\"}}", &vars(&[])).unwrap_err().to_string();
-        assert_eq!(one, "template variable not set: k; pass it with -V key=value (e.g. -V k=...)");
+        assert_eq!(
+            err,
+            TemplateError::Missing {
+                names: vec!["a".into(), "query".into()]
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "template variables not set: a, query; pass each with -V key=value (e.g. -V a=...)"
+        );
+        let one = render("{{index . \"k\"}}", &vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            one,
+            "template variable not set: k; pass it with -V key=value (e.g. -V k=...)"
+        );
     }
 
     #[test]
@@ -384,10 +466,28 @@ mod tests {
     #[test]
     fn unsupported_constructs_are_errors_with_their_line() {
         let err = render("a\n{{ if .x }}b{{ end }}", &vars(&[])).unwrap_err();
-        assert!(matches!(err, TemplateError::Syntax { line: 2, .. }), "{err}");
-        assert!(render("{{ .a | upper }}", &vars(&[("a", "x")])).unwrap_err().to_string().contains("pipelines"));
-        assert!(render("{{ .a ", &vars(&[])).unwrap_err().to_string().contains("unclosed"));
-        assert!(render("{{ printf \"%s\" .a }}", &vars(&[])).unwrap_err().to_string().contains("\"printf\" is not supported"));
+        assert!(
+            matches!(err, TemplateError::Syntax { line: 2, .. }),
+            "{err}"
+        );
+        assert!(
+            render("{{ .a | upper }}", &vars(&[("a", "x")]))
+                .unwrap_err()
+                .to_string()
+                .contains("pipelines")
+        );
+        assert!(
+            render("{{ .a ", &vars(&[]))
+                .unwrap_err()
+                .to_string()
+                .contains("unclosed")
+        );
+        assert!(
+            render("{{ printf \"%s\" .a }}", &vars(&[]))
+                .unwrap_err()
+                .to_string()
+                .contains("\"printf\" is not supported")
+        );
     }
 
     #[test]

@@ -23,7 +23,9 @@ Tasks[0].InputSources";
 /// Recognises a pre-v1 document: `APIVersion` anywhere at the top, or a `Job`/`Spec` wrapper.
 pub(crate) fn pre_v1(top: &Map<String, Value>) -> Option<FieldError> {
     let get = |m: &Map<String, Value>, k: &str| {
-        m.iter().find(|(key, _)| key.eq_ignore_ascii_case(k)).map(|(key, v)| (key.clone(), v.clone()))
+        m.iter()
+            .find(|(key, _)| key.eq_ignore_ascii_case(k))
+            .map(|(key, v)| (key.clone(), v.clone()))
     };
     if let Some((key, _)) = get(top, "APIVersion") {
         return Some(FieldError::new(&key, PRE_V1_MESSAGE.to_string()));
@@ -31,12 +33,17 @@ pub(crate) fn pre_v1(top: &Map<String, Value>) -> Option<FieldError> {
     if let Some((key, Value::Object(inner))) = get(top, "Job") {
         for marker in ["APIVersion", "Spec"] {
             if let Some((k, _)) = get(&inner, marker) {
-                return Some(FieldError::new(&format!("{key}.{k}"), PRE_V1_MESSAGE.to_string()));
+                return Some(FieldError::new(
+                    &format!("{key}.{k}"),
+                    PRE_V1_MESSAGE.to_string(),
+                ));
             }
         }
     }
     if let Some((key, Value::Object(spec))) = get(top, "Spec")
-        && (get(&spec, "Engine").is_some() || get(&spec, "Docker").is_some() || get(&spec, "Deal").is_some())
+        && (get(&spec, "Engine").is_some()
+            || get(&spec, "Docker").is_some()
+            || get(&spec, "Deal").is_some())
     {
         return Some(FieldError::new(&key, PRE_V1_MESSAGE.to_string()));
     }
@@ -48,7 +55,11 @@ pub(crate) fn pre_v1(top: &Map<String, Value>) -> Option<FieldError> {
 ///
 /// `task` is an already-canonicalised task object; keys inside `Params` are matched ignoring
 /// case, as the wasm executor reads them.
-pub(crate) fn upgrade_wasm_task(task: &mut Map<String, Value>, path: &str, errs: &mut Vec<FieldError>) {
+pub(crate) fn upgrade_wasm_task(
+    task: &mut Map<String, Value>,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) {
     let is_wasm = task
         .get("Engine")
         .and_then(|e| e.get("Type"))
@@ -57,7 +68,8 @@ pub(crate) fn upgrade_wasm_task(task: &mut Map<String, Value>, path: &str, errs:
     if !is_wasm {
         return;
     }
-    let Some(Value::Object(params)) = task.get_mut("Engine").and_then(|e| e.get_mut("Params")) else {
+    let Some(Value::Object(params)) = task.get_mut("Engine").and_then(|e| e.get_mut("Params"))
+    else {
         return;
     };
     let mut moved = Vec::new();
@@ -82,7 +94,12 @@ pub(crate) fn upgrade_wasm_task(task: &mut Map<String, Value>, path: &str, errs:
         for (i, item) in list.into_iter().enumerate() {
             if item.is_object() {
                 let default = format!("/wasm/imports/module_{i}.wasm");
-                let (target, source) = as_input_source(item, &default, &format!("{path}.Engine.Params.{key}[{i}]"), errs);
+                let (target, source) = as_input_source(
+                    item,
+                    &default,
+                    &format!("{path}.Engine.Params.{key}[{i}]"),
+                    errs,
+                );
                 targets.push(Value::String(target));
                 moved.push(source);
             } else {
@@ -94,10 +111,12 @@ pub(crate) fn upgrade_wasm_task(task: &mut Map<String, Value>, path: &str, errs:
     if moved.is_empty() {
         return;
     }
-    match task.entry("InputSources").or_insert_with(|| Value::Array(Vec::new())) {
-        Value::Array(list) => list.extend(moved),
-        // A non-list InputSources was already reported by the schema walk.
-        _ => {}
+    // A non-list InputSources was already reported by the schema walk.
+    if let Value::Array(list) = task
+        .entry("InputSources")
+        .or_insert_with(|| Value::Array(Vec::new()))
+    {
+        list.extend(moved);
     }
 }
 
@@ -105,10 +124,23 @@ fn find_key(map: &Map<String, Value>, name: &str) -> Option<String> {
     map.keys().find(|k| k.eq_ignore_ascii_case(name)).cloned()
 }
 
-fn as_input_source(value: Value, default_target: &str, path: &str, errs: &mut Vec<FieldError>) -> (String, Value) {
+fn as_input_source(
+    value: Value,
+    default_target: &str,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> (String, Value) {
     let mut source = schema::normalise(value, &INPUT_SOURCE, path, errs);
-    let target = source.get("Target").and_then(Value::as_str).unwrap_or("").to_string();
-    let target = if target.is_empty() { default_target.to_string() } else { target };
+    let target = source
+        .get("Target")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_string();
+    let target = if target.is_empty() {
+        default_target.to_string()
+    } else {
+        target
+    };
     if let Value::Object(m) = &mut source {
         m.insert("Target".into(), Value::String(target.clone()));
     }
@@ -152,7 +184,10 @@ mod tests {
         upgrade_wasm_task(task.as_object_mut().unwrap(), "Tasks[0]", &mut errs);
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(task["Engine"]["Params"]["entryModule"], "/app/main.wasm");
-        assert_eq!(task["Engine"]["Params"]["ImportModules"], json!(["/wasm/imports/module_0.wasm"]));
+        assert_eq!(
+            task["Engine"]["Params"]["ImportModules"],
+            json!(["/wasm/imports/module_0.wasm"])
+        );
         assert_eq!(task["InputSources"][0]["Source"]["Type"], "urlDownload");
     }
 
@@ -169,7 +204,10 @@ mod tests {
         let doc = json!({"Job": {"APIVersion": "V1beta1", "Spec": {"Engine": "Docker"}}});
         let err = pre_v1(doc.as_object().unwrap()).unwrap();
         assert_eq!(err.path, "Job.APIVersion");
-        assert!(err.message.contains("pre-v1") && err.message.contains("v1 job format"), "{err}");
+        assert!(
+            err.message.contains("pre-v1") && err.message.contains("v1 job format"),
+            "{err}"
+        );
         assert!(pre_v1(json!({"Type": "batch"}).as_object().unwrap()).is_none());
     }
 }

@@ -36,7 +36,10 @@ pub struct FieldError {
 impl FieldError {
     /// An error at `path`.
     pub fn new(path: &str, message: impl Into<String>) -> Self {
-        FieldError { path: path.to_string(), message: message.into() }
+        FieldError {
+            path: path.to_string(),
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +69,15 @@ pub const KNOWN_ENGINES: &[&str] = &["wasm", "docker", "exec", "query", "noop"];
 
 /// Input source types the job language accepts. `ipfs` parses, but nodes refuse it at
 /// placement; `local` and `localDirectory` are the same source under its new and old name.
-pub const KNOWN_INPUT_SOURCES: &[&str] = &["urlDownload", "s3", "localDirectory", "local", "inline", "ipfs", "noop"];
+pub const KNOWN_INPUT_SOURCES: &[&str] = &[
+    "urlDownload",
+    "s3",
+    "localDirectory",
+    "local",
+    "inline",
+    "ipfs",
+    "noop",
+];
 
 /// Publisher types the job language accepts; an empty type means no publisher.
 pub const KNOWN_PUBLISHERS: &[&str] = &["local", "s3", "s3managed", "ipfs", "noop"];
@@ -81,7 +92,11 @@ pub fn parse_job(text: &str) -> Result<Job, SpecError> {
     let mut job = read_job(text)?;
     apply_defaults(&mut job);
     let errors = validate_for_submit(&job);
-    if errors.is_empty() { Ok(job) } else { Err(SpecError::Invalid(errors)) }
+    if errors.is_empty() {
+        Ok(job)
+    } else {
+        Err(SpecError::Invalid(errors))
+    }
 }
 
 /// Reads a job from YAML or JSON text without defaults or validation: syntax, key names,
@@ -101,11 +116,17 @@ pub fn read_job_value(value: Value) -> Result<Job, SpecError> {
     let top = match value {
         Value::Object(map) => map,
         Value::Null => {
-            return Err(invalid("", "the spec is empty; a job needs at least Type and Tasks"));
+            return Err(invalid(
+                "",
+                "the spec is empty; a job needs at least Type and Tasks",
+            ));
         }
         other => {
             let got = schema::describe(&other);
-            return Err(invalid("", format!("expected a mapping of job fields at the top level, got {got}")));
+            return Err(invalid(
+                "",
+                format!("expected a mapping of job fields at the top level, got {got}"),
+            ));
         }
     };
     if let Some(err) = legacy::pre_v1(&top) {
@@ -117,13 +138,20 @@ pub fn read_job_value(value: Value) -> Result<Job, SpecError> {
         _ => serde_json::Map::new(),
     };
     let type_reported = errs.iter().any(|e| e.path == "Type");
-    match job.get("Type").and_then(Value::as_str).and_then(JobType::parse) {
+    match job
+        .get("Type")
+        .and_then(Value::as_str)
+        .and_then(JobType::parse)
+    {
         Some(JobType::Batch | JobType::Service) => {
             job.entry("Count").or_insert(Value::from(1));
         }
         Some(_) => {}
         None if !type_reported => {
-            errs.push(FieldError::new("Type", format!("missing job type ({})", schema::JOB_TYPES_HINT)));
+            errs.push(FieldError::new(
+                "Type",
+                format!("missing job type ({})", schema::JOB_TYPES_HINT),
+            ));
         }
         None => {}
     }
@@ -139,7 +167,8 @@ pub fn read_job_value(value: Value) -> Result<Job, SpecError> {
     }
     // The walk above guarantees the shape, so a failure here is a gap in the schema; report it
     // rather than panic.
-    serde_json::from_value(Value::Object(job)).map_err(|e| invalid("", format!("cannot read the job: {e}")))
+    serde_json::from_value(Value::Object(job))
+        .map_err(|e| invalid("", format!("cannot read the job: {e}")))
 }
 
 /// Fills in what Bacalhau fills in on submit: namespace, task name, the count of ops and
@@ -173,10 +202,10 @@ fn read_document(text: &str) -> Result<Value, SpecError> {
     };
     // JSON first when it looks like JSON: YAML is a superset, but libyaml rejects tab
     // indentation that JSON allows.
-    if text.trim_start().starts_with('{') {
-        if let Ok(v) = serde_json::from_str::<Value>(text) {
-            return Ok(v);
-        }
+    if text.trim_start().starts_with('{')
+        && let Ok(v) = serde_json::from_str::<Value>(text)
+    {
+        return Ok(v);
     }
     let mut doc: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
         let msg = e.to_string();
@@ -184,13 +213,28 @@ fn read_document(text: &str) -> Result<Value, SpecError> {
             Some(loc) => {
                 let suffix = format!(" at line {} column {}", loc.line(), loc.column());
                 let msg = msg.replacen(&suffix, "", 1);
-                SpecError::Syntax(format!("line {}, column {}: {msg}{hint}", loc.line(), loc.column()))
+                SpecError::Syntax(format!(
+                    "line {}, column {}: {msg}{hint}",
+                    loc.line(),
+                    loc.column()
+                ))
             }
             None => SpecError::Syntax(format!("{msg}{hint}")),
         }
     })?;
-    doc.apply_merge().map_err(|e| SpecError::Syntax(format!("cannot apply YAML merge keys: {e}")))?;
-    yaml_to_json(doc, "")
+    doc.apply_merge()
+        .map_err(|e| SpecError::Syntax(format!("cannot apply YAML merge keys: {e}")))?;
+    // An unrendered `- {{.x}}` is valid YAML (a mapping with a mapping as its key), so the
+    // template hint belongs here too.
+    yaml_to_json(doc, "").map_err(|e| match e {
+        SpecError::Invalid(mut errs) => {
+            if let Some(last) = errs.last_mut() {
+                last.message.push_str(hint);
+            }
+            SpecError::Invalid(errs)
+        }
+        other => other,
+    })
 }
 
 fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value, SpecError> {
@@ -205,7 +249,9 @@ fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value, SpecError> {
                 Value::from(u)
             } else {
                 let f = n.as_f64().unwrap_or(f64::NAN);
-                serde_json::Number::from_f64(f).map(Value::Number).unwrap_or_else(|| Value::String(n.to_string()))
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .unwrap_or_else(|| Value::String(n.to_string()))
             }
         }
         Y::String(s) => Value::String(s),
@@ -225,10 +271,17 @@ fn yaml_to_json(v: serde_yaml::Value, path: &str) -> Result<Value, SpecError> {
                     Y::Bool(b) => b.to_string(),
                     Y::Null => "null".to_string(),
                     _ => {
-                        return Err(invalid(path, "a mapping key must be text, not a list or a mapping"));
+                        return Err(invalid(
+                            path,
+                            "a mapping key must be text, not a list or a mapping",
+                        ));
                     }
                 };
-                let child = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                let child = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
                 out.insert(key, yaml_to_json(v, &child)?);
             }
             Value::Object(out)

@@ -45,32 +45,60 @@ pub(crate) struct Field {
 }
 
 const fn opt(name: &'static str, shape: &'static Shape) -> Field {
-    Field { name, shape, required: None }
+    Field {
+        name,
+        shape,
+        required: None,
+    }
 }
 
 const fn req(name: &'static str, shape: &'static Shape, hint: &'static str) -> Field {
-    Field { name, shape, required: Some(hint) }
+    Field {
+        name,
+        shape,
+        required: Some(hint),
+    }
 }
 
 const TEXT: Shape = Shape::Text;
 const TEXTS: Shape = Shape::List(&TEXT);
-const U64: Shape = Shape::Int { min: 0, max: u64::MAX as i128 };
-const U32: Shape = Shape::Int { min: 0, max: u32::MAX as i128 };
-const U16: Shape = Shape::Int { min: 0, max: u16::MAX as i128 };
-const I64: Shape = Shape::Int { min: i64::MIN as i128, max: i64::MAX as i128 };
+const U64: Shape = Shape::Int {
+    min: 0,
+    max: u64::MAX as i128,
+};
+const U32: Shape = Shape::Int {
+    min: 0,
+    max: u32::MAX as i128,
+};
+const U16: Shape = Shape::Int {
+    min: 0,
+    max: u16::MAX as i128,
+};
+const I64: Shape = Shape::Int {
+    min: i64::MIN as i128,
+    max: i64::MAX as i128,
+};
 
 pub(crate) const SPEC_CONFIG: Shape =
     Shape::Struct(&[opt("Type", &TEXT), opt("Params", &Shape::AnyMap)]);
 
 pub(crate) const INPUT_SOURCE: Shape = Shape::Struct(&[
-    req("Source", &SPEC_CONFIG, "say where the data comes from, e.g. Source: {Type: urlDownload, Params: {URL: ...}}"),
+    req(
+        "Source",
+        &SPEC_CONFIG,
+        "say where the data comes from, e.g. Source: {Type: urlDownload, Params: {URL: ...}}",
+    ),
     opt("Alias", &TEXT),
     opt("Target", &TEXT),
 ]);
 
 const RESULT_PATH: Shape = Shape::Struct(&[
     req("Name", &TEXT, "name the result folder, e.g. Name: outputs"),
-    req("Path", &TEXT, "give the absolute path inside the task, e.g. Path: /outputs"),
+    req(
+        "Path",
+        &TEXT,
+        "give the absolute path inside the task, e.g. Path: /outputs",
+    ),
 ]);
 
 const RESOURCES: Shape = Shape::Struct(&[
@@ -101,7 +129,11 @@ const TIMEOUTS: Shape = Shape::Struct(&[
 
 const TASK: Shape = Shape::Struct(&[
     opt("Name", &TEXT),
-    req("Engine", &SPEC_CONFIG, "say what runs the task, e.g. Engine: {Type: docker, Params: {Image: ubuntu}}"),
+    req(
+        "Engine",
+        &SPEC_CONFIG,
+        "say what runs the task, e.g. Engine: {Type: docker, Params: {Image: ubuntu}}",
+    ),
     opt("Publisher", &SPEC_CONFIG),
     opt("Env", &Shape::TextMap),
     opt("Meta", &Shape::TextMap),
@@ -114,10 +146,13 @@ const TASK: Shape = Shape::Struct(&[
 
 const CONSTRAINT: Shape = Shape::Struct(&[
     req("Key", &TEXT, "name the node label, e.g. Key: region"),
-    req("Operator", &TEXT, "give an operator: in, notin, exists, !, =, ==, !=, gt or lt"),
+    req(
+        "Operator",
+        &TEXT,
+        "give an operator: in, notin, exists, !, =, ==, !=, gt or lt",
+    ),
     opt("Values", &TEXTS),
 ]);
-
 
 pub(crate) const JOB: Shape = Shape::Struct(&[
     opt("ID", &Shape::Ignored),
@@ -155,7 +190,12 @@ const PLACES: [(&str, &Shape); 9] = [
 ///
 /// Nulls in struct fields count as absent (Go leaves the zero value), so `Entrypoint: null`
 /// style fields never trip the type checks.
-pub(crate) fn normalise(value: Value, shape: &Shape, path: &str, errs: &mut Vec<FieldError>) -> Value {
+pub(crate) fn normalise(
+    value: Value,
+    shape: &Shape,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Value {
     match shape {
         Shape::Struct(fields) => normalise_struct(value, fields, path, errs),
         Shape::List(item) => match value {
@@ -184,7 +224,10 @@ pub(crate) fn normalise(value: Value, shape: &Shape, path: &str, errs: &mut Vec<
             Value::String(s) => match JobType::parse(s.trim()) {
                 Some(t) => Value::String(t.as_str().to_string()),
                 None => {
-                    errs.push(FieldError::new(path, format!("invalid job type {s:?} ({})", JOB_TYPES_HINT)));
+                    errs.push(FieldError::new(
+                        path,
+                        format!("invalid job type {s:?} ({})", JOB_TYPES_HINT),
+                    ));
                     value
                 }
             },
@@ -229,7 +272,12 @@ pub(crate) fn normalise(value: Value, shape: &Shape, path: &str, errs: &mut Vec<
 /// The job types in the words error messages use.
 pub(crate) const JOB_TYPES_HINT: &str = "one of batch, ops, daemon, service";
 
-fn normalise_struct(value: Value, fields: &[Field], path: &str, errs: &mut Vec<FieldError>) -> Value {
+fn normalise_struct(
+    value: Value,
+    fields: &[Field],
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Value {
     let map = match value {
         Value::Object(map) => map,
         other => return type_error(path, "a mapping", &other, errs),
@@ -238,7 +286,10 @@ fn normalise_struct(value: Value, fields: &[Field], path: &str, errs: &mut Vec<F
     let mut written: Vec<(&str, String)> = Vec::new();
     for (key, v) in map {
         let child = join(path, &key);
-        let Some(field) = fields.iter().find(|f| f.name.eq_ignore_ascii_case(key.trim())) else {
+        let Some(field) = fields
+            .iter()
+            .find(|f| f.name.eq_ignore_ascii_case(key.trim()))
+        else {
             errs.push(FieldError::new(&child, unknown_field_message(&key, fields)));
             continue;
         };
@@ -260,30 +311,54 @@ fn normalise_struct(value: Value, fields: &[Field], path: &str, errs: &mut Vec<F
         if let Some(hint) = field.required
             && !out.contains_key(field.name)
         {
-            errs.push(FieldError::new(&join(path, field.name), format!("missing; {hint}")));
+            errs.push(FieldError::new(
+                &join(path, field.name),
+                format!("missing; {hint}"),
+            ));
         }
     }
     Value::Object(out)
 }
 
-fn normalise_int(value: Value, min: i128, max: i128, path: &str, errs: &mut Vec<FieldError>) -> Value {
+fn normalise_int(
+    value: Value,
+    min: i128,
+    max: i128,
+    path: &str,
+    errs: &mut Vec<FieldError>,
+) -> Value {
     let n: Option<i128> = match &value {
-        Value::Number(n) => n.as_i64().map(i128::from).or_else(|| n.as_u64().map(i128::from)),
+        Value::Number(n) => n
+            .as_i64()
+            .map(i128::from)
+            .or_else(|| n.as_u64().map(i128::from)),
         Value::String(s) => s.trim().parse::<i128>().ok(),
         _ => None,
     };
     match n {
         Some(n) if (min..=max).contains(&n) => {
-            if n < 0 { Value::from(n as i64) } else { Value::from(n as u64) }
+            if n < 0 {
+                Value::from(n as i64)
+            } else {
+                Value::from(n as u64)
+            }
         }
         Some(n) if n < 0 && min == 0 => type_error(path, "a whole number ≥ 0", &value, errs),
-        Some(_) => type_error(path, &format!("an integer from {min} to {max}"), &value, errs),
+        Some(_) => type_error(
+            path,
+            &format!("an integer from {min} to {max}"),
+            &value,
+            errs,
+        ),
         None => type_error(path, "an integer", &value, errs),
     }
 }
 
 fn type_error(path: &str, expected: &str, got: &Value, errs: &mut Vec<FieldError>) -> Value {
-    errs.push(FieldError::new(path, format!("expected {expected}, got {}", describe(got))));
+    errs.push(FieldError::new(
+        path,
+        format!("expected {expected}, got {}", describe(got)),
+    ));
     Value::Null
 }
 
@@ -300,7 +375,11 @@ pub(crate) fn describe(v: &Value) -> String {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
 }
 
 fn unknown_field_message(key: &str, fields: &[Field]) -> String {
@@ -308,7 +387,9 @@ fn unknown_field_message(key: &str, fields: &[Field]) -> String {
         return format!("unknown field (did you mean {near}?)");
     }
     for (place, shape) in PLACES {
-        let Shape::Struct(other) = shape else { continue };
+        let Shape::Struct(other) = shape else {
+            continue;
+        };
         if std::ptr::eq(*other, fields) {
             continue;
         }
@@ -358,34 +439,53 @@ mod tests {
 
     #[test]
     fn keys_are_matched_ignoring_case_and_rewritten_canonically() {
-        let (out, errs) = run(serde_json::json!({"cpu": "1", "MEMORY": "1Gb", "gpu": 1}), &RESOURCES);
+        let (out, errs) = run(
+            serde_json::json!({"cpu": "1", "MEMORY": "1Gb", "gpu": 1}),
+            &RESOURCES,
+        );
         assert!(errs.is_empty(), "{errs:?}");
-        assert_eq!(out, serde_json::json!({"CPU": "1", "Memory": "1Gb", "GPU": "1"}));
+        assert_eq!(
+            out,
+            serde_json::json!({"CPU": "1", "Memory": "1Gb", "GPU": "1"})
+        );
     }
 
     #[test]
     fn unknown_key_names_its_path_and_the_nearest_known_key() {
-        let (_, errs) = run(serde_json::json!({"Coun": 1, "Tasks": [{"Engine": {"Typ": "docker"}}]}), &JOB);
+        let (_, errs) = run(
+            serde_json::json!({"Coun": 1, "Tasks": [{"Engine": {"Typ": "docker"}}]}),
+            &JOB,
+        );
         assert_eq!(
             errs,
-            ["Coun: unknown field (did you mean Count?)", "Tasks[0].Engine.Typ: unknown field (did you mean Type?)"]
+            [
+                "Coun: unknown field (did you mean Count?)",
+                "Tasks[0].Engine.Typ: unknown field (did you mean Type?)"
+            ]
         );
     }
 
     #[test]
     fn a_key_from_another_level_is_pointed_to_its_place() {
-        let (_, errs) =
-            run(serde_json::json!({"Tasks": [{"Engine": {"Type": "docker"}, "Constraits": []}]}), &JOB);
+        let (_, errs) = run(
+            serde_json::json!({"Tasks": [{"Engine": {"Type": "docker"}, "Constraits": []}]}),
+            &JOB,
+        );
         assert_eq!(
             errs,
-            ["Tasks[0].Constraits: unknown field (did you mean Constraints? it belongs at the top level of the job)"]
+            [
+                "Tasks[0].Constraits: unknown field (did you mean Constraints? it belongs at the top level of the job)"
+            ]
         );
     }
 
     #[test]
     fn a_word_unlike_any_key_lists_the_known_keys() {
         let (_, errs) = run(serde_json::json!({"Zzzzzzzzzz": 1}), &TIMEOUTS);
-        assert_eq!(errs, ["Zzzzzzzzzz: unknown field (known: ExecutionTimeout, QueueTimeout, TotalTimeout)"]);
+        assert_eq!(
+            errs,
+            ["Zzzzzzzzzz: unknown field (known: ExecutionTimeout, QueueTimeout, TotalTimeout)"]
+        );
     }
 
     #[test]
@@ -399,14 +499,26 @@ mod tests {
 
     #[test]
     fn wrong_value_types_are_reported_with_their_path() {
-        let (_, errs) = run(serde_json::json!({"Count": "two", "Tasks": {"Name": "x"}}), &JOB);
-        assert_eq!(errs, ["Count: expected an integer, got \"two\"", "Tasks: expected a list, got a mapping"]);
+        let (_, errs) = run(
+            serde_json::json!({"Count": "two", "Tasks": {"Name": "x"}}),
+            &JOB,
+        );
+        assert_eq!(
+            errs,
+            [
+                "Count: expected an integer, got \"two\"",
+                "Tasks: expected a list, got a mapping"
+            ]
+        );
     }
 
     #[test]
     fn integers_are_range_checked() {
         let (_, errs) = run(serde_json::json!({"Name": "p", "Static": 70000}), &PORT);
-        assert_eq!(errs, ["Static: expected an integer from 0 to 65535, got 70000"]);
+        assert_eq!(
+            errs,
+            ["Static: expected an integer from 0 to 65535, got 70000"]
+        );
         let (_, errs) = run(serde_json::json!({"Count": -1}), &JOB);
         assert_eq!(errs, ["Count: expected a whole number ≥ 0, got -1"]);
     }
@@ -423,7 +535,10 @@ mod tests {
         let (_, errs) = run(serde_json::json!({"Name": "a", "name": "b"}), &RESULT_PATH);
         assert_eq!(errs.len(), 2, "{errs:?}");
         assert!(errs[0].starts_with("Name: given twice"), "{errs:?}");
-        assert_eq!(errs[1], "Path: missing; give the absolute path inside the task, e.g. Path: /outputs");
+        assert_eq!(
+            errs[1],
+            "Path: missing; give the absolute path inside the task, e.g. Path: /outputs"
+        );
     }
 
     #[test]
@@ -434,12 +549,18 @@ mod tests {
         let (out, _) = run(serde_json::json!({"type": "Batch"}), &JOB);
         assert_eq!(out["Type"], "batch");
         let (_, errs) = run(serde_json::json!({"Type": "cron"}), &JOB);
-        assert_eq!(errs, ["Type: invalid job type \"cron\" (one of batch, ops, daemon, service)"]);
+        assert_eq!(
+            errs,
+            ["Type: invalid job type \"cron\" (one of batch, ops, daemon, service)"]
+        );
     }
 
     #[test]
     fn system_keys_are_accepted_and_dropped() {
-        let (out, errs) = run(serde_json::json!({"id": "j-1", "State": {"StateType": "Running"}, "Version": 3}), &JOB);
+        let (out, errs) = run(
+            serde_json::json!({"id": "j-1", "State": {"StateType": "Running"}, "Version": 3}),
+            &JOB,
+        );
         assert!(errs.is_empty(), "{errs:?}");
         assert_eq!(out, serde_json::json!({}));
     }

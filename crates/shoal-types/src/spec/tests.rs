@@ -40,21 +40,34 @@ fn json_input_is_read_too() {
 #[test]
 fn yaml_syntax_errors_give_line_and_column() {
     let err = parse_job("Type: batch\nTasks:\n  - Name: [unclosed\n").unwrap_err();
-    let SpecError::Syntax(msg) = err else { panic!("expected a syntax error, got {err:?}") };
-    assert!(msg.starts_with("line 4, column 1: did not find expected ',' or ']'"), "{msg}");
-    assert!(!msg.contains("at line 4 column 1"), "location given twice: {msg}");
+    let SpecError::Syntax(msg) = err else {
+        panic!("expected a syntax error, got {err:?}")
+    };
+    assert!(
+        msg.starts_with("line 4, column 1: did not find expected ',' or ']'"),
+        "{msg}"
+    );
+    assert!(
+        !msg.contains("at line 4 column 1"),
+        "location given twice: {msg}"
+    );
 }
 
 #[test]
 fn syntax_error_in_an_unrendered_template_says_to_pass_variables() {
-    let err = parse_job("Type: batch\ncount: {{.count}}\n  x: [\n").unwrap_err().to_string();
+    let err = parse_job("Type: batch\ncount: {{.count}}\n  x: [\n")
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("-V key=value"), "{err}");
 }
 
 #[test]
 fn missing_type_is_reported() {
     let errs = parse_err("Tasks:\n  - Engine: {Type: docker}\n");
-    assert_eq!(errs, ["Type: missing job type (one of batch, ops, daemon, service)"]);
+    assert_eq!(
+        errs,
+        ["Type: missing job type (one of batch, ops, daemon, service)"]
+    );
 }
 
 #[test]
@@ -83,23 +96,40 @@ fn count_defaults_to_one_for_batch_and_zero_for_ops() {
 fn ops_and_daemon_jobs_reject_count_above_one() {
     let errs = parse_err(&MINIMAL.replace("Type: batch\n", "Type: daemon\nCount: 3\n"));
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("Count: daemon jobs run once on every matching node"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("Count: daemon jobs run once on every matching node"),
+        "{errs:?}"
+    );
     let one = MINIMAL.replace("Type: batch\n", "Type: ops\nCount: 1\n");
     assert_eq!(parse_job(&one).unwrap().count, 0);
 }
 
 #[test]
 fn system_keys_are_ignored_on_submit() {
-    let text = format!("ID: j-123\nState: {{StateType: Running}}\nVersion: 4\nRevision: 9\nCreateTime: 5\n{MINIMAL}");
+    let text = format!(
+        "ID: j-123\nState: {{StateType: Running}}\nVersion: 4\nRevision: 9\nCreateTime: 5\n{MINIMAL}"
+    );
     let job = parse_job(&text).unwrap();
-    assert_eq!((job.id.as_str(), job.version, job.revision, job.create_time), ("", 0, 0, 0));
+    assert_eq!(
+        (job.id.as_str(), job.version, job.revision, job.create_time),
+        ("", 0, 0, 0)
+    );
     assert_eq!(job.state.state_type, JobStateType::Undefined);
 }
 
 #[test]
 fn numeric_resources_become_text() {
-    let job = parse_job(&format!("{MINIMAL}    Resources: {{CPU: 6, Memory: 0.5, GPU: 1}}\n")).unwrap();
-    assert_eq!((job.tasks[0].resources.cpu.as_str(), job.tasks[0].resources.gpu.as_str()), ("6", "1"));
+    let job = parse_job(&format!(
+        "{MINIMAL}    Resources: {{CPU: 6, Memory: 0.5, GPU: 1}}\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        (
+            job.tasks[0].resources.cpu.as_str(),
+            job.tasks[0].resources.gpu.as_str()
+        ),
+        ("6", "1")
+    );
     let half = parse_job(&format!("{MINIMAL}    Resources: {{cpu: 0.5}}\n")).unwrap();
     assert_eq!(half.tasks[0].resources.cpu, "0.5");
 }
@@ -109,27 +139,41 @@ fn unknown_engine_passes_submission_but_not_full_validation() {
     let text = MINIMAL.replace("Type: docker", "Type: flibble");
     let job = parse_job(&text).expect("the orchestrator reports unknown engines at placement");
     let errs: Vec<String> = validate(&job).iter().map(ToString::to_string).collect();
-    assert_eq!(errs, ["Tasks[0].Engine.Type: unknown engine \"flibble\" (known: wasm, docker, exec, query, noop)"]);
+    assert_eq!(
+        errs,
+        [
+            "Tasks[0].Engine.Type: unknown engine \"flibble\" (known: wasm, docker, exec, query, noop)"
+        ]
+    );
 }
 
 #[test]
 fn missing_engine_is_reported_with_an_example() {
     let errs = parse_err("Type: batch\nTasks:\n  - Name: main\n");
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("Tasks[0].Engine: missing; say what runs the task"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("Tasks[0].Engine: missing; say what runs the task"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn legacy_pre_v1_specs_are_rejected_with_directions() {
     let errs = parse_err("Job:\n  APIVersion: V1beta1\n  Spec:\n    Engine: Docker\n");
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].contains("pre-v1 job spec") && errs[0].contains("Type: batch"), "{errs:?}");
+    assert!(
+        errs[0].contains("pre-v1 job spec") && errs[0].contains("Type: batch"),
+        "{errs:?}"
+    );
     assert!(parse_err("APIVersion: V1beta1\nSpec: {}\n")[0].contains("pre-v1"));
 }
 
 #[test]
 fn empty_or_scalar_documents_are_rejected() {
-    assert_eq!(parse_err("# only a comment\n"), ["the spec is empty; a job needs at least Type and Tasks"]);
+    assert_eq!(
+        parse_err("# only a comment\n"),
+        ["the spec is empty; a job needs at least Type and Tasks"]
+    );
     assert!(parse_err("- a\n- b\n")[0].contains("expected a mapping of job fields"));
 }
 
@@ -151,7 +195,12 @@ fn input_sources_need_known_type_and_unique_target_and_alias() {
 
 #[test]
 fn ipfs_inputs_parse_for_nodes_to_refuse() {
-    assert!(task_errors("    InputSources:\n      - {Target: /d, Source: {Type: ipfs, Params: {CID: Qm}}}\n").is_empty());
+    assert!(
+        task_errors(
+            "    InputSources:\n      - {Target: /d, Source: {Type: ipfs, Params: {CID: Qm}}}\n"
+        )
+        .is_empty()
+    );
 }
 
 #[test]
@@ -182,59 +231,109 @@ fn result_paths_need_a_publisher_in_full_validation_only() {
 fn unknown_publisher_is_rejected_and_empty_means_none() {
     assert!(task_errors("    Publisher: {Type: \"\"}\n").is_empty());
     let errs = task_errors("    Publisher: {Type: dropbox}\n");
-    assert_eq!(errs, ["Tasks[0].Publisher.Type: unknown publisher \"dropbox\" (known: local, s3, s3managed, ipfs, noop)"]);
+    assert_eq!(
+        errs,
+        [
+            "Tasks[0].Publisher.Type: unknown publisher \"dropbox\" (known: local, s3, s3managed, ipfs, noop)"
+        ]
+    );
 }
 
 #[test]
 fn env_names_are_upper_case_and_not_reserved() {
-    let errs = task_errors("    Env: {lower: x, BACALHAU_JOB_ID: y, SHOAL_X: z, GOOD_1: \"\", _OK: v}\n");
+    let errs =
+        task_errors("    Env: {lower: x, BACALHAU_JOB_ID: y, SHOAL_X: z, GOOD_1: \"\", _OK: v}\n");
     assert_eq!(errs.len(), 4, "{errs:?}");
     assert!(errs.iter().any(|e| e.starts_with("Tasks[0].Env.lower: environment variable names use upper-case")));
-    assert!(errs.iter().any(|e| e.starts_with("Tasks[0].Env.BACALHAU_JOB_ID: names starting with BACALHAU_")));
-    assert!(errs.iter().any(|e| e.starts_with("Tasks[0].Env.SHOAL_X: names starting with")));
-    assert!(errs.iter().any(|e| e.starts_with("Tasks[0].Env.GOOD_1: empty value")));
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("Tasks[0].Env.BACALHAU_JOB_ID: names starting with BACALHAU_"))
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("Tasks[0].Env.SHOAL_X: names starting with"))
+    );
+    assert!(
+        errs.iter()
+            .any(|e| e.starts_with("Tasks[0].Env.GOOD_1: empty value"))
+    );
 }
 
 #[test]
 fn timeouts_must_fit_in_the_total() {
-    let errs = task_errors("    Timeouts: {ExecutionTimeout: 200, QueueTimeout: 200, TotalTimeout: 300}\n");
+    let errs = task_errors(
+        "    Timeouts: {ExecutionTimeout: 200, QueueTimeout: 200, TotalTimeout: 300}\n",
+    );
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("Tasks[0].Timeouts: ExecutionTimeout (200) + QueueTimeout (200) exceed TotalTimeout (300)"));
+    assert!(errs[0].starts_with(
+        "Tasks[0].Timeouts: ExecutionTimeout (200) + QueueTimeout (200) exceed TotalTimeout (300)"
+    ));
     assert!(task_errors("    Timeouts: {QueueTimeout: 1800}\n").is_empty());
 }
 
 #[test]
 fn network_domains_need_http_and_ports_need_host_full_or_bridge() {
     let errs = task_errors("    Network: {Type: Full, Domains: [example.com]}\n");
-    assert_eq!(errs, ["Tasks[0].Network.Domains: domains only apply to Type: HTTP; set Type: HTTP or remove Domains"]);
+    assert_eq!(
+        errs,
+        [
+            "Tasks[0].Network.Domains: domains only apply to Type: HTTP; set Type: HTTP or remove Domains"
+        ]
+    );
     let errs = task_errors("    Network: {Type: None, Ports: [{Name: http, Static: 8080}]}\n");
-    assert_eq!(errs, ["Tasks[0].Network.Ports: ports need Type: Host, Full or Bridge; set one of them or remove Ports"]);
-    assert!(task_errors("    network: {type: bridge, ports: [{name: http, static: 9090, target: 80}]}\n").is_empty());
-    let errs = task_errors("    Network: {Type: Host, Ports: [{Name: web-ui, Static: 80, Target: 8080}]}\n");
+    assert_eq!(
+        errs,
+        [
+            "Tasks[0].Network.Ports: ports need Type: Host, Full or Bridge; set one of them or remove Ports"
+        ]
+    );
+    assert!(
+        task_errors(
+            "    network: {type: bridge, ports: [{name: http, static: 9090, target: 80}]}\n"
+        )
+        .is_empty()
+    );
+    let errs = task_errors(
+        "    Network: {Type: Host, Ports: [{Name: web-ui, Static: 80, Target: 8080}]}\n",
+    );
     assert_eq!(errs.len(), 3, "{errs:?}");
 }
 
 #[test]
 fn constraints_are_checked_with_the_selector_rules() {
-    let text = format!("Constraints:\n  - {{Key: region, Operator: in}}\n  - {{Key: a, Operator: '~', Values: [x]}}\n{MINIMAL}");
+    let text = format!(
+        "Constraints:\n  - {{Key: region, Operator: in}}\n  - {{Key: a, Operator: '~', Values: [x]}}\n{MINIMAL}"
+    );
     let errs = parse_err(&text);
     assert_eq!(errs.len(), 2, "{errs:?}");
-    assert!(errs[0].starts_with("Constraints[0].Operator: operator \"in\" takes at least one value"), "{errs:?}");
-    assert!(errs[1].starts_with("Constraints[1].Operator: unknown operator"), "{errs:?}");
+    assert!(
+        errs[0].starts_with("Constraints[0].Operator: operator \"in\" takes at least one value"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("Constraints[1].Operator: unknown operator"),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn resources_that_cannot_be_read_are_reported_with_their_field() {
     let errs = task_errors("    Resources: {Memory: lots}\n");
     assert_eq!(errs.len(), 1);
-    assert!(errs[0].starts_with("Tasks[0].Resources.Memory: Memory: cannot read \"lots\""), "{errs:?}");
+    assert!(
+        errs[0].starts_with("Tasks[0].Resources.Memory: Memory: cannot read \"lots\""),
+        "{errs:?}"
+    );
 }
 
 #[test]
 fn legacy_wasm_parameters_become_the_v1_shape_in_a_parsed_job() {
     let text = "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      Params:\n        EntryModule:\n          Source: {Type: inline, Params: {URL: \"data:,x\"}}\n        Entrypoint: _start\n";
     let job = parse_job(text).unwrap();
-    assert_eq!(job.tasks[0].engine.str_param("EntryModule"), Some(LEGACY_ENTRY_TARGET));
+    assert_eq!(
+        job.tasks[0].engine.str_param("EntryModule"),
+        Some(LEGACY_ENTRY_TARGET)
+    );
     assert_eq!(job.tasks[0].input_sources[0].target, LEGACY_ENTRY_TARGET);
     assert!(job.tasks[0].input_sources[0].source.is("inline"));
 }

@@ -38,9 +38,15 @@ impl Errors {
 fn check(job: &Job, strict: bool) -> Vec<FieldError> {
     let mut errs = Errors(Vec::new());
     if job.tasks.is_empty() {
-        errs.add("Tasks", "a job needs exactly one task; add a Tasks list with one entry");
+        errs.add(
+            "Tasks",
+            "a job needs exactly one task; add a Tasks list with one entry",
+        );
     } else if job.tasks.len() > 1 {
-        errs.add("Tasks", format!("a job has exactly one task, found {}", job.tasks.len()));
+        errs.add(
+            "Tasks",
+            format!("a job has exactly one task, found {}", job.tasks.len()),
+        );
     }
     if matches!(job.job_type, JobType::Ops | JobType::Daemon) && job.count > 1 {
         errs.add(
@@ -71,18 +77,31 @@ fn check_task(task: &Task, p: &str, strict: bool, errs: &mut Errors) {
     }
     let engine = task.engine.kind.trim();
     if engine.is_empty() {
-        errs.add(format!("{p}.Engine.Type"), format!("missing engine type (known: {})", KNOWN_ENGINES.join(", ")));
+        errs.add(
+            format!("{p}.Engine.Type"),
+            format!("missing engine type (known: {})", KNOWN_ENGINES.join(", ")),
+        );
     } else if strict && !KNOWN_ENGINES.iter().any(|k| k.eq_ignore_ascii_case(engine)) {
         errs.add(
             format!("{p}.Engine.Type"),
-            format!("unknown engine {engine:?} (known: {})", KNOWN_ENGINES.join(", ")),
+            format!(
+                "unknown engine {engine:?} (known: {})",
+                KNOWN_ENGINES.join(", ")
+            ),
         );
     }
     let publisher = task.publisher.as_ref().map(|s| s.kind.trim()).unwrap_or("");
-    if !publisher.is_empty() && !KNOWN_PUBLISHERS.iter().any(|k| k.eq_ignore_ascii_case(publisher)) {
+    if !publisher.is_empty()
+        && !KNOWN_PUBLISHERS
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(publisher))
+    {
         errs.add(
             format!("{p}.Publisher.Type"),
-            format!("unknown publisher {publisher:?} (known: {})", KNOWN_PUBLISHERS.join(", ")),
+            format!(
+                "unknown publisher {publisher:?} (known: {})",
+                KNOWN_PUBLISHERS.join(", ")
+            ),
         );
     }
     if strict && publisher.is_empty() && !task.result_paths.is_empty() {
@@ -114,7 +133,9 @@ fn check_env(task: &Task, p: &str, errs: &mut Errors) {
     for (name, value) in &task.env {
         let path = format!("{p}.Env.{name}");
         let mut chars = name.chars();
-        let well_formed = chars.next().is_some_and(|c| c.is_ascii_uppercase() || c == '_')
+        let well_formed = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_uppercase() || c == '_')
             && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
         if !well_formed {
             errs.add(
@@ -122,10 +143,16 @@ fn check_env(task: &Task, p: &str, errs: &mut Errors) {
                 "environment variable names use upper-case letters, digits and _ and do not start with a digit (e.g. MY_VAR)",
             );
         } else if name.starts_with("BACALHAU_") || name.starts_with("SHOAL_") {
-            errs.add(&path, "names starting with BACALHAU_ or SHOAL_ are reserved for the system; rename it");
+            errs.add(
+                &path,
+                "names starting with BACALHAU_ or SHOAL_ are reserved for the system; rename it",
+            );
         }
         if value.is_empty() {
-            errs.add(&path, "empty value; give a value, or env:HOST_VAR to forward one from the node");
+            errs.add(
+                &path,
+                "empty value; give a value, or env:HOST_VAR to forward one from the node",
+            );
         }
     }
 }
@@ -139,21 +166,45 @@ fn check_inputs(task: &Task, p: &str, errs: &mut Errors) {
         if kind.is_empty() {
             errs.add(
                 format!("{ip}.Source.Type"),
-                format!("missing input source type (known: {})", KNOWN_INPUT_SOURCES.join(", ")),
+                format!(
+                    "missing input source type (known: {})",
+                    KNOWN_INPUT_SOURCES.join(", ")
+                ),
             );
-        } else if !KNOWN_INPUT_SOURCES.iter().any(|k| k.eq_ignore_ascii_case(kind)) {
+        } else if !KNOWN_INPUT_SOURCES
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(kind))
+        {
             errs.add(
                 format!("{ip}.Source.Type"),
-                format!("unknown input source type {kind:?} (known: {})", KNOWN_INPUT_SOURCES.join(", ")),
+                format!(
+                    "unknown input source type {kind:?} (known: {})",
+                    KNOWN_INPUT_SOURCES.join(", ")
+                ),
             );
         }
         if input.target.trim().is_empty() {
-            errs.add(format!("{ip}.Target"), "missing target; give the path inside the task where the data appears");
+            errs.add(
+                format!("{ip}.Target"),
+                "missing target; give the path inside the task where the data appears",
+            );
         } else if !targets.insert(input.target.as_str()) {
-            errs.add(format!("{ip}.Target"), format!("{:?} is the target of another input; each input needs its own", input.target));
+            errs.add(
+                format!("{ip}.Target"),
+                format!(
+                    "{:?} is the target of another input; each input needs its own",
+                    input.target
+                ),
+            );
         }
         if !input.alias.is_empty() && !aliases.insert(input.alias.as_str()) {
-            errs.add(format!("{ip}.Alias"), format!("{:?} is the alias of another input; aliases must be unique", input.alias));
+            errs.add(
+                format!("{ip}.Alias"),
+                format!(
+                    "{:?} is the alias of another input; aliases must be unique",
+                    input.alias
+                ),
+            );
         }
     }
 }
@@ -166,14 +217,32 @@ fn check_results(task: &Task, p: &str, errs: &mut Errors) {
         if rp.name.trim().is_empty() {
             errs.add(format!("{rpp}.Name"), "missing name of the result folder");
         } else if !names.insert(rp.name.as_str()) {
-            errs.add(format!("{rpp}.Name"), format!("{:?} names another result path; names must be unique", rp.name));
+            errs.add(
+                format!("{rpp}.Name"),
+                format!(
+                    "{:?} names another result path; names must be unique",
+                    rp.name
+                ),
+            );
         }
         if rp.path.trim().is_empty() {
-            errs.add(format!("{rpp}.Path"), "missing path; give the absolute path inside the task");
+            errs.add(
+                format!("{rpp}.Path"),
+                "missing path; give the absolute path inside the task",
+            );
         } else if !rp.path.starts_with('/') {
-            errs.add(format!("{rpp}.Path"), format!("{:?} must be an absolute path (start with /)", rp.path));
+            errs.add(
+                format!("{rpp}.Path"),
+                format!("{:?} must be an absolute path (start with /)", rp.path),
+            );
         } else if !paths.insert(rp.path.as_str()) {
-            errs.add(format!("{rpp}.Path"), format!("{:?} is listed twice; each result path must be unique", rp.path));
+            errs.add(
+                format!("{rpp}.Path"),
+                format!(
+                    "{:?} is listed twice; each result path must be unique",
+                    rp.path
+                ),
+            );
         }
     }
 }
@@ -181,25 +250,54 @@ fn check_results(task: &Task, p: &str, errs: &mut Errors) {
 fn check_network(task: &Task, p: &str, errs: &mut Errors) {
     let net = &task.network;
     if !net.domains.is_empty() && net.kind != NetworkType::Http {
-        errs.add(format!("{p}.Network.Domains"), "domains only apply to Type: HTTP; set Type: HTTP or remove Domains");
+        errs.add(
+            format!("{p}.Network.Domains"),
+            "domains only apply to Type: HTTP; set Type: HTTP or remove Domains",
+        );
     }
-    let ports_allowed = matches!(net.kind, NetworkType::Host | NetworkType::Full | NetworkType::Bridge);
+    let ports_allowed = matches!(
+        net.kind,
+        NetworkType::Host | NetworkType::Full | NetworkType::Bridge
+    );
     if !net.ports.is_empty() && !ports_allowed {
-        errs.add(format!("{p}.Network.Ports"), "ports need Type: Host, Full or Bridge; set one of them or remove Ports");
+        errs.add(
+            format!("{p}.Network.Ports"),
+            "ports need Type: Host, Full or Bridge; set one of them or remove Ports",
+        );
     }
     let mut names = BTreeSet::new();
     for (j, port) in net.ports.iter().enumerate() {
         let pp = format!("{p}.Network.Ports[{j}]");
         let mut chars = port.name.chars();
-        let safe = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        let safe = chars
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !safe {
-            errs.add(format!("{pp}.Name"), format!("{:?} must be usable in an environment variable name (letters, digits, _)", port.name));
+            errs.add(
+                format!("{pp}.Name"),
+                format!(
+                    "{:?} must be usable in an environment variable name (letters, digits, _)",
+                    port.name
+                ),
+            );
         } else if !names.insert(port.name.to_ascii_lowercase()) {
-            errs.add(format!("{pp}.Name"), format!("{:?} names another port; port names must be unique", port.name));
+            errs.add(
+                format!("{pp}.Name"),
+                format!(
+                    "{:?} names another port; port names must be unique",
+                    port.name
+                ),
+            );
         }
         if port.static_port != 0 && port.static_port < 1024 {
-            errs.add(format!("{pp}.Static"), format!("host port {} is privileged; use 1024 or above, or 0 to have one allocated", port.static_port));
+            errs.add(
+                format!("{pp}.Static"),
+                format!(
+                    "host port {} is privileged; use 1024 or above, or 0 to have one allocated",
+                    port.static_port
+                ),
+            );
         }
         if port.target != 0 && matches!(net.kind, NetworkType::Host | NetworkType::Full) {
             errs.add(format!("{pp}.Target"), "with the host network the task listens on the host port itself; remove Target or use Type: Bridge");
