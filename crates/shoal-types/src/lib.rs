@@ -14,6 +14,7 @@ pub mod node;
 pub mod resources;
 pub mod selector;
 pub mod spec;
+pub mod template;
 pub mod time;
 
 pub use execution::{ComputeStateType, DesiredStateType, Execution, ExecutionState, RunOutput};
