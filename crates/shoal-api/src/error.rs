@@ -1,0 +1,60 @@
+//! API errors in Bacalhau's error body shape.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use shoal_orchestrator::OrchestratorError;
+
+/// An error answered to an API client.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    /// A 400 with a message that says how to fix the request.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into() }
+    }
+
+    /// A 404.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", message: message.into() }
+    }
+}
+
+impl From<OrchestratorError> for ApiError {
+    fn from(e: OrchestratorError) -> Self {
+        let (status, code) = match &e {
+            OrchestratorError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
+            OrchestratorError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
+            OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "ResourceInUse"),
+            OrchestratorError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            OrchestratorError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "DatastoreFailure"),
+        };
+        ApiError { status, code, message: e.to_string() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "Status": self.status.as_u16(),
+            "Message": self.message,
+            "Code": self.code,
+            "Component": "Orchestrator",
+            "RequestID": "",
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub(crate) async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!(
+        "no API endpoint at {}; this server speaks Bacalhau's v1 API under /api/v1 (is the client newer than the server?)",
+        uri.path()
+    ))
+}

@@ -1,0 +1,190 @@
+//! `/api/v1/orchestrator/jobs/...`
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::response::Response;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shoal_orchestrator::LogEvent;
+use shoal_store::JobFilter;
+use shoal_types::spec::{self, SpecError};
+
+use crate::{AppState, ApiError};
+
+fn spec_error(e: SpecError) -> ApiError {
+    ApiError::bad_request(format!("invalid job spec: {e}"))
+}
+
+/// `PUT /jobs`: `{"Job": {...}, "Force": false}`.
+pub(crate) async fn submit(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+    let job_value = match &body {
+        Value::Object(map) => map
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("job"))
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| ApiError::bad_request("request body needs a \"Job\" object: {\"Job\": {...}}"))?,
+        _ => return Err(ApiError::bad_request("request body must be a JSON object: {\"Job\": {...}}")),
+    };
+    let mut job = spec::read_job_value(job_value).map_err(spec_error)?;
+    spec::apply_defaults(&mut job);
+    let errors = spec::validate_for_submit(&job);
+    if !errors.is_empty() {
+        return Err(spec_error(SpecError::Invalid(errors)));
+    }
+    let outcome = s.orchestrator.submit(job).await?;
+    Ok(Json(json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": [] })))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct ListQuery {
+    namespace: Option<String>,
+    limit: Option<usize>,
+    next_token: Option<String>,
+    reverse: Option<bool>,
+}
+
+/// `GET /jobs`.
+pub(crate) async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+    let offset = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
+        Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request(format!("next_token {t:?} is not a token this server issued")))?,
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(0);
+    let jobs = s
+        .orchestrator
+        .list_jobs(JobFilter { namespace: q.namespace, limit: if limit == 0 { 0 } else { limit + 1 }, offset, reverse: q.reverse.unwrap_or(false) })
+        .await?;
+    let more = limit > 0 && jobs.len() > limit;
+    let items: Vec<_> = if more { jobs[..limit].to_vec() } else { jobs };
+    let next = if more { (offset + limit).to_string() } else { String::new() };
+    Ok(Json(json!({ "Items": items, "NextToken": next })))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct DescribeQuery {
+    include: Option<String>,
+}
+
+/// `GET /jobs/{id}?include=history,executions`.
+pub(crate) async fn describe(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<DescribeQuery>) -> Result<Json<Value>, ApiError> {
+    let d = s.orchestrator.job_details(&id).await?;
+    let include = q.include.unwrap_or_default().to_ascii_lowercase();
+    let mut body = json!({ "Job": d.job, "Placement": d.placement });
+    if include.contains("history") {
+        body["History"] = json!({ "Items": d.history, "NextToken": "" });
+    }
+    if include.contains("executions") {
+        body["Executions"] = json!({ "Items": d.executions, "NextToken": "" });
+    }
+    Ok(Json(body))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct StopBody {
+    #[serde(alias = "Reason")]
+    reason: Option<String>,
+}
+
+/// `DELETE /jobs/{id}` with an optional `{"reason": "..."}` body.
+pub(crate) async fn stop(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<BTreeMap<String, String>>, body: Option<Json<StopBody>>) -> Result<Json<Value>, ApiError> {
+    let reason = body
+        .and_then(|b| b.0.reason)
+        .or_else(|| q.get("reason").cloned())
+        .filter(|r| !r.is_empty())
+        .unwrap_or_else(|| "Stopped at user request".into());
+    s.orchestrator.stop(&id, &reason).await?;
+    Ok(Json(json!({ "EvaluationID": "" })))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct HistoryQuery {
+    next_token: Option<String>,
+    event_type: Option<String>,
+    execution_id: Option<String>,
+}
+
+/// `GET /jobs/{id}/history`; `NextToken` keeps coming while the job runs, so clients long-poll.
+pub(crate) async fn history(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<Value>, ApiError> {
+    let after = q.next_token.as_deref().filter(|t| !t.is_empty()).and_then(|t| t.parse().ok()).unwrap_or(0);
+    let job = s.orchestrator.job(&id).await?;
+    let all = s.orchestrator.history(&job.id, after).await?;
+    let last = all.last().map(|h| h.seq_num).unwrap_or(after);
+    let kind = q.event_type.unwrap_or_default().to_ascii_lowercase();
+    let items: Vec<_> = all
+        .into_iter()
+        .filter(|h| match kind.as_str() {
+            "job" => h.execution_id.is_empty(),
+            "execution" => !h.execution_id.is_empty(),
+            _ => true,
+        })
+        .filter(|h| q.execution_id.as_deref().is_none_or(|e| h.execution_id.starts_with(e)))
+        .collect();
+    let next = if job.state.state_type.is_terminal() && items.is_empty() { String::new() } else { last.to_string() };
+    Ok(Json(json!({ "Items": items, "NextToken": next })))
+}
+
+/// `GET /jobs/{id}/executions`.
+pub(crate) async fn executions(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let items = s.orchestrator.executions(&id).await?;
+    Ok(Json(json!({ "Items": items, "NextToken": "" })))
+}
+
+/// `GET /jobs/{id}/results`: published results of completed executions.
+pub(crate) async fn results(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let items: Vec<_> = s
+        .orchestrator
+        .executions(&id)
+        .await?
+        .into_iter()
+        .filter(|e| e.compute_state.state_type == shoal_types::ComputeStateType::Completed)
+        .filter_map(|e| e.published_result)
+        .collect();
+    Ok(Json(json!({ "Items": items, "NextToken": "" })))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct LogsQuery {
+    execution_id: Option<String>,
+    follow: Option<bool>,
+}
+
+/// `GET /jobs/{id}/logs` (WebSocket): frames `{"value":{"Type":1,"Line":"..."}}`, or
+/// `{"error":"..."}`, then a close frame.
+pub(crate) async fn logs(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<LogsQuery>, ws: WebSocketUpgrade) -> Response {
+    ws.on_upgrade(move |socket| stream_logs(s, id, q, socket))
+}
+
+async fn stream_logs(s: AppState, id: String, q: LogsQuery, mut socket: WebSocket) {
+    let follow = q.follow.unwrap_or(false);
+    let mut stream = match s.orchestrator.logs(&id, q.execution_id.as_deref(), follow).await {
+        Ok(st) => st,
+        Err(e) => {
+            let _ = socket.send(WsMessage::text(json!({ "error": e.to_string() }).to_string())).await;
+            let _ = socket.send(WsMessage::Close(None)).await;
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            ev = stream.next() => match ev {
+                Some(LogEvent::Line { stream, line }) => {
+                    let frame = json!({ "value": { "Type": stream, "Line": line } }).to_string();
+                    if socket.send(WsMessage::text(frame)).await.is_err() { return }
+                }
+                Some(LogEvent::End { error: Some(e) }) => {
+                    let _ = socket.send(WsMessage::text(json!({ "error": e }).to_string())).await;
+                    break;
+                }
+                Some(LogEvent::End { error: None }) | None => break,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(WsMessage::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+    let _ = socket.send(WsMessage::Close(None)).await;
+}

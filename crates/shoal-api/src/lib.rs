@@ -1,0 +1,64 @@
+//! The HTTP surface of an orchestrator: Bacalhau's v1 REST API, so that its CLI users, scripts
+//! and Python SDK work unchanged, plus the WebSocket endpoint that compute nodes dial.
+//!
+//! The whole app is [`router`]; [`serve`] runs it on an already-bound listener until a shutdown
+//! future resolves, so tests bind port 0.
+
+mod error;
+mod jobs;
+mod link;
+mod nodes;
+
+use std::future::Future;
+
+use axum::Router;
+use axum::routing::{get, put};
+use shoal_orchestrator::Orchestrator;
+use shoal_types::node::BuildVersionInfo;
+
+pub use error::ApiError;
+
+/// Shared state of the handlers.
+#[derive(Clone)]
+pub struct AppState {
+    /// The orchestrator behind the API.
+    pub orchestrator: Orchestrator,
+}
+
+/// The full API.
+pub fn router(orchestrator: Orchestrator) -> Router {
+    let state = AppState { orchestrator };
+    Router::new()
+        .route("/api/v1/agent/alive", get(alive))
+        .route("/api/v1/agent/version", get(version))
+        .route("/api/v1/agent/node", get(nodes::own_node))
+        .route(shoal_transport::LINK_PATH, get(link::upgrade))
+        .route("/api/v1/orchestrator/jobs", put(jobs::submit).post(jobs::submit).get(jobs::list))
+        .route("/api/v1/orchestrator/jobs/{id}", get(jobs::describe).delete(jobs::stop))
+        .route("/api/v1/orchestrator/jobs/{id}/history", get(jobs::history))
+        .route("/api/v1/orchestrator/jobs/{id}/executions", get(jobs::executions))
+        .route("/api/v1/orchestrator/jobs/{id}/results", get(jobs::results))
+        .route("/api/v1/orchestrator/jobs/{id}/logs", get(jobs::logs))
+        .route("/api/v1/orchestrator/nodes", get(nodes::list).post(nodes::update_legacy))
+        .route("/api/v1/orchestrator/nodes/{id}", get(nodes::describe).put(nodes::update))
+        .route("/livez", get(alive))
+        .fallback(error::not_found)
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+async fn alive() -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({ "Status": "OK" }))
+}
+
+async fn version() -> axum::Json<BuildVersionInfo> {
+    axum::Json(BuildVersionInfo::current())
+}

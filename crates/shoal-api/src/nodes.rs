@@ -1,0 +1,54 @@
+//! `/api/v1/orchestrator/nodes/...` and `/api/v1/agent/node`.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shoal_types::node::BuildVersionInfo;
+use shoal_types::{NodeInfo, NodeType};
+
+use crate::{AppState, ApiError};
+
+/// `GET /nodes`.
+pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "Nodes": s.orchestrator.nodes().await?, "NextToken": "" })))
+}
+
+/// `GET /nodes/{id}` (id or unique prefix).
+pub(crate) async fn describe(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({ "Node": s.orchestrator.node(&id).await? })))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct NodeAction {
+    #[serde(default, alias = "nodeID", alias = "NodeId")]
+    #[serde(rename = "NodeID")]
+    node_id: String,
+    action: String,
+}
+
+/// `PUT /nodes/{id}` `{"Action": "approve" | "reject" | "delete"}`.
+pub(crate) async fn update(State(s): State<AppState>, Path(id): Path<String>, Json(body): Json<NodeAction>) -> Result<Json<Value>, ApiError> {
+    s.orchestrator.node_action(&id, &body.action).await?;
+    Ok(Json(json!({ "Success": true, "Error": "" })))
+}
+
+/// `POST /nodes` with the node id in the body, as Bacalhau's generated clients send it.
+pub(crate) async fn update_legacy(State(s): State<AppState>, Json(body): Json<NodeAction>) -> Result<Json<Value>, ApiError> {
+    if body.node_id.is_empty() {
+        return Err(ApiError::bad_request("body needs NodeID and Action"));
+    }
+    s.orchestrator.node_action(&body.node_id, &body.action).await?;
+    Ok(Json(json!({ "Success": true, "Error": "" })))
+}
+
+/// `GET /agent/node`: this orchestrator's own node info.
+pub(crate) async fn own_node(State(s): State<AppState>) -> Json<NodeInfo> {
+    Json(NodeInfo {
+        node_id: s.orchestrator.config().node_id.clone(),
+        node_type: NodeType::Requester,
+        version: BuildVersionInfo::current(),
+        ..Default::default()
+    })
+}
