@@ -31,9 +31,9 @@ pub(crate) fn reconcile(p: &mut Planner) {
             .collect();
         if let Some((_oldest, extra)) = live.split_first() {
             active = true;
-            for id in extra.to_vec() {
+            for id in extra {
                 p.stop(
-                    &id,
+                    id,
                     format!("more executions than needed for replica {index}"),
                 );
             }
