@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use shoal_types::{ExecutionId, JobStateType, NodeId};
 
+use crate::NodeView;
 use crate::feasibility::{self, Kind, Purpose, Rejection};
 use crate::planner::Planner;
 use crate::rank::{self, Candidate};
@@ -56,23 +57,17 @@ pub(crate) fn place_all(p: &mut Planner, work: Vec<Work>) -> Outcome {
         let request = p.requested();
         let ranked: Vec<Candidate> = feasible
             .iter()
-            .map(|id| Candidate {
-                node_id: id.clone(),
-                max: &p
-                    .node(id)
-                    .expect("feasible nodes are known")
-                    .state
-                    .info
-                    .compute_node_info
-                    .max_capacity,
-                free: p.free(id),
-                load: p.load(id),
+            .map(|node| Candidate {
+                node_id: node.id(),
+                max: &node.state.info.compute_node_info.max_capacity,
+                free: p.free(&node.id()),
+                load: p.load(&node.id()),
             })
             .collect();
         match rank::best(&ranked, &request) {
             Some(node) => {
                 outcome.placed += 1;
-                outcome.suitable.extend(feasible.iter().cloned());
+                outcome.suitable.extend(feasible.iter().map(|n| n.id()));
                 p.place(node, w.partition, w.previous.clone());
             }
             None => {
@@ -87,11 +82,11 @@ pub(crate) fn place_all(p: &mut Planner, work: Vec<Work>) -> Outcome {
 }
 
 /// The nodes that may take `work`, and why the others may not.
-fn candidates(p: &Planner, work: &Work) -> (Vec<NodeId>, Vec<Rejection>) {
+fn candidates<'a>(p: &Planner<'a>, work: &Work) -> (Vec<&'a NodeView>, Vec<Rejection>) {
     let request = p.requested();
     let mut feasible = Vec::new();
     let mut rejections = Vec::new();
-    for node in &p.nodes {
+    for &node in &p.nodes {
         let id = node.id();
         // The node's own reasons come first: they say more than its history with this job.
         if let Err(r) = feasibility::check(node, p.job, &request, &p.free(&id), Purpose::Place) {
@@ -99,20 +94,20 @@ fn candidates(p: &Planner, work: &Work) -> (Vec<NodeId>, Vec<Rejection>) {
         } else if let Some(why) = work.exclude.get(&id) {
             rejections.push(Rejection::new(id, Kind::Excluded, why.clone()));
         } else {
-            feasible.push(id);
+            feasible.push(node);
         }
     }
     // A node where this partition failed is a last resort, not a ban: the failure was
     // retryable, and a single-node cluster must still be able to retry.
-    let (fresh, tried): (Vec<NodeId>, Vec<NodeId>) = feasible
+    let (fresh, tried): (Vec<&NodeView>, Vec<&NodeView>) = feasible
         .into_iter()
-        .partition(|id| !work.avoid.contains(id));
+        .partition(|n| !work.avoid.contains(&n.id()));
     if fresh.is_empty() {
         return (tried, rejections);
     }
-    for id in tried {
+    for node in tried {
         let why = format!("partition {} failed on this node before", work.partition);
-        rejections.push(Rejection::new(id, Kind::Excluded, why));
+        rejections.push(Rejection::new(node.id(), Kind::Excluded, why));
     }
     (fresh, rejections)
 }

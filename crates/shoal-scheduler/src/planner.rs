@@ -5,7 +5,7 @@
 //! runs later in the same call (a reconciler after the lost-node settlement, the third partition
 //! after the first two) sees the cluster as it will be once the plan is applied.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use shoal_types::time::{UnixNanos, rfc3339};
 use shoal_types::{
@@ -34,6 +34,10 @@ pub(crate) struct Planner<'a> {
     pub config: &'a SchedulerConfig,
     /// Every execution (all versions), with this plan's updates already applied.
     executions: Vec<Execution>,
+    /// Where each execution and node sits in its vector: plans for large jobs and fleets
+    /// look up by id a lot.
+    execution_at: HashMap<ExecutionId, usize>,
+    node_at: HashMap<String, usize>,
     /// The task's requested resources with defaults filled in, or why they cannot be read.
     request: Result<Resources, String>,
     /// Free capacity per node, minus what this plan has placed there.
@@ -50,12 +54,25 @@ impl<'a> Planner<'a> {
         let mut nodes: Vec<&NodeView> = input.nodes.iter().collect();
         nodes.sort_by(|a, b| a.state.info.node_id.cmp(&b.state.info.node_id));
         let free = nodes.iter().map(|n| (n.id(), n.free)).collect();
+        let node_at = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.state.info.node_id.clone(), i))
+            .collect();
+        let execution_at = input
+            .executions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
         let mut planner = Planner {
             job: input.job,
             nodes,
             now: input.now,
             config: input.config,
             executions: input.executions.to_vec(),
+            execution_at,
+            node_at,
             request: requested_resources(input.job, &input.config.default_resources),
             free,
             load: BTreeMap::new(),
@@ -76,10 +93,7 @@ impl<'a> Planner<'a> {
 
     /// A node by id, if the orchestrator knows it.
     pub fn node(&self, id: &NodeId) -> Option<&'a NodeView> {
-        self.nodes
-            .iter()
-            .copied()
-            .find(|n| n.state.info.node_id == id.as_str())
+        self.node_at.get(id.as_str()).map(|&i| self.nodes[i])
     }
 
     /// Every execution, all versions, as this plan leaves them.
@@ -141,7 +155,7 @@ impl<'a> Planner<'a> {
     /// Asks the node to stop a live execution. A no-op for executions that are terminal or
     /// already asked to stop, so repeated calls make empty plans.
     pub fn stop(&mut self, id: &ExecutionId, message: impl Into<String>) {
-        let Some(exec) = self.executions.iter_mut().find(|e| &e.id == id) else {
+        let Some(exec) = self.execution_at.get(id).map(|&i| &mut self.executions[i]) else {
             return;
         };
         if exec.is_terminal() || exec.desired_state.state_type == DesiredStateType::Stopped {
@@ -161,7 +175,7 @@ impl<'a> Planner<'a> {
 
     /// Marks a live execution Failed without waiting for its node (which cannot answer).
     pub fn settle_failed(&mut self, id: &ExecutionId, message: impl Into<String>, retryable: bool) {
-        let Some(exec) = self.executions.iter_mut().find(|e| &e.id == id) else {
+        let Some(exec) = self.execution_at.get(id).map(|&i| &mut self.executions[i]) else {
             return;
         };
         if exec.is_terminal() {
