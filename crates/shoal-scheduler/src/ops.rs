@@ -16,8 +16,7 @@
 //! unreachable and work on connected nodes is cancelled by its node (and so lands in errored).
 
 use shoal_types::{
-    ComputeStateType, ConnectionStatus, DesiredStateType, Execution, ExecutionId, JobStateType,
-    NodeId,
+    ComputeStateType, ConnectionStatus, Execution, ExecutionId, JobStateType, NodeId,
 };
 
 use crate::feasibility::{self, Purpose, Rejection};
@@ -162,13 +161,13 @@ fn deadline(p: &Planner) -> Option<i64> {
 /// At the deadline, nothing is left waiting: a node that is away is written off as
 /// unreachable, and a node that is here is asked to cancel (and reports Cancelled).
 fn settle_at_deadline(p: &mut Planner, deadline: i64) {
-    let late: Vec<(ExecutionId, NodeId, DesiredStateType)> = p
+    let late: Vec<(ExecutionId, NodeId)> = p
         .current()
         .filter(|e| !e.is_terminal())
-        .map(|e| (e.id.clone(), e.node_id.clone(), e.desired_state.state_type))
+        .map(|e| (e.id.clone(), e.node_id.clone()))
         .collect();
     let waited = go_duration(deadline - p.job.create_time);
-    for (id, node_id, _) in late {
+    for (id, node_id) in late {
         let away = p
             .node(&node_id)
             .is_none_or(|n| n.state.connection == ConnectionStatus::Disconnected);

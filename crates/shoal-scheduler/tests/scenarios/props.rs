@@ -4,9 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use proptest::prelude::*;
 use shoal_scheduler::NodeView;
-use shoal_types::{
-    ComputeStateType, ConnectionStatus, Execution, Membership, Resources, RunOutput,
-};
+use shoal_types::{ComputeStateType, ConnectionStatus, Execution, Membership, Resources};
 
 use crate::harness::*;
 
@@ -195,6 +193,5 @@ proptest! {
         if plan.job_state.as_ref().is_some_and(|s| s.state_type == shoal_types::JobStateType::Failed) {
             prop_assert!(plan.new_executions.is_empty());
         }
-        let _ = RunOutput::default();
     }
 }
