@@ -30,7 +30,7 @@ mod rank;
 mod service;
 mod settle;
 
-pub use ops::{OpsSummary, ops_buckets};
+pub use ops::{OpsSummary, UNREACHABLE_PREFIX, ops_buckets};
 
 use shoal_types::time::UnixNanos;
 use shoal_types::{
