@@ -4,11 +4,38 @@
 //! time, and returns a [`Plan`]: executions to create, executions to change, the job's new state
 //! and the events that explain why. It does no IO and reads no clock, so the orchestrator can
 //! call it after every change and tests can replay any situation exactly.
+//!
+//! ```text
+//!  schedule(input)
+//!    ├─ settle: executions on lost nodes → Failed (retryable)      settle.rs
+//!    ├─ job terminal? → stop every live execution, done             settle.rs
+//!    ├─ executions of older job versions → Stopped                  settle.rs
+//!    └─ one reconciler per job type                                 batch.rs ops.rs daemon.rs service.rs
+//!         └─ placement: feasibility (ordered checks) → rank         placement.rs feasibility.rs rank.rs
+//! ```
+//!
+//! Vocabulary: an execution is *live* while its compute state is not terminal (even when a stop
+//! was requested: it still holds its node and its partition until the node confirms). A node is
+//! *lost* when it is unknown or has been disconnected for at least
+//! [`SchedulerConfig::node_lost_grace`]; before that its work is left alone, because a compute
+//! node keeps running while the orchestrator cannot reach it.
+
+mod batch;
+mod daemon;
+mod feasibility;
+mod ops;
+mod placement;
+mod planner;
+mod rank;
+mod service;
+mod settle;
+
+pub use ops::{OpsSummary, UNREACHABLE_PREFIX, ops_buckets};
 
 use shoal_types::time::UnixNanos;
 use shoal_types::{
-    ComputeStateType, DesiredStateType, Event, Execution, ExecutionId, Job, JobState, NodeId,
-    NodeState, Resources,
+    ComputeStateType, DesiredStateType, Event, Execution, ExecutionId, Job, JobState, JobType,
+    NodeId, NodeState, Resources,
 };
 
 /// A node as the scheduler sees it.
@@ -48,7 +75,12 @@ impl Default for SchedulerConfig {
             max_attempts: 3,
             node_lost_grace: 5 * 60 * 1_000_000_000,
             queue_backoff: 1_000_000_000,
-            default_resources: Resources { cpu: 0.1, memory: 64 << 20, disk: 0, gpu: 0 },
+            default_resources: Resources {
+                cpu: 0.1,
+                memory: 64 << 20,
+                disk: 0,
+                gpu: 0,
+            },
         }
     }
 }
@@ -127,7 +159,28 @@ pub struct Plan {
 }
 
 /// Decides what to do next for one job.
+///
+/// Pure: the same input always gives the same plan (node ties are broken by node id). The
+/// orchestrator applies the plan and calls again after the next change, or at
+/// [`Plan::retry_at`]; a plan that changes nothing is empty.
 pub fn schedule(input: SchedulerInput<'_>) -> Plan {
-    let _ = input;
-    Plan::default()
+    let mut planner = planner::Planner::new(input);
+    // Lost nodes first: a terminal job must still settle work that no node will ever report on.
+    settle::settle_lost_nodes(&mut planner);
+    if input.job.state.state_type.is_terminal() {
+        settle::stop_everything(&mut planner);
+        return planner.finish();
+    }
+    settle::stop_old_versions(&mut planner);
+    if let Err(message) = planner.request() {
+        planner.fail(message);
+        return planner.finish();
+    }
+    match input.job.job_type {
+        JobType::Batch => batch::reconcile(&mut planner),
+        JobType::Ops => ops::reconcile(&mut planner),
+        JobType::Daemon => daemon::reconcile(&mut planner),
+        JobType::Service => service::reconcile(&mut planner),
+    }
+    planner.finish()
 }

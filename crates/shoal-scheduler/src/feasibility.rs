@@ -1,0 +1,231 @@
+//! Feasibility: can this node run this job now, and if not, why not.
+//!
+//! The checks are small functions run in a fixed order; the first that fails gives the node's
+//! reason. The order is chosen so that the reason shown is the one an operator should act on
+//! first, and so that a reason is *transient* (it may go away by itself: the node is busy or
+//! away) only when nothing permanent stands in the way before it. A job fails at submission
+//! only when every node's reason is permanent.
+
+use shoal_types::time::rfc3339;
+use shoal_types::{ConnectionStatus, Job, Membership, NodeId, NodeType, Resources, Task, selector};
+
+use crate::{NodeRejection, NodeView};
+
+/// The kind of a reason, so that messages can group them ("2 nodes busy").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Not a compute node, or not approved by an operator.
+    NotApproved,
+    /// The link is down.
+    Disconnected,
+    /// Engine, publisher or input type not offered.
+    Unsupported,
+    /// Labels do not satisfy the job's constraints.
+    Constraint,
+    /// The job needs more than the node has in total.
+    TooLarge,
+    /// The job fits the node, but not what is free right now.
+    Busy,
+    /// The node was ruled out for this piece of work by its history (it refused it before).
+    Excluded,
+}
+
+/// Why one node was not chosen.
+#[derive(Debug, Clone)]
+pub(crate) struct Rejection {
+    pub node_id: NodeId,
+    pub kind: Kind,
+    pub reason: String,
+}
+
+impl Rejection {
+    pub fn new(node_id: NodeId, kind: Kind, reason: impl Into<String>) -> Self {
+        Rejection {
+            node_id,
+            kind,
+            reason: reason.into(),
+        }
+    }
+
+    /// Whether the reason may go away without anyone changing the node or the job.
+    ///
+    /// A node waiting for approval is *not* transient: it takes an operator's action, like a
+    /// missing label does, and a job that only such nodes could run should say so at once
+    /// rather than wait silently (a job with a `QueueTimeout` still waits for the approval).
+    pub fn transient(&self) -> bool {
+        matches!(self.kind, Kind::Disconnected | Kind::Busy)
+    }
+
+    pub fn to_public(&self) -> NodeRejection {
+        NodeRejection {
+            node_id: self.node_id.clone(),
+            reason: self.reason.clone(),
+            transient: self.transient(),
+        }
+    }
+}
+
+/// What the question is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    /// May a new execution be placed on the node now?
+    Place,
+    /// May an execution already on the node keep running? Connection and free capacity do not
+    /// matter here: a disconnected node keeps working, and the execution's own reservation is
+    /// already out of the node's free capacity.
+    Keep,
+}
+
+/// Runs the checks in order; the first failure is the node's reason.
+pub(crate) fn check(
+    node: &NodeView,
+    job: &Job,
+    request: &Resources,
+    free: &Resources,
+    purpose: Purpose,
+) -> Result<(), Rejection> {
+    let reject = |(kind, reason): (Kind, String)| Rejection::new(node.id(), kind, reason);
+    let task = job.tasks.first();
+    // Membership first: an operator's decision about the node outweighs anything it offers,
+    // and a node that may not receive work has nothing else worth reporting.
+    approved(node).map_err(reject)?;
+    // Connection before the static checks: what a disconnected node advertised may have
+    // changed by the time it returns, so its absence is the reason that matters.
+    if purpose == Purpose::Place {
+        connected(node).map_err(reject)?;
+    }
+    if let Some(task) = task {
+        // Capabilities before labels: a missing engine is the most common and the most
+        // specific answer to "why not this node", and Bacalhau users grep for its wording.
+        engine(node, task).map_err(reject)?;
+        publisher(node, task).map_err(reject)?;
+        inputs(node, task).map_err(reject)?;
+    }
+    constraints(node, job).map_err(reject)?;
+    // Total capacity before free capacity: only a job that could ever fit may wait for room.
+    total_capacity(node, request).map_err(reject)?;
+    if purpose == Purpose::Place {
+        free_capacity(request, free).map_err(reject)?;
+    }
+    Ok(())
+}
+
+type Check = Result<(), (Kind, String)>;
+
+fn approved(node: &NodeView) -> Check {
+    if node.state.info.node_type != NodeType::Compute {
+        return Err((
+            Kind::NotApproved,
+            "node is an orchestrator, not a compute node".into(),
+        ));
+    }
+    match node.state.membership {
+        Membership::Approved => Ok(()),
+        other => Err((
+            Kind::NotApproved,
+            format!("node not approved (membership {other})"),
+        )),
+    }
+}
+
+fn connected(node: &NodeView) -> Check {
+    if node.state.connection == ConnectionStatus::Connected {
+        return Ok(());
+    }
+    let since = &node.state.connection_state.disconnected_since;
+    let since = if since.is_empty() {
+        rfc3339(node.last_seen)
+    } else {
+        since.clone()
+    };
+    Err((
+        Kind::Disconnected,
+        format!("node disconnected since {since}"),
+    ))
+}
+
+fn engine(node: &NodeView, task: &Task) -> Check {
+    let info = &node.state.info.compute_node_info;
+    let kind = &task.engine.kind;
+    if offers(&info.execution_engines, kind) {
+        return Ok(());
+    }
+    let mut reason = unsupported("", kind, &info.execution_engines);
+    if let Some((_, why)) = info
+        .unavailable_engines
+        .iter()
+        .find(|(e, _)| e.eq_ignore_ascii_case(kind))
+    {
+        reason.push_str(&format!(" ({kind} is unavailable: {why})"));
+    }
+    Err((Kind::Unsupported, reason))
+}
+
+fn publisher(node: &NodeView, task: &Task) -> Check {
+    let Some(publisher) = task
+        .publisher
+        .as_ref()
+        .filter(|p| !p.kind.trim().is_empty())
+    else {
+        return Ok(());
+    };
+    let offered = &node.state.info.compute_node_info.publishers;
+    if offers(offered, &publisher.kind) {
+        return Ok(());
+    }
+    Err((
+        Kind::Unsupported,
+        unsupported("publisher ", &publisher.kind, offered),
+    ))
+}
+
+fn inputs(node: &NodeView, task: &Task) -> Check {
+    let offered = &node.state.info.compute_node_info.storage_sources;
+    for input in &task.input_sources {
+        let kind = &input.source.kind;
+        if !kind.trim().is_empty() && !offers(offered, kind) {
+            return Err((Kind::Unsupported, unsupported("input ", kind, offered)));
+        }
+    }
+    Ok(())
+}
+
+fn constraints(node: &NodeView, job: &Job) -> Check {
+    match selector::first_mismatch(&job.constraints, &node.state.info.labels) {
+        None => Ok(()),
+        Some(why) => Err((Kind::Constraint, why)),
+    }
+}
+
+fn total_capacity(node: &NodeView, request: &Resources) -> Check {
+    let max = &node.state.info.compute_node_info.max_capacity;
+    match request.shortfall(max) {
+        None => Ok(()),
+        Some((dim, need, have)) => Err((
+            Kind::TooLarge,
+            format!("job needs {need} {dim}, node has {have} in total"),
+        )),
+    }
+}
+
+fn free_capacity(request: &Resources, free: &Resources) -> Check {
+    match request.shortfall(free) {
+        None => Ok(()),
+        Some((dim, need, have)) => {
+            Err((Kind::Busy, format!("job needs {need} {dim}, {have} free")))
+        }
+    }
+}
+
+fn offers(offered: &[String], kind: &str) -> bool {
+    offered.iter().any(|o| o.eq_ignore_ascii_case(kind))
+}
+
+/// Bacalhau's wording, which users and scripts look for: `does not support X, only a, b`.
+fn unsupported(what: &str, kind: &str, offered: &[String]) -> String {
+    if offered.is_empty() {
+        format!("does not support {what}{kind}, only none")
+    } else {
+        format!("does not support {what}{kind}, only {}", offered.join(", "))
+    }
+}

@@ -1,0 +1,346 @@
+//! The plan under construction and the working view it is built against.
+//!
+//! Reconcilers never edit a [`Plan`] directly: they go through [`Planner`], which applies each
+//! decision to its own copy of the executions and to its capacity ledger at once. So a step that
+//! runs later in the same call (a reconciler after the lost-node settlement, the third partition
+//! after the first two) sees the cluster as it will be once the plan is applied.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use shoal_types::time::{UnixNanos, rfc3339};
+use shoal_types::{
+    ComputeStateType, DesiredStateType, Event, Execution, ExecutionId, Job, JobState, JobStateType,
+    NodeId, Resources,
+};
+
+use crate::feasibility::Rejection;
+use crate::{
+    ExecutionUpdate, NewExecution, NodeRejection, NodeView, Plan, SchedulerConfig, SchedulerInput,
+};
+
+/// Message prefix of the `Scheduling` event written for each new execution; [`Planner::fail`]
+/// uses it to withdraw those events together with the executions.
+const PLACED_EVENT: &str = "Requested execution on ";
+
+/// One call's worth of decisions about one job.
+pub(crate) struct Planner<'a> {
+    /// The job, as stored.
+    pub job: &'a Job,
+    /// The nodes, sorted by id so that every loop over them is deterministic.
+    pub nodes: Vec<&'a NodeView>,
+    /// The time the plan is made for.
+    pub now: UnixNanos,
+    /// Tunables.
+    pub config: &'a SchedulerConfig,
+    /// Every execution (all versions), with this plan's updates already applied.
+    executions: Vec<Execution>,
+    /// Where each execution and node sits in its vector: plans for large jobs and fleets
+    /// look up by id a lot.
+    execution_at: HashMap<ExecutionId, usize>,
+    node_at: HashMap<String, usize>,
+    /// The task's requested resources with defaults filled in, or why they cannot be read.
+    request: Result<Resources, String>,
+    /// Free capacity per node, minus what this plan has placed there.
+    free: BTreeMap<NodeId, Resources>,
+    /// Live executions of the current version per node, including the ones placed here.
+    load: BTreeMap<NodeId, u32>,
+    rejections: BTreeMap<NodeId, NodeRejection>,
+    chosen: BTreeSet<NodeId>,
+    plan: Plan,
+}
+
+impl<'a> Planner<'a> {
+    pub fn new(input: SchedulerInput<'a>) -> Self {
+        let mut nodes: Vec<&NodeView> = input.nodes.iter().collect();
+        nodes.sort_by(|a, b| a.state.info.node_id.cmp(&b.state.info.node_id));
+        let free = nodes.iter().map(|n| (n.id(), n.free)).collect();
+        let node_at = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.state.info.node_id.clone(), i))
+            .collect();
+        let execution_at = input
+            .executions
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.id.clone(), i))
+            .collect();
+        let mut planner = Planner {
+            job: input.job,
+            nodes,
+            now: input.now,
+            config: input.config,
+            executions: input.executions.to_vec(),
+            execution_at,
+            node_at,
+            request: requested_resources(input.job, &input.config.default_resources),
+            free,
+            load: BTreeMap::new(),
+            rejections: BTreeMap::new(),
+            chosen: BTreeSet::new(),
+            plan: Plan::default(),
+        };
+        let live: Vec<NodeId> = planner
+            .current()
+            .filter(|e| !e.is_terminal())
+            .map(|e| e.node_id.clone())
+            .collect();
+        for node in live {
+            *planner.load.entry(node).or_default() += 1;
+        }
+        planner
+    }
+
+    /// A node by id, if the orchestrator knows it.
+    pub fn node(&self, id: &NodeId) -> Option<&'a NodeView> {
+        self.node_at.get(id.as_str()).map(|&i| self.nodes[i])
+    }
+
+    /// Every execution, all versions, as this plan leaves them.
+    pub fn executions(&self) -> &[Execution] {
+        &self.executions
+    }
+
+    /// Executions of the job's current version: only these count towards the job's progress.
+    pub fn current(&self) -> impl Iterator<Item = &Execution> {
+        let version = self.job.version;
+        self.executions
+            .iter()
+            .filter(move |e| e.job_version >= version)
+    }
+
+    /// Executions of the current version in one partition, oldest first.
+    pub fn partition(&self, index: u32) -> Vec<&Execution> {
+        let mut execs: Vec<&Execution> = self
+            .current()
+            .filter(|e| e.partition_index == index)
+            .collect();
+        execs.sort_by(|a, b| {
+            a.create_time
+                .cmp(&b.create_time)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        execs
+    }
+
+    /// The task's requested resources (defaults filled in), or why they cannot be read.
+    pub fn request(&self) -> Result<Resources, String> {
+        self.request.clone()
+    }
+
+    /// The requested resources; callers run after [`schedule`](crate::schedule) has failed jobs
+    /// whose resources cannot be read, so the fallback is never used.
+    pub fn requested(&self) -> Resources {
+        self.request.clone().unwrap_or_default()
+    }
+
+    /// A node's free capacity after this plan's placements.
+    pub fn free(&self, node: &NodeId) -> Resources {
+        self.free.get(node).copied().unwrap_or_default()
+    }
+
+    /// Live executions of this job on a node, including this plan's placements.
+    pub fn load(&self, node: &NodeId) -> u32 {
+        self.load.get(node).copied().unwrap_or(0)
+    }
+
+    /// The job's state as this plan leaves it.
+    pub fn job_state(&self) -> JobStateType {
+        self.plan
+            .job_state
+            .as_ref()
+            .map_or(self.job.state.state_type, |s| s.state_type)
+    }
+
+    /// Asks the node to stop a live execution. A no-op for executions that are terminal or
+    /// already asked to stop, so repeated calls make empty plans.
+    pub fn stop(&mut self, id: &ExecutionId, message: impl Into<String>) {
+        let Some(exec) = self.execution_at.get(id).map(|&i| &mut self.executions[i]) else {
+            return;
+        };
+        if exec.is_terminal() || exec.desired_state.state_type == DesiredStateType::Stopped {
+            return;
+        }
+        let message = message.into();
+        exec.desired_state.state_type = DesiredStateType::Stopped;
+        exec.desired_state.message = message.clone();
+        self.plan.updates.push(ExecutionUpdate {
+            execution_id: id.clone(),
+            desired: DesiredStateType::Stopped,
+            compute: None,
+            message,
+            retryable: false,
+        });
+    }
+
+    /// Marks a live execution Failed without waiting for its node (which cannot answer).
+    pub fn settle_failed(&mut self, id: &ExecutionId, message: impl Into<String>, retryable: bool) {
+        let Some(exec) = self.execution_at.get(id).map(|&i| &mut self.executions[i]) else {
+            return;
+        };
+        if exec.is_terminal() {
+            return;
+        }
+        let message = message.into();
+        exec.desired_state.state_type = DesiredStateType::Stopped;
+        exec.desired_state.message = message.clone();
+        exec.compute_state.state_type = ComputeStateType::Failed;
+        exec.compute_state.message = message.clone();
+        if retryable {
+            exec.compute_state
+                .details
+                .insert("Retryable".into(), "true".into());
+        }
+        self.plan.updates.push(ExecutionUpdate {
+            execution_id: id.clone(),
+            desired: DesiredStateType::Stopped,
+            compute: Some(ComputeStateType::Failed),
+            message,
+            retryable,
+        });
+    }
+
+    /// Creates an execution on a node and takes its resources from the node's free capacity.
+    pub fn place(&mut self, node: NodeId, partition: u32, previous: Option<ExecutionId>) {
+        let resources = self.requested();
+        if let Some(free) = self.free.get_mut(&node) {
+            *free = free.saturating_sub(&resources);
+        }
+        *self.load.entry(node.clone()).or_default() += 1;
+        let event = Event::new(
+            "Scheduling",
+            format!("{PLACED_EVENT}{node}"),
+            self.timestamp(),
+        )
+        .with("NodeID", node.as_str())
+        .with("PartitionIndex", partition.to_string());
+        self.plan.events.push(event);
+        self.chosen.insert(node.clone());
+        self.plan.new_executions.push(NewExecution {
+            node_id: node,
+            partition_index: partition,
+            previous_execution: previous,
+            resources,
+        });
+    }
+
+    /// Whether this plan creates any execution.
+    pub fn placed_any(&self) -> bool {
+        !self.plan.new_executions.is_empty()
+    }
+
+    /// Records why a node was not chosen; the first reason per node is kept.
+    pub fn reject(&mut self, rejection: &Rejection) {
+        self.rejections
+            .entry(rejection.node_id.clone())
+            .or_insert_with(|| rejection.to_public());
+    }
+
+    /// Moves the job to a new state, with a `State Update` event. Setting the state it is
+    /// already in does nothing: plans only carry changes.
+    pub fn set_state(&mut self, state: JobStateType, message: impl Into<String>) {
+        self.set_state_explained(state, message, None);
+    }
+
+    /// Like [`Self::set_state`], with a longer text for the event than for the state.
+    pub fn set_state_explained(
+        &mut self,
+        state: JobStateType,
+        message: impl Into<String>,
+        explanation: Option<String>,
+    ) {
+        if self.job_state() == state {
+            return;
+        }
+        let message = message.into();
+        let text = explanation.unwrap_or_else(|| message.clone());
+        let topic = if state == JobStateType::Queued {
+            "Scheduling"
+        } else {
+            "State Update"
+        };
+        let mut event = Event::new(topic, text, self.timestamp()).with("NewState", state.as_str());
+        if state == JobStateType::Failed {
+            event = event.with("IsError", "true");
+        }
+        self.plan.events.push(event);
+        self.plan.job_state = Some(JobState::new(state, message));
+    }
+
+    /// Fails the job: withdraws this plan's placements and stops every live execution.
+    pub fn fail(&mut self, message: impl Into<String>) {
+        self.plan.new_executions.clear();
+        self.plan
+            .events
+            .retain(|e| !(e.topic == "Scheduling" && e.message.starts_with(PLACED_EVENT)));
+        self.chosen.clear();
+        self.set_state(JobStateType::Failed, message);
+        self.stop_all_live("job failed");
+    }
+
+    /// Stops every live execution of every version.
+    pub fn stop_all_live(&mut self, message: &str) {
+        let live: Vec<ExecutionId> = self
+            .executions
+            .iter()
+            .filter(|e| !e.is_terminal())
+            .map(|e| e.id.clone())
+            .collect();
+        for id in live {
+            self.stop(&id, message);
+        }
+    }
+
+    /// Asks to be called again at `at` at the latest.
+    pub fn retry_at(&mut self, at: UnixNanos) {
+        self.plan.retry_at = Some(self.plan.retry_at.map_or(at, |t| t.min(at)));
+    }
+
+    /// The plan, with one rejection per node that was not chosen.
+    pub fn finish(mut self) -> Plan {
+        let chosen = &self.chosen;
+        self.plan.rejections = self
+            .rejections
+            .into_values()
+            .filter(|r| !chosen.contains(&r.node_id))
+            .collect();
+        self.plan
+    }
+
+    fn timestamp(&self) -> String {
+        rfc3339(self.now)
+    }
+}
+
+/// What one execution of the job asks for: the task's resources, with each dimension left empty
+/// taken from the configured default (so a bare job still reserves something on its node).
+fn requested_resources(job: &Job, defaults: &Resources) -> Result<Resources, String> {
+    let Some(task) = job.tasks.first() else {
+        return Err(format!("job {} has no task; add one under Tasks", job.id));
+    };
+    let cfg = &task.resources;
+    let parsed =
+        Resources::parse(cfg).map_err(|e| format!("task {:?} resources: {e}", task.name))?;
+    Ok(Resources {
+        cpu: if cfg.cpu.trim().is_empty() {
+            defaults.cpu
+        } else {
+            parsed.cpu
+        },
+        memory: if cfg.memory.trim().is_empty() {
+            defaults.memory
+        } else {
+            parsed.memory
+        },
+        disk: if cfg.disk.trim().is_empty() {
+            defaults.disk
+        } else {
+            parsed.disk
+        },
+        gpu: if cfg.gpu.trim().is_empty() {
+            defaults.gpu
+        } else {
+            parsed.gpu
+        },
+    })
+}

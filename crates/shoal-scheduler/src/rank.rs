@@ -1,0 +1,136 @@
+//! Ranking: which of the feasible nodes gets the next execution.
+//!
+//! Two scores, summed, then the node id:
+//!
+//! 1. **spread** — minus one per live execution of this job already on the node (placements
+//!    earlier in the same plan included). It comes first and outweighs capacity, because
+//!    partitions on distinct nodes survive the loss of one node and run in parallel.
+//! 2. **capacity** — the share of the node's total capacity that would still be free after the
+//!    placement, weighted by the dimensions the job asks for (Bacalhau's weights: cpu .4,
+//!    memory .3, disk .2, gpu .1). Between 0 and 1, so it only orders nodes of equal spread.
+//! 3. **node id** — breaks ties, so that the same input always yields the same plan.
+
+use shoal_types::{NodeId, Resources};
+
+/// One feasible node, with what the ranking needs to know about it.
+pub(crate) struct Candidate<'a> {
+    pub node_id: NodeId,
+    pub max: &'a Resources,
+    pub free: Resources,
+    pub load: u32,
+}
+
+/// The best candidate, or `None` when there are none.
+pub(crate) fn best(candidates: &[Candidate<'_>], request: &Resources) -> Option<NodeId> {
+    candidates
+        .iter()
+        .map(|c| (score(c, request), c))
+        .max_by(|(sa, a), (sb, b)| {
+            // Higher score wins; on equal scores the smaller id wins, hence the reversal.
+            sa.total_cmp(sb).then_with(|| b.node_id.cmp(&a.node_id))
+        })
+        .map(|(_, c)| c.node_id.clone())
+}
+
+fn score(c: &Candidate<'_>, request: &Resources) -> f64 {
+    -(c.load as f64) + capacity_share(c, request)
+}
+
+/// Weighted share of the node left free after placing `request`, in `0..=1`.
+fn capacity_share(c: &Candidate<'_>, request: &Resources) -> f64 {
+    let after = c.free.saturating_sub(request);
+    let dims = [
+        (0.4, request.cpu, after.cpu, c.max.cpu),
+        (
+            0.3,
+            request.memory as f64,
+            after.memory as f64,
+            c.max.memory as f64,
+        ),
+        (
+            0.2,
+            request.disk as f64,
+            after.disk as f64,
+            c.max.disk as f64,
+        ),
+        (0.1, request.gpu as f64, after.gpu as f64, c.max.gpu as f64),
+    ];
+    // Only what the job asks for matters; a job that asks for nothing is weighed on all.
+    let asks_for_something = dims
+        .iter()
+        .any(|&(_, want, _, max)| want > 0.0 && max > 0.0);
+    let (mut total, mut weights) = (0.0, 0.0);
+    for (weight, want, left, max) in dims {
+        if max <= 0.0 || (asks_for_something && want <= 0.0) {
+            continue;
+        }
+        total += weight * (left / max).clamp(0.0, 1.0);
+        weights += weight;
+    }
+    if weights == 0.0 { 0.0 } else { total / weights }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GIB: u64 = 1 << 30;
+
+    fn candidate<'a>(id: &str, max: &'a Resources, free_gib: u64, load: u32) -> Candidate<'a> {
+        Candidate {
+            node_id: NodeId::new(id),
+            max,
+            free: Resources {
+                cpu: max.cpu,
+                memory: free_gib * GIB,
+                ..Default::default()
+            },
+            load,
+        }
+    }
+
+    #[test]
+    fn more_free_memory_wins_when_the_job_asks_for_memory() {
+        let max = Resources {
+            cpu: 4.0,
+            memory: 8 * GIB,
+            ..Default::default()
+        };
+        let want = Resources {
+            memory: GIB,
+            ..Default::default()
+        };
+        let nodes = [candidate("n-a", &max, 2, 0), candidate("n-b", &max, 6, 0)];
+        assert_eq!(best(&nodes, &want), Some(NodeId::new("n-b")));
+    }
+
+    #[test]
+    fn spreading_outweighs_free_capacity() {
+        let max = Resources {
+            cpu: 4.0,
+            memory: 8 * GIB,
+            ..Default::default()
+        };
+        let want = Resources {
+            memory: GIB,
+            ..Default::default()
+        };
+        let nodes = [candidate("n-a", &max, 2, 0), candidate("n-b", &max, 8, 1)];
+        assert_eq!(best(&nodes, &want), Some(NodeId::new("n-a")));
+    }
+
+    #[test]
+    fn ties_go_to_the_smallest_node_id() {
+        let max = Resources {
+            cpu: 4.0,
+            memory: 8 * GIB,
+            ..Default::default()
+        };
+        let want = Resources {
+            memory: GIB,
+            ..Default::default()
+        };
+        let nodes = [candidate("n-b", &max, 4, 0), candidate("n-a", &max, 4, 0)];
+        assert_eq!(best(&nodes, &want), Some(NodeId::new("n-a")));
+    }
+}

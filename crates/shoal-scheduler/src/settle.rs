@@ -1,0 +1,101 @@
+//! Steps every job type shares, run before its reconciler: settling work on lost nodes,
+//! stopping everything of a finished job, retiring executions of older job versions.
+
+use shoal_types::time::UnixNanos;
+use shoal_types::{ConnectionStatus, ExecutionId, JobStateType, JobType, NodeId};
+
+use crate::ops::UNREACHABLE_PREFIX;
+use crate::planner::Planner;
+
+/// Fails live executions whose node is lost, so that their work can be placed elsewhere.
+///
+/// A node is lost when the orchestrator no longer knows it, or when it has been disconnected
+/// for at least `node_lost_grace`. Before that, its executions are left alone: the node keeps
+/// working while the link is down and reports its results when it returns. The failure is
+/// retryable (the task did nothing wrong), except for ops jobs, which never retry and count the
+/// node as unreachable instead.
+pub(crate) fn settle_lost_nodes(p: &mut Planner) {
+    let lost: Vec<(ExecutionId, String)> = p
+        .executions()
+        .iter()
+        .filter(|e| !e.is_terminal())
+        .filter_map(|e| lost_reason(p, &e.node_id).map(|why| (e.id.clone(), why)))
+        .collect();
+    let ops = p.job.job_type == JobType::Ops;
+    for (id, why) in lost {
+        if ops {
+            p.settle_failed(&id, format!("{UNREACHABLE_PREFIX} {why}"), false);
+        } else {
+            p.settle_failed(&id, why, true);
+        }
+    }
+}
+
+/// Why a node counts as lost, or `None` while it is connected or within its grace period.
+pub(crate) fn lost_reason(p: &Planner, node_id: &NodeId) -> Option<String> {
+    match p.node(node_id) {
+        None => Some(format!(
+            "node {node_id} lost: no longer registered with the orchestrator"
+        )),
+        Some(node) if node.state.connection == ConnectionStatus::Disconnected => {
+            let away = p.now - node.last_seen;
+            (away >= p.config.node_lost_grace).then(|| {
+                format!(
+                    "node {node_id} lost: disconnected for {}",
+                    go_duration(away)
+                )
+            })
+        }
+        Some(_) => None,
+    }
+}
+
+/// A finished job (completed, failed or stopped by a user) keeps nothing running.
+pub(crate) fn stop_everything(p: &mut Planner) {
+    let message = match p.job.state.state_type {
+        JobStateType::Completed => "job completed",
+        JobStateType::Failed => "job failed",
+        _ => "job stopped",
+    };
+    p.stop_all_live(message);
+}
+
+/// Executions of an older job version are replaced by the current one and do not count.
+pub(crate) fn stop_old_versions(p: &mut Planner) {
+    let version = p.job.version;
+    let old: Vec<ExecutionId> = p
+        .executions()
+        .iter()
+        .filter(|e| e.job_version < version && !e.is_terminal())
+        .map(|e| e.id.clone())
+        .collect();
+    for id in old {
+        p.stop(&id, format!("replaced by job version {version}"));
+    }
+}
+
+/// A duration the way Go (and so Bacalhau's messages) print it: `45s`, `6m0s`, `1h2m3s`.
+pub(crate) fn go_duration(nanos: UnixNanos) -> String {
+    let secs = nanos.max(0) / 1_000_000_000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_go() {
+        const S: i64 = 1_000_000_000;
+        assert_eq!(go_duration(45 * S), "45s");
+        assert_eq!(go_duration(360 * S), "6m0s");
+        assert_eq!(go_duration(3723 * S + 5), "1h2m3s");
+    }
+}
