@@ -22,6 +22,9 @@ pub const LABEL_MANAGED: &str = "shoal.managed";
 pub const LABEL_JOB_ID: &str = "shoal.job-id";
 /// Label holding the execution id.
 pub const LABEL_EXECUTION_ID: &str = "shoal.execution-id";
+/// Label holding the id of the node whose agent started the container, when the executor was
+/// given one; it keeps agents that share a daemon (devstack) out of each other's cleanup.
+pub const LABEL_NODE_ID: &str = "shoal.node-id";
 
 /// The container name for an execution: `shoal-<execution id>`, with characters Docker refuses
 /// in names replaced by `-`.
@@ -40,8 +43,8 @@ pub fn container_name(execution_id: &str) -> String {
 }
 
 /// The labels put on an execution's container.
-pub fn labels(request: &ExecutionRequest) -> HashMap<String, String> {
-    HashMap::from([
+pub fn labels(request: &ExecutionRequest, node_id: Option<&str>) -> HashMap<String, String> {
+    let mut labels = HashMap::from([
         (LABEL_MANAGED.to_string(), "true".to_string()),
         (LABEL_JOB_ID.to_string(), request.job_id.clone()),
         (LABEL_EXECUTION_ID.to_string(), request.execution_id.clone()),
@@ -51,7 +54,11 @@ pub fn labels(request: &ExecutionRequest) -> HashMap<String, String> {
             "bacalhau-executionID".to_string(),
             request.execution_id.clone(),
         ),
-    ])
+    ]);
+    if let Some(node) = node_id {
+        labels.insert(LABEL_NODE_ID.to_string(), node.to_string());
+    }
+    labels
 }
 
 /// Builds the create request. The results folders named here must exist before the container
@@ -59,6 +66,7 @@ pub fn labels(request: &ExecutionRequest) -> HashMap<String, String> {
 pub fn container_body(
     request: &ExecutionRequest,
     params: &DockerParams,
+    node_id: Option<&str>,
 ) -> Result<ContainerCreateBody, ExecutorError> {
     let mut env: BTreeMap<String, String> = request.env.clone();
     for (name, value) in &params.env {
@@ -111,7 +119,7 @@ pub fn container_body(
     let mut body = ContainerCreateBody {
         image: Some(params.image.clone()),
         env: Some(env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        labels: Some(labels(request)),
+        labels: Some(labels(request, node_id)),
         working_dir: params.working_directory.clone(),
         ..Default::default()
     };
@@ -246,13 +254,13 @@ mod tests {
 
     #[test]
     fn engine_environment_overrides_task_environment() {
-        let body = container_body(&request(), &params()).unwrap();
+        let body = container_body(&request(), &params(), None).unwrap();
         assert_eq!(body.env.unwrap(), ["A=task", "B=param"]);
     }
 
     #[test]
     fn inputs_are_read_only_and_results_writable() {
-        let body = container_body(&request(), &params()).unwrap();
+        let body = container_body(&request(), &params(), None).unwrap();
         let mounts = body.host_config.unwrap().mounts.unwrap();
         assert_eq!(mounts[0].source.as_deref(), Some("/staged/in"));
         assert_eq!(mounts[0].read_only, Some(true));
@@ -263,7 +271,7 @@ mod tests {
 
     #[test]
     fn limits_become_memory_without_swap_and_nano_cpus() {
-        let host = container_body(&request(), &params())
+        let host = container_body(&request(), &params(), None)
             .unwrap()
             .host_config
             .unwrap();
@@ -276,7 +284,7 @@ mod tests {
     fn zero_limits_are_left_unset() {
         let mut req = request();
         req.resources = Resources::default();
-        let host = container_body(&req, &params())
+        let host = container_body(&req, &params(), None)
             .unwrap()
             .host_config
             .unwrap();
@@ -291,7 +299,7 @@ mod tests {
         let mode = |kind| {
             let mut req = request();
             req.network.kind = kind;
-            container_body(&req, &params())
+            container_body(&req, &params(), None)
                 .unwrap()
                 .host_config
                 .unwrap()
@@ -318,7 +326,7 @@ mod tests {
                 host_network: String::new(),
             }],
         };
-        let body = container_body(&req, &params()).unwrap();
+        let body = container_body(&req, &params(), None).unwrap();
         assert_eq!(body.exposed_ports.unwrap(), ["80/tcp"]);
         let bindings = body.host_config.unwrap().port_bindings.unwrap();
         let b = &bindings["80/tcp"].as_ref().unwrap()[0];
@@ -329,7 +337,7 @@ mod tests {
     fn http_network_is_refused_with_a_fix() {
         let mut req = request();
         req.network.kind = NetworkType::Http;
-        let err = container_body(&req, &params()).unwrap_err();
+        let err = container_body(&req, &params(), None).unwrap_err();
         assert!(err.to_string().contains("HTTP"), "{err}");
     }
 
@@ -337,18 +345,32 @@ mod tests {
     fn result_name_that_climbs_out_is_refused() {
         let mut req = request();
         req.result_paths[0].name = "../etc".into();
-        assert!(container_body(&req, &params()).is_err());
+        assert!(container_body(&req, &params(), None).is_err());
     }
 
     #[test]
     fn every_container_is_labelled_with_its_execution() {
-        let labels = container_body(&request(), &params())
+        let labels = container_body(&request(), &params(), None)
             .unwrap()
             .labels
             .unwrap();
         assert_eq!(labels[LABEL_MANAGED], "true");
         assert_eq!(labels[LABEL_EXECUTION_ID], "e-1");
         assert_eq!(labels[LABEL_JOB_ID], "j-1");
+    }
+
+    #[test]
+    fn node_label_is_set_only_when_the_executor_has_a_node() {
+        let labels = container_body(&request(), &params(), Some("n-1"))
+            .unwrap()
+            .labels
+            .unwrap();
+        assert_eq!(labels[LABEL_NODE_ID], "n-1");
+        let labels = container_body(&request(), &params(), None)
+            .unwrap()
+            .labels
+            .unwrap();
+        assert!(!labels.contains_key(LABEL_NODE_ID));
     }
 
     #[test]

@@ -41,18 +41,24 @@ pub(super) struct Daemon {
     pub info: DockerInfo,
 }
 
-/// Builds a client for `host` without contacting it; fails only on an address bollard cannot use.
-pub(super) fn client(host: &str, version: &ClientVersion) -> Result<Docker, String> {
-    let built = if host.starts_with("unix://") {
-        Docker::connect_with_unix(host, REQUEST_TIMEOUT_S, version)
-    } else if host.starts_with("tcp://") || host.starts_with("http://") {
-        Docker::connect_with_http(host, REQUEST_TIMEOUT_S, version)
+/// Checks that `host` is an address this client can use, without contacting it.
+pub(super) fn check_address(host: &str) -> Result<(), String> {
+    if host.starts_with("unix://") || host.starts_with("tcp://") || host.starts_with("http://") {
+        Ok(())
     } else {
-        return Err(format!(
+        Err(format!(
             "docker daemon address {host:?} is not supported; set DOCKER_HOST to unix:///path/to/docker.sock or tcp://host:port"
-        ));
-    };
-    built.map_err(|e| format!("docker daemon address {host:?} cannot be used: {e}"))
+        ))
+    }
+}
+
+/// Builds a client for `host`. For a unix socket bollard checks that the socket exists.
+fn client(host: &str, version: &ClientVersion) -> Result<Docker, BollardError> {
+    if host.starts_with("unix://") {
+        Docker::connect_with_unix(host, REQUEST_TIMEOUT_S, version)
+    } else {
+        Docker::connect_with_http(host, REQUEST_TIMEOUT_S, version)
+    }
 }
 
 /// Connects and asks the daemon for its version, settling the API version on the way.
@@ -62,7 +68,8 @@ pub(super) async fn open(host: &str) -> Result<Daemon, String> {
             "docker daemon at {host} does not answer: {e}; start it, or set DOCKER_HOST to where it listens"
         )
     };
-    let mut docker = client(host, API_DEFAULT_VERSION)?;
+    check_address(host)?;
+    let mut docker = client(host, API_DEFAULT_VERSION).map_err(unreachable)?;
     let version = match docker.version().await {
         Ok(v) => v,
         Err(BollardError::DockerResponseServerError {
@@ -74,7 +81,7 @@ pub(super) async fn open(host: &str) -> Result<Daemon, String> {
                     "docker daemon at {host} refused the client: {message}"
                 ));
             };
-            docker = client(host, &max)?;
+            docker = client(host, &max).map_err(unreachable)?;
             docker.version().await.map_err(unreachable)?
         }
         Err(e) => return Err(unreachable(e)),
@@ -138,7 +145,7 @@ mod tests {
 
     #[test]
     fn unsupported_address_says_what_to_set() {
-        let err = client("ssh://box", API_DEFAULT_VERSION).unwrap_err();
+        let err = check_address("ssh://box").unwrap_err();
         assert!(err.contains("DOCKER_HOST"), "{err}");
     }
 }

@@ -113,7 +113,7 @@ fn check_platform(
     if os_differs || arch_differs {
         // Another node of the right platform may run it, so this is not the user's final answer.
         return Err(ExecutorError::transient(format!(
-            "image {image:?} is built for {os}/{arch} but this node runs {}; build or pull the image for {} (docker build --platform {}) or run the job on a {arch} node",
+            "image {image:?} is built for {os}/{arch} but this node runs {}; build or pull the image for {} (docker build --platform {}) or run the job on a {os}/{arch} node",
             node.platform(),
             node.platform(),
             node.platform(),

@@ -60,7 +60,7 @@ pub(super) async fn execute(
     async move {
         let params = DockerParams::parse(&request.engine)?;
         tracing::Span::current().record("image", params.image.as_str());
-        let body = container_body(&request, &params)?;
+        let body = container_body(&request, &params, executor.node_id.as_deref())?;
         if cancel.is_cancelled() {
             return Err(ExecutorError::Cancelled);
         }
@@ -272,11 +272,11 @@ async fn stop(docker: &Docker, id: &str) {
     let options = StopContainerOptionsBuilder::default()
         .t(STOP_GRACE_S)
         .build();
-    if let Err(e) = docker.stop_container(id, Some(options)).await {
-        // 304: already stopped; 404: already gone. Removal with force follows either way.
-        if !matches!(daemon_status(&e), Some(304 | 404)) {
-            warn!(container = id, error = %daemon_message(&e), "stopping the container failed");
-        }
+    // 304: already stopped; 404: already gone. Removal with force follows either way.
+    if let Err(e) = docker.stop_container(id, Some(options)).await
+        && !matches!(daemon_status(&e), Some(304 | 404))
+    {
+        warn!(container = id, error = %daemon_message(&e), "stopping the container failed");
     }
 }
 
@@ -286,10 +286,11 @@ pub(super) async fn remove(docker: &Docker, id: &str) {
         .force(true)
         .v(true)
         .build();
-    if let Err(e) = docker.remove_container(id, Some(options)).await {
-        if daemon_status(&e) != Some(404) {
-            warn!(container = id, error = %daemon_message(&e), "removing the container failed; cleanup_orphans will retry at the next start");
-        }
+    // 404: already gone, which is what was wanted.
+    if let Err(e) = docker.remove_container(id, Some(options)).await
+        && daemon_status(&e) != Some(404)
+    {
+        warn!(container = id, error = %daemon_message(&e), "removing the container failed; cleanup_orphans will retry at the next start");
     }
 }
 

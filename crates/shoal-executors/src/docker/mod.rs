@@ -25,7 +25,7 @@ mod image;
 mod lifecycle;
 mod params;
 
-pub use container::{LABEL_EXECUTION_ID, LABEL_JOB_ID, LABEL_MANAGED};
+pub use container::{LABEL_EXECUTION_ID, LABEL_JOB_ID, LABEL_MANAGED, LABEL_NODE_ID};
 pub use daemon::DockerInfo;
 pub use params::DockerParams;
 
@@ -41,6 +41,7 @@ pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 #[derive(Debug, Clone)]
 pub struct DockerExecutor {
     host: String,
+    node_id: Option<String>,
     daemon: Arc<OnceCell<Daemon>>,
 }
 
@@ -58,11 +59,20 @@ impl DockerExecutor {
 
     /// An executor for the daemon at `host` (`unix:///var/run/docker.sock`, `tcp://10.0.0.2:2375`).
     pub fn with_host(host: &str) -> Result<Self, ExecutorError> {
-        daemon::client(host, bollard::API_DEFAULT_VERSION).map_err(ExecutorError::transient)?;
+        daemon::check_address(host).map_err(ExecutorError::transient)?;
         Ok(DockerExecutor {
             host: host.to_string(),
+            node_id: None,
             daemon: Arc::new(OnceCell::new()),
         })
+    }
+
+    /// Labels this executor's containers with `shoal.node-id=<node_id>` and limits
+    /// [`cleanup_orphans`](Self::cleanup_orphans) to containers so labelled, so that several
+    /// agents sharing one daemon (devstack) never remove each other's containers.
+    pub fn with_node_id(mut self, node_id: impl Into<String>) -> Self {
+        self.node_id = Some(node_id.into());
+        self
     }
 
     /// Asks the daemon whether it answers, and what it runs. A node advertises the `docker`
@@ -86,15 +96,20 @@ impl DockerExecutor {
         image::ensure_image(&daemon, &params.image, &progress).await
     }
 
-    /// Removes every container labelled `shoal.managed=true` whose `shoal.execution-id` is not in
-    /// `keep`, running or not; called by the agent at startup with the executions it still
-    /// tracks. Returns the execution ids (or container ids, for containers without one) removed.
+    /// Removes every container labelled `shoal.managed=true` (and `shoal.node-id=<node>` when the
+    /// executor has a node id) whose `shoal.execution-id` is not in `keep`, running or not;
+    /// called by the agent at startup with the executions it still tracks. Returns the
+    /// execution ids (or container ids, for containers without one) removed.
     pub async fn cleanup_orphans(
         &self,
         keep: &HashSet<String>,
     ) -> Result<Vec<String>, ExecutorError> {
         let daemon = self.daemon().await?;
-        let filters = HashMap::from([("label", vec![format!("{LABEL_MANAGED}=true")])]);
+        let mut labels = vec![format!("{LABEL_MANAGED}=true")];
+        if let Some(node) = &self.node_id {
+            labels.push(format!("{LABEL_NODE_ID}={node}"));
+        }
+        let filters = HashMap::from([("label", labels)]);
         let options = ListContainersOptionsBuilder::default()
             .all(true)
             .filters(&filters)
