@@ -1,8 +1,8 @@
 //! The `docker` engine: runs each execution in a container on the node's Docker daemon.
 //!
 //! Parameters, mounts, limits and network follow Bacalhau's Docker executor (see
-//! [`DockerParams`] and [`container`]). Images are used from the node when present and pulled
-//! once otherwise ([`DockerExecutor::prepare`]). Output is followed live, stdout and stderr
+//! [`DockerParams`] and the `container` module). Images are used from the node when present
+//! and pulled once otherwise ([`DockerExecutor::prepare`]). Output is followed live, stdout and stderr
 //! apart; the exit code comes from the container's state, so a non-zero exit is an
 //! `Ok(Exit)`, and an OOM kill is [`ExecutorError::OutOfMemory`]. Every container carries the
 //! `shoal.managed`, `shoal.job-id` and `shoal.execution-id` labels and is removed when its
@@ -19,13 +19,15 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink};
 
-pub mod container;
+mod container;
 mod daemon;
 mod image;
 mod lifecycle;
 mod params;
 
-pub use container::{LABEL_EXECUTION_ID, LABEL_JOB_ID, LABEL_MANAGED, LABEL_NODE_ID};
+pub use container::{
+    LABEL_EXECUTION_ID, LABEL_JOB_ID, LABEL_MANAGED, LABEL_NODE_ID, container_name,
+};
 pub use daemon::DockerInfo;
 pub use params::DockerParams;
 
