@@ -20,6 +20,8 @@ use shoal_types::{JobType, Network, Resources, ResultPath, SpecConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "docker")]
+pub mod docker;
 pub mod noop;
 #[cfg(feature = "wasm")]
 pub mod wasm;

@@ -1,0 +1,312 @@
+//! One execution from create to remove.
+//!
+//! ```text
+//!  create ──> start ──> running ──┬─ exits ─────────────> drain logs ─> inspect ─> remove ─> Ok(Exit)
+//!                                 │                                     (OOMKilled ─> OutOfMemory)
+//!                                 ├─ time limit passes ─> stop (1 s) ─> drain logs ─> remove ─> Timeout
+//!                                 └─ cancel fires ──────> stop (1 s) ─> drain logs ─> remove ─> Cancelled
+//! ```
+//!
+//! The container is removed on every path, after its logs are drained. If the future itself is
+//! dropped half-way, a guard removes the container in the background; a crash of the whole agent
+//! leaves it to `cleanup_orphans` at the next start.
+
+use std::time::Duration;
+
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as BollardError;
+use bollard::models::{ContainerCreateBody, ContainerState};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    StopContainerOptionsBuilder, WaitContainerOptions,
+};
+use futures::StreamExt;
+use shoal_types::resources::format_bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info_span, warn};
+
+use super::container::{container_body, container_name, result_dirs};
+use super::daemon::{Daemon, daemon_message, daemon_status};
+use super::params::DockerParams;
+use super::{DockerExecutor, image};
+use crate::{ExecutionRequest, ExecutorError, Exit, LogSink, Stream};
+
+/// Grace period between SIGTERM and SIGKILL when an execution is stopped, as Bacalhau does.
+const STOP_GRACE_S: i32 = 1;
+/// How long logs may keep flowing after the container ended before they are cut off.
+const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// How the container stopped running, before its state is read.
+enum Ending {
+    Exited,
+    TimedOut(Duration),
+    Cancelled,
+}
+
+/// Runs one execution; see the module docs for the paths it takes.
+pub(super) async fn execute(
+    executor: DockerExecutor,
+    request: ExecutionRequest,
+    logs: LogSink,
+    cancel: CancellationToken,
+) -> Result<Exit, ExecutorError> {
+    let span = info_span!(
+        "docker_execution",
+        job_id = %request.job_id,
+        execution_id = %request.execution_id,
+        image = tracing::field::Empty,
+    );
+    async move {
+        let params = DockerParams::parse(&request.engine)?;
+        tracing::Span::current().record("image", params.image.as_str());
+        let body = container_body(&request, &params, executor.node_id.as_deref())?;
+        if cancel.is_cancelled() {
+            return Err(ExecutorError::Cancelled);
+        }
+        let daemon = executor.daemon().await?;
+        let progress = |line: String| tracing::info!(target: "shoal::docker::pull", "{line}");
+        tokio::select! {
+            ready = image::ensure_image(&daemon, &params.image, &progress) => ready?,
+            () = cancel.cancelled() => return Err(ExecutorError::Cancelled),
+        }
+        for (dir, _) in result_dirs(&request)? {
+            tokio::fs::create_dir_all(&dir).await.map_err(|e| {
+                ExecutorError::transient(format!(
+                    "results folder {} could not be created: {e}; check the node's data dir is writable",
+                    dir.display()
+                ))
+            })?;
+        }
+
+        let name = container_name(&request.execution_id);
+        let id = create(&daemon.docker, &name, body).await?;
+        let mut guard = RemoveGuard { docker: daemon.docker.clone(), id: Some(id.clone()) };
+        let outcome = supervise(&daemon, &id, &request, &logs, &cancel).await;
+        remove(&daemon.docker, &id).await;
+        guard.id = None;
+        outcome
+    }
+    .instrument(span)
+    .await
+}
+
+/// Creates the container; a leftover of the same name (an earlier attempt of this execution
+/// whose agent died) is removed first.
+async fn create(
+    docker: &Docker,
+    name: &str,
+    body: ContainerCreateBody,
+) -> Result<String, ExecutorError> {
+    let options = || CreateContainerOptionsBuilder::default().name(name).build();
+    let created = match docker.create_container(Some(options()), body.clone()).await {
+        Err(e) if daemon_status(&e) == Some(409) => {
+            warn!(
+                container = name,
+                "removing a leftover container of the same name"
+            );
+            remove(docker, name).await;
+            docker.create_container(Some(options()), body).await
+        }
+        other => other,
+    };
+    created
+        .map(|c| c.id)
+        .map_err(|e| refused(&format!("container {name} could not be created"), &e))
+}
+
+/// Classifies a daemon refusal: 400 and 404 are about the spec (bad mount, unknown image,
+/// missing executable) and will repeat anywhere; the rest may be this daemon's trouble.
+fn refused(what: &str, e: &BollardError) -> ExecutorError {
+    let message = daemon_message(e);
+    match daemon_status(e) {
+        Some(400 | 404) => ExecutorError::user(format!(
+            "{what}: {message}; check the job's Image, Entrypoint, Parameters and paths"
+        )),
+        _ => ExecutorError::transient(format!("{what}: {message}")),
+    }
+}
+
+/// Starts the container, follows its logs and waits for it to end.
+async fn supervise(
+    daemon: &Daemon,
+    id: &str,
+    request: &ExecutionRequest,
+    logs: &LogSink,
+    cancel: &CancellationToken,
+) -> Result<Exit, ExecutorError> {
+    let docker = &daemon.docker;
+    docker.start_container(id, None).await.map_err(|e| {
+        refused(
+            &format!(
+                "container for execution {} could not start",
+                request.execution_id
+            ),
+            &e,
+        )
+    })?;
+
+    let pump = tokio::spawn(pump_logs(docker.clone(), id.to_string(), logs.clone()));
+    let timeout = async {
+        match request.timeout {
+            Some(limit) => {
+                tokio::time::sleep(limit).await;
+                limit
+            }
+            None => std::future::pending().await,
+        }
+    };
+    let mut wait = docker.wait_container(id, None::<WaitContainerOptions>);
+    let ending = tokio::select! {
+        waited = wait.next() => match waited {
+            // A non-zero exit arrives as an error from bollard; the state read below is what counts.
+            None | Some(Ok(_)) | Some(Err(BollardError::DockerContainerWaitError { .. })) => Ending::Exited,
+            Some(Err(e)) => {
+                let error = ExecutorError::transient(format!(
+                    "lost track of container {id} on docker daemon {}: {}", daemon.info.host, daemon_message(&e)
+                ));
+                stop(docker, id).await;
+                drain(pump).await;
+                return Err(error);
+            }
+        },
+        limit = timeout => Ending::TimedOut(limit),
+        () = cancel.cancelled() => Ending::Cancelled,
+    };
+    drop(wait);
+
+    match ending {
+        Ending::TimedOut(limit) => {
+            stop(docker, id).await;
+            drain(pump).await;
+            Err(ExecutorError::Timeout(limit))
+        }
+        Ending::Cancelled => {
+            stop(docker, id).await;
+            drain(pump).await;
+            Err(ExecutorError::Cancelled)
+        }
+        Ending::Exited => {
+            drain(pump).await;
+            let state = final_state(docker, id, request.resources.memory).await?;
+            if state.oom_killed == Some(true) {
+                let limit = match request.resources.memory {
+                    0 => "none set (the node ran out of memory)".to_string(),
+                    bytes => format_bytes(bytes),
+                };
+                return Err(ExecutorError::OutOfMemory { limit });
+            }
+            let code = state.exit_code.unwrap_or(-1);
+            Ok(Exit {
+                code: i32::try_from(code).unwrap_or(-1),
+            })
+        }
+    }
+}
+
+/// Reads the ended container's state. The daemon can record a container's exit before the
+/// kernel's OOM notice for it, so a SIGKILL exit under a memory limit is read again a few times
+/// before it is taken as a plain kill.
+async fn final_state(
+    docker: &Docker,
+    id: &str,
+    memory_limit: u64,
+) -> Result<ContainerState, ExecutorError> {
+    let mut attempts_left = if memory_limit > 0 { 10 } else { 0 };
+    loop {
+        let state = docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| {
+                ExecutorError::transient(format!(
+                    "container {id} could not be inspected: {}",
+                    daemon_message(&e)
+                ))
+            })?
+            .state
+            .unwrap_or_default();
+        let maybe_oom = state.exit_code == Some(137) && state.oom_killed != Some(true);
+        if !maybe_oom || attempts_left == 0 {
+            return Ok(state);
+        }
+        attempts_left -= 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Forwards the container's output to the sink until the daemon closes the stream, which it
+/// does once the container has ended and everything it wrote has been sent.
+async fn pump_logs(docker: Docker, id: String, logs: LogSink) {
+    let options = LogsOptionsBuilder::default()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .build();
+    let mut stream = docker.logs(&id, Some(options));
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
+                logs.write(Stream::Stdout, String::from_utf8_lossy(&message))
+            }
+            Ok(LogOutput::StdErr { message }) => {
+                logs.write(Stream::Stderr, String::from_utf8_lossy(&message))
+            }
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(e) => {
+                warn!(container = %id, error = %daemon_message(&e), "log stream ended early");
+                return;
+            }
+        }
+    }
+}
+
+async fn drain(pump: tokio::task::JoinHandle<()>) {
+    let abort = pump.abort_handle();
+    if tokio::time::timeout(LOG_DRAIN_LIMIT, pump).await.is_err() {
+        warn!("logs still flowing {LOG_DRAIN_LIMIT:?} after the container ended; cutting them off");
+        abort.abort();
+    }
+}
+
+async fn stop(docker: &Docker, id: &str) {
+    let options = StopContainerOptionsBuilder::default()
+        .t(STOP_GRACE_S)
+        .build();
+    // 304: already stopped; 404: already gone. Removal with force follows either way.
+    if let Err(e) = docker.stop_container(id, Some(options)).await
+        && !matches!(daemon_status(&e), Some(304 | 404))
+    {
+        warn!(container = id, error = %daemon_message(&e), "stopping the container failed");
+    }
+}
+
+/// Removes a container and its anonymous volumes, killing it if it still runs.
+pub(super) async fn remove(docker: &Docker, id: &str) {
+    let options = RemoveContainerOptionsBuilder::default()
+        .force(true)
+        .v(true)
+        .build();
+    // 404: already gone, which is what was wanted.
+    if let Err(e) = docker.remove_container(id, Some(options)).await
+        && daemon_status(&e) != Some(404)
+    {
+        warn!(container = id, error = %daemon_message(&e), "removing the container failed; cleanup_orphans will retry at the next start");
+    }
+}
+
+/// Removes the container in the background if the execution's future is dropped before it
+/// could remove it itself.
+struct RemoveGuard {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl Drop for RemoveGuard {
+    fn drop(&mut self) {
+        let Some(id) = self.id.take() else { return };
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            let docker = self.docker.clone();
+            handle.spawn(async move { remove(&docker, &id).await });
+        }
+    }
+}
