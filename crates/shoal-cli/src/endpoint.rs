@@ -1,0 +1,64 @@
+//! Where the orchestrator is and where local state lives: flags, then `SHOAL_*`, then
+//! `BACALHAU_*` variables (so Bacalhau users' environments work), then defaults.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use shoal_client::Client;
+
+/// Global connection and data-dir options.
+#[derive(Args, Clone, Debug)]
+pub struct Endpoint {
+    /// Orchestrator host (env SHOAL_API_HOST, or BACALHAU_API_HOST) [default: 127.0.0.1].
+    #[arg(long, global = true)]
+    pub api_host: Option<String>,
+    /// Orchestrator API port; also the port compute nodes dial (env SHOAL_API_PORT) [default: 1234].
+    #[arg(long, global = true)]
+    pub api_port: Option<u16>,
+    /// Where Shoal keeps its state (env SHOAL_DIR) [default: ~/.shoal].
+    #[arg(long, global = true)]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn env(names: &[&str]) -> Option<String> {
+    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+impl Endpoint {
+    /// The API host.
+    pub fn host(&self) -> String {
+        self.api_host.clone().or_else(|| env(&["SHOAL_API_HOST", "BACALHAU_API_HOST"])).unwrap_or_else(|| "127.0.0.1".into())
+    }
+
+    /// The API port.
+    pub fn port(&self) -> anyhow::Result<u16> {
+        if let Some(p) = self.api_port {
+            return Ok(p);
+        }
+        match env(&["SHOAL_API_PORT", "BACALHAU_API_PORT"]) {
+            Some(p) => p.parse().map_err(|_| anyhow::anyhow!("SHOAL_API_PORT={p:?} is not a port number; use a number like 1234")),
+            None => Ok(1234),
+        }
+    }
+
+    /// The data dir.
+    pub fn data_dir(&self) -> PathBuf {
+        if let Some(d) = &self.data_dir {
+            return d.clone();
+        }
+        if let Some(d) = env(&["SHOAL_DIR"]) {
+            return d.into();
+        }
+        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+        home.join(".shoal")
+    }
+
+    /// A client for the orchestrator. A host given as a URL (`https://h:p`) is used as is.
+    pub fn client(&self) -> anyhow::Result<Client> {
+        let host = self.host();
+        if host.starts_with("http://") || host.starts_with("https://") {
+            return Ok(Client::from_url(&host));
+        }
+        Ok(Client::new(&host, self.port()?))
+    }
+}

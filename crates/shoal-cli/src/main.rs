@@ -1,0 +1,78 @@
+//! `shoal`: one binary that is the client, the orchestrator and the compute agent.
+
+mod commands;
+mod endpoint;
+mod output;
+mod wait;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::endpoint::Endpoint;
+
+/// Shoal runs jobs where the data lives, across a fleet of nodes that dial in.
+///
+/// Quick start: `shoal devstack` in one terminal, then `shoal wasm run examples/hello.wat` in
+/// another. Bacalhau job files work unchanged with `shoal job run FILE`.
+#[derive(Parser)]
+#[command(name = "shoal", version, propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    endpoint: Endpoint,
+    /// Log level for the orchestrator and agents (error, warn, info, debug, trace).
+    #[arg(long, global = true, env = "SHOAL_LOG", default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start an orchestrator, a compute node, or both (hybrid).
+    Serve(commands::serve::ServeArgs),
+    /// Start an orchestrator and N compute agents in one process: the zero-setup way to try Shoal.
+    Devstack(commands::devstack::DevstackArgs),
+    /// Submit and inspect jobs.
+    #[command(subcommand)]
+    Job(commands::job::JobCommand),
+    /// Run WebAssembly modules.
+    #[command(subcommand)]
+    Wasm(commands::wasm::WasmCommand),
+    /// List and manage compute nodes.
+    #[command(subcommand)]
+    Node(commands::node::NodeCommand),
+    /// Print the client's and the orchestrator's versions.
+    Version,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{},hyper=warn,tungstenite=warn", cli.log_level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(&cli.endpoint, args).await,
+            Command::Devstack(args) => commands::devstack::run(&cli.endpoint, args).await,
+            Command::Job(cmd) => commands::job::run(&cli.endpoint, cmd).await,
+            Command::Wasm(cmd) => commands::wasm::run(&cli.endpoint, cmd).await,
+            Command::Node(cmd) => commands::node::run(&cli.endpoint, cmd).await,
+            Command::Version => commands::version(&cli.endpoint).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
