@@ -21,6 +21,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 pub mod noop;
+#[cfg(feature = "query")]
+pub mod query;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 
