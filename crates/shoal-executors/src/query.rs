@@ -58,20 +58,34 @@ fn params(engine: &SpecConfig) -> Result<QueryParams, ExecutorError> {
     let sql = engine
         .param("Query")
         .or_else(|| engine.param("SQL"))
-        .ok_or_else(|| ExecutorError::user("query engine: missing param Query: set Params.Query to one SELECT statement"))?;
+        .ok_or_else(|| {
+            ExecutorError::user(
+                "query engine: missing param Query: set Params.Query to one SELECT statement",
+            )
+        })?;
     let sql = sql
         .as_str()
         .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| ExecutorError::user("query engine: param Query must be a non-empty string holding one SELECT statement"))?
+        .ok_or_else(|| {
+            ExecutorError::user(
+                "query engine: param Query must be a non-empty string holding one SELECT statement",
+            )
+        })?
         .to_string();
     let max_rows = positive(engine, "MaxRows")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
     let timeout = positive(engine, "TimeoutMs")?.map(Duration::from_millis);
-    Ok(QueryParams { sql, max_rows, timeout })
+    Ok(QueryParams {
+        sql,
+        max_rows,
+        timeout,
+    })
 }
 
 /// A positive integer param, given as a number or a numeric string.
 fn positive(engine: &SpecConfig, name: &str) -> Result<Option<u64>, ExecutorError> {
-    let Some(v) = engine.param(name) else { return Ok(None) };
+    let Some(v) = engine.param(name) else {
+        return Ok(None);
+    };
     let n = match v {
         Json::Number(n) => n.as_u64(),
         Json::String(s) => s.trim().parse().ok(),
@@ -79,7 +93,9 @@ fn positive(engine: &SpecConfig, name: &str) -> Result<Option<u64>, ExecutorErro
     };
     match n {
         Some(n) if n > 0 => Ok(Some(n)),
-        _ => Err(ExecutorError::user(format!("query engine: param {name} must be a positive integer, got {v}"))),
+        _ => Err(ExecutorError::user(format!(
+            "query engine: param {name} must be a positive integer, got {v}"
+        ))),
     }
 }
 
@@ -117,7 +133,11 @@ impl Executor for QueryExecutor {
             };
             let result = result.map_err(|e| classify(e, &limits))?;
             emit(&result, &logs, &request.results_dir);
-            tracing::info!(rows = result.cost.rows, wall_ms = result.cost.wall.as_millis() as u64, "query answered");
+            tracing::info!(
+                rows = result.cost.rows,
+                wall_ms = result.cost.wall.as_millis() as u64,
+                "query answered"
+            );
             Ok(Exit { code: 0 })
         })
     }
@@ -147,7 +167,10 @@ fn emit(result: &QueryResult, logs: &LogSink, results_dir: &Path) {
     if let Err(e) = written {
         logs.write(
             Stream::Stderr,
-            format!("warning: could not write {}: {e}; the rows are on stdout only\n", dir.join("rows.json").display()),
+            format!(
+                "warning: could not write {}: {e}; the rows are on stdout only\n",
+                dir.join("rows.json").display()
+            ),
         );
     }
 }
@@ -162,12 +185,17 @@ mod tests {
     use crate::LogChunk;
 
     fn request(params: Json, results_dir: &Path) -> ExecutionRequest {
-        let Json::Object(params) = params else { panic!("params must be an object") };
+        let Json::Object(params) = params else {
+            panic!("params must be an object")
+        };
         ExecutionRequest {
             job_id: "j-test".into(),
             execution_id: "e-test".into(),
             job_type: JobType::Ops,
-            engine: SpecConfig { kind: "query".into(), params },
+            engine: SpecConfig {
+                kind: "query".into(),
+                params,
+            },
             env: BTreeMap::new(),
             inputs: vec![],
             results_dir: results_dir.to_path_buf(),
@@ -178,10 +206,18 @@ mod tests {
         }
     }
 
-    async fn run(params: Json) -> (Result<Exit, ExecutorError>, Vec<LogChunk>, tempfile::TempDir) {
+    async fn run(
+        params: Json,
+    ) -> (
+        Result<Exit, ExecutorError>,
+        Vec<LogChunk>,
+        tempfile::TempDir,
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let (sink, mut rx) = LogSink::channel();
-        let out = QueryExecutor::default().run(request(params, dir.path()), sink, CancellationToken::new()).await;
+        let out = QueryExecutor::default()
+            .run(request(params, dir.path()), sink, CancellationToken::new())
+            .await;
         let mut chunks = vec![];
         while let Ok(c) = rx.try_recv() {
             chunks.push(c);
@@ -191,11 +227,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_query_prints_osquery_json_lines_and_writes_rows_json() {
-        let (out, chunks, dir) = run(serde_json::json!({"query": "SELECT uid, username FROM users WHERE uid = 0"})).await;
+        let (out, chunks, dir) =
+            run(serde_json::json!({"query": "SELECT uid, username FROM users WHERE uid = 0"}))
+                .await;
         assert_eq!(out, Ok(Exit { code: 0 }));
-        let stdout: Vec<&str> = chunks.iter().filter(|c| c.stream == Stream::Stdout).map(|c| c.text.as_str()).collect();
+        let stdout: Vec<&str> = chunks
+            .iter()
+            .filter(|c| c.stream == Stream::Stdout)
+            .map(|c| c.text.as_str())
+            .collect();
         assert_eq!(stdout, vec!["{\"uid\":\"0\",\"username\":\"root\"}\n"]);
-        let saved: Json = serde_json::from_slice(&std::fs::read(dir.path().join("query/rows.json")).unwrap()).unwrap();
+        let saved: Json =
+            serde_json::from_slice(&std::fs::read(dir.path().join("query/rows.json")).unwrap())
+                .unwrap();
         assert_eq!(saved, serde_json::json!([{"uid": "0", "username": "root"}]));
     }
 
@@ -211,7 +255,11 @@ mod tests {
         let (out, _, _dir) = run(serde_json::json!({"Query": "SELECT * FROM nope"})).await;
         let err = out.unwrap_err();
         assert!(!err.is_retryable());
-        assert!(err.to_string().starts_with("no such table: nope (known tables:"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("no such table: nope (known tables:"),
+            "{err}"
+        );
     }
 
     #[tokio::test]
@@ -230,13 +278,25 @@ mod tests {
         spec.params.insert("Query".into(), "SELECT 1".into());
         spec.params.insert("TimeoutMs".into(), (-5).into());
         let err = exec.validate(&spec).unwrap_err();
-        assert!(err.to_string().contains("TimeoutMs must be a positive integer"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("TimeoutMs must be a positive integer"),
+            "{err}"
+        );
     }
 
     #[test]
     fn job_params_lower_the_node_limits_but_never_raise_them() {
-        let exec = QueryExecutor::new(QueryLimits { max_rows: 100, timeout: Duration::from_secs(5), ..QueryLimits::default() });
-        let p = QueryParams { sql: "SELECT 1".into(), max_rows: Some(1000), timeout: Some(Duration::from_secs(1)) };
+        let exec = QueryExecutor::new(QueryLimits {
+            max_rows: 100,
+            timeout: Duration::from_secs(5),
+            ..QueryLimits::default()
+        });
+        let p = QueryParams {
+            sql: "SELECT 1".into(),
+            max_rows: Some(1000),
+            timeout: Some(Duration::from_secs(1)),
+        };
         let limits = exec.limits_for(&p, Some(Duration::from_secs(10)));
         assert_eq!(limits.max_rows, 100);
         assert_eq!(limits.timeout, Duration::from_secs(1));

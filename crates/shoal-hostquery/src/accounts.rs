@@ -23,12 +23,16 @@ pub(crate) struct Group {
 
 /// Every account in `/etc/passwd`, in file order.
 pub(crate) fn accounts() -> Vec<Account> {
-    hostfs::read("/etc/passwd").map(|t| parse_passwd(&t)).unwrap_or_default()
+    hostfs::read("/etc/passwd")
+        .map(|t| parse_passwd(&t))
+        .unwrap_or_default()
 }
 
 /// Every group in `/etc/group`, in file order.
 pub(crate) fn groups() -> Vec<Group> {
-    hostfs::read("/etc/group").map(|t| parse_group(&t)).unwrap_or_default()
+    hostfs::read("/etc/group")
+        .map(|t| parse_group(&t))
+        .unwrap_or_default()
 }
 
 fn parse_passwd(text: &str) -> Vec<Account> {
@@ -59,7 +63,10 @@ fn parse_group(text: &str) -> Vec<Group> {
             if f.len() < 3 {
                 return None;
             }
-            Some(Group { name: f[0].to_string(), gid: f[2].parse().ok()? })
+            Some(Group {
+                name: f[0].to_string(),
+                gid: f[2].parse().ok()?,
+            })
         })
         .collect()
 }
@@ -70,7 +77,9 @@ mod tests {
 
     #[test]
     fn passwd_lines_parse_and_malformed_lines_are_skipped() {
-        let a = parse_passwd("root:x:0:0:root:/root:/bin/bash\nbroken\nbob:x:1000:1000:Bob,,,:/home/bob:/bin/sh\n");
+        let a = parse_passwd(
+            "root:x:0:0:root:/root:/bin/bash\nbroken\nbob:x:1000:1000:Bob,,,:/home/bob:/bin/sh\n",
+        );
         assert_eq!(a.len(), 2);
         assert_eq!(a[1].name, "bob");
         assert_eq!(a[1].uid, 1000);
@@ -80,6 +89,18 @@ mod tests {
     #[test]
     fn group_lines_parse() {
         let g = parse_group("root:x:0:\nsudo:x:27:bob\n");
-        assert_eq!(g, vec![Group { name: "root".into(), gid: 0 }, Group { name: "sudo".into(), gid: 27 }]);
+        assert_eq!(
+            g,
+            vec![
+                Group {
+                    name: "root".into(),
+                    gid: 0
+                },
+                Group {
+                    name: "sudo".into(),
+                    gid: 27
+                }
+            ]
+        );
     }
 }

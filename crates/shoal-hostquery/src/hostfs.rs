@@ -6,7 +6,9 @@ use std::path::Path;
 
 /// The whole file as text (lossy UTF-8), if readable.
 pub(crate) fn read(path: impl AsRef<Path>) -> Option<String> {
-    std::fs::read(path).ok().map(|b| String::from_utf8_lossy(&b).into_owned())
+    std::fs::read(path)
+        .ok()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// The file's text with surrounding whitespace removed, if readable.

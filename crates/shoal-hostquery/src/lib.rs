@@ -23,5 +23,7 @@ mod value;
 mod vtab;
 
 pub use query::{QueryCost, QueryError, QueryLimits, QueryResult, run_query, table_names};
-pub use table::{Column, ColumnType, Constraints, HostTable, Row, ScanContext, TableDef, TableError};
+pub use table::{
+    Column, ColumnType, Constraints, HostTable, Row, ScanContext, TableDef, TableError,
+};
 pub use value::Value;

@@ -101,7 +101,13 @@ impl QueryResult {
     pub fn typed_rows(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
         self.rows
             .iter()
-            .map(|row| self.columns.iter().zip(row).map(|(c, v)| (c.clone(), v.to_json())).collect())
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), v.to_json()))
+                    .collect()
+            })
             .collect()
     }
 }
@@ -137,13 +143,17 @@ pub enum QueryError {
     #[error("query has more than one statement: send one SELECT statement at a time")]
     MultipleStatements,
     /// The query ran past its time limit and was interrupted.
-    #[error("query ran past its time limit of {limit:?} and was stopped; narrow it or raise the limit")]
+    #[error(
+        "query ran past its time limit of {limit:?} and was stopped; narrow it or raise the limit"
+    )]
     Timeout {
         /// The limit.
         limit: Duration,
     },
     /// The answer has more rows than allowed.
-    #[error("query returned more than {limit} rows; add a LIMIT or a WHERE, or raise the row limit")]
+    #[error(
+        "query returned more than {limit} rows; add a LIMIT or a WHERE, or raise the row limit"
+    )]
     TooManyRows {
         /// The limit.
         limit: usize,
@@ -164,7 +174,8 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
     let deadline = start.checked_add(limits.timeout);
     let state = Arc::new(QueryState::new(deadline));
     let denied: Arc<Mutex<Option<String>>> = Arc::default();
-    let mut conn = open(limits, &state, &denied).map_err(|e| sql_error(e, &state, &denied, limits))?;
+    let mut conn =
+        open(limits, &state, &denied).map_err(|e| sql_error(e, &state, &denied, limits))?;
     let fail = |e: rusqlite::Error| sql_error(e, &state, &denied, limits);
 
     if sql.trim().trim_matches(';').trim().is_empty() {
@@ -172,16 +183,20 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
     }
     let mut stmt = conn.prepare(sql).map_err(fail)?;
     if !stmt.readonly() {
-        return Err(QueryError::ReadOnly { action: "a statement that writes".into() });
+        return Err(QueryError::ReadOnly {
+            action: "a statement that writes".into(),
+        });
     }
-    let columns: Vec<String> = stmt.column_names().into_iter().map(str::to_string).collect();
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
     let width = columns.len();
     let mut rows = Vec::new();
     let mut bytes = 0usize;
     let mut cursor = stmt.query([]).map_err(fail)?;
     while let Some(row) = cursor.next().map_err(fail)? {
         if rows.len() >= limits.max_rows {
-            return Err(QueryError::TooManyRows { limit: limits.max_rows });
+            return Err(QueryError::TooManyRows {
+                limit: limits.max_rows,
+            });
         }
         let mut values = Vec::with_capacity(width);
         for i in 0..width {
@@ -190,7 +205,9 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
             values.push(v);
         }
         if bytes > limits.max_result_bytes {
-            return Err(QueryError::ResultTooLarge { limit: limits.max_result_bytes });
+            return Err(QueryError::ResultTooLarge {
+                limit: limits.max_result_bytes,
+            });
         }
         rows.push(values);
     }
@@ -198,10 +215,27 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
     drop(stmt);
     // Drop the handlers' closures before reading the shared state they hold.
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
-    let warnings = state.warnings.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let cost = QueryCost { wall: start.elapsed(), rows: rows.len(), bytes };
-    tracing::debug!(rows = cost.rows, wall_ms = cost.wall.as_millis() as u64, "host query done");
-    Ok(QueryResult { columns, rows, warnings, cost })
+    let warnings = state
+        .warnings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let cost = QueryCost {
+        wall: start.elapsed(),
+        rows: rows.len(),
+        bytes,
+    };
+    tracing::debug!(
+        rows = cost.rows,
+        wall_ms = cost.wall.as_millis() as u64,
+        "host query done"
+    );
+    Ok(QueryResult {
+        columns,
+        rows,
+        warnings,
+        cost,
+    })
 }
 
 /// Names of the tables every query can use, sorted.
@@ -216,14 +250,18 @@ fn open(
     state: &Arc<QueryState>,
     denied: &Arc<Mutex<Option<String>>>,
 ) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
     let mut conn = Connection::open_with_flags("file:shoal-hostquery?mode=memory", flags)?;
     // Before the authorizer, which refuses every PRAGMA.
     conn.pragma_update(None, "cache_size", -16384)?; // KiB: sorts spill to temp files past it
     for table in tables::ALL {
         vtab::register(&conn, *table, state)?;
     }
-    let value_bytes = i32::try_from(limits.max_value_bytes).unwrap_or(i32::MAX).max(1);
+    let value_bytes = i32::try_from(limits.max_value_bytes)
+        .unwrap_or(i32::MAX)
+        .max(1);
     conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_bytes)?;
     conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 20)?;
     conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
@@ -244,7 +282,10 @@ fn open(
     conn.authorizer(Some(move |cx: AuthContext<'_>| match refusal(&cx.action) {
         None => Authorization::Allow,
         Some(action) => {
-            denied.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(action);
+            denied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(action);
             Authorization::Deny
         }
     }))?;
@@ -271,8 +312,16 @@ fn refusal(action: &AuthAction<'_>) -> Option<String> {
         AuthAction::Attach { .. } => Some("ATTACH".into()),
         AuthAction::Detach { .. } => Some("DETACH".into()),
         AuthAction::Pragma { pragma_name, .. } => Some(format!("PRAGMA {pragma_name}")),
-        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => Some("a transaction statement".into()),
-        other => Some(format!("{other:?}").split([' ', '{']).next().unwrap_or("this statement").to_string()),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+            Some("a transaction statement".into())
+        }
+        other => Some(
+            format!("{other:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("this statement")
+                .to_string(),
+        ),
     }
 }
 
@@ -283,7 +332,9 @@ fn sql_error(
     limits: &QueryLimits,
 ) -> QueryError {
     if state.timed_out.load(Ordering::SeqCst) {
-        return QueryError::Timeout { limit: limits.timeout };
+        return QueryError::Timeout {
+            limit: limits.timeout,
+        };
     }
     if let Some(action) = denied.lock().unwrap_or_else(|e| e.into_inner()).take() {
         return QueryError::ReadOnly { action };
@@ -294,8 +345,13 @@ fn sql_error(
         rusqlite::Error::MultipleStatement => return QueryError::MultipleStatements,
         other => other.to_string(),
     };
-    if let Some(table) = message.strip_prefix("table ").and_then(|m| m.strip_suffix(" may not be modified")) {
-        return QueryError::ReadOnly { action: format!("changing table {table}") };
+    if let Some(table) = message
+        .strip_prefix("table ")
+        .and_then(|m| m.strip_suffix(" may not be modified"))
+    {
+        return QueryError::ReadOnly {
+            action: format!("changing table {table}"),
+        };
     }
     if let Some(table) = message.strip_prefix("no such table: ") {
         return QueryError::NoSuchTable {

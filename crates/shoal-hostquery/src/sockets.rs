@@ -43,7 +43,10 @@ pub(crate) struct Owner {
 /// Every TCP, UDP and UNIX socket in `/proc/net`.
 pub(crate) fn sockets() -> Vec<Socket> {
     let mut out = Vec::new();
-    for (entries, family) in [(procfs::net::tcp(), AF_INET), (procfs::net::tcp6(), AF_INET6)] {
+    for (entries, family) in [
+        (procfs::net::tcp(), AF_INET),
+        (procfs::net::tcp6(), AF_INET6),
+    ] {
         for e in entries.unwrap_or_default() {
             out.push(Socket {
                 inode: e.inode,
@@ -58,7 +61,10 @@ pub(crate) fn sockets() -> Vec<Socket> {
             });
         }
     }
-    for (entries, family) in [(procfs::net::udp(), AF_INET), (procfs::net::udp6(), AF_INET6)] {
+    for (entries, family) in [
+        (procfs::net::udp(), AF_INET),
+        (procfs::net::udp6(), AF_INET6),
+    ] {
         for e in entries.unwrap_or_default() {
             out.push(Socket {
                 inode: e.inode,
@@ -82,7 +88,10 @@ pub(crate) fn sockets() -> Vec<Socket> {
             local_port: 0,
             remote_address: String::new(),
             remote_port: 0,
-            path: e.path.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default(),
+            path: e
+                .path
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default(),
             state: String::new(),
         });
     }
@@ -98,7 +107,9 @@ pub(crate) fn owners(
     let mut map: HashMap<u64, Vec<Owner>> = HashMap::new();
     for pid in pids.unwrap_or_else(all_pids) {
         cx.check_deadline()?;
-        let Ok(process) = Process::new(pid) else { continue };
+        let Ok(process) = Process::new(pid) else {
+            continue;
+        };
         let Ok(fds) = process.fd() else { continue };
         let net_namespace = std::fs::read_link(format!("/proc/{pid}/ns/net"))
             .ok()
@@ -109,7 +120,11 @@ pub(crate) fn owners(
             .unwrap_or_default();
         for fd in fds.flatten() {
             if let FDTarget::Socket(inode) = fd.target {
-                map.entry(inode).or_default().push(Owner { pid, fd: fd.fd, net_namespace: net_namespace.clone() });
+                map.entry(inode).or_default().push(Owner {
+                    pid,
+                    fd: fd.fd,
+                    net_namespace: net_namespace.clone(),
+                });
             }
         }
     }

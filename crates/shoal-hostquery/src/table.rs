@@ -61,7 +61,13 @@ pub struct Column {
 
 impl Column {
     const fn new(name: &'static str, ty: ColumnType) -> Self {
-        Column { name, ty, hidden: false, pushdown: false, required: false }
+        Column {
+            name,
+            ty,
+            hidden: false,
+            pushdown: false,
+            required: false,
+        }
     }
 
     /// A `TEXT` column.
@@ -149,13 +155,15 @@ impl Constraints {
 
     /// The constrained values of `column` rendered as text.
     pub fn texts(&self, column: &str) -> Option<Vec<String>> {
-        self.values(column).map(|vs| vs.iter().map(Value::to_osquery_string).collect())
+        self.values(column)
+            .map(|vs| vs.iter().map(Value::to_osquery_string).collect())
     }
 
     /// The constrained values of `column` that are integers (others cannot match an
     /// integer column and are dropped).
     pub fn integers(&self, column: &str) -> Option<Vec<i64>> {
-        self.values(column).map(|vs| vs.iter().filter_map(Value::as_integer).collect())
+        self.values(column)
+            .map(|vs| vs.iter().filter_map(Value::as_integer).collect())
     }
 
     pub(crate) fn cache_key(&self) -> String {
@@ -167,7 +175,9 @@ impl Constraints {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TableError {
     /// The query's time limit passed while the table was reading the host.
-    #[error("query time limit reached while reading the host; narrow the query or raise its time limit")]
+    #[error(
+        "query time limit reached while reading the host; narrow the query or raise its time limit"
+    )]
     Timeout,
     /// The host source could not be read at all.
     #[error("{0}")]
@@ -187,7 +197,11 @@ pub struct ScanContext<'a> {
 impl<'a> ScanContext<'a> {
     /// A context with the given constraints and deadline.
     pub fn new(constraints: &'a Constraints, deadline: Option<Instant>) -> Self {
-        ScanContext { constraints, deadline, warnings: Vec::new() }
+        ScanContext {
+            constraints,
+            deadline,
+            warnings: Vec::new(),
+        }
     }
 
     /// Fails with [`TableError::Timeout`] once the deadline has passed. Tables that can run
@@ -248,7 +262,14 @@ impl<T: HostTable> TableDef for T {
 pub(crate) fn declaration(columns: &[Column]) -> String {
     let cols: Vec<String> = columns
         .iter()
-        .map(|c| format!("\"{}\" {}{}", c.name, c.ty.sql(), if c.hidden { " HIDDEN" } else { "" }))
+        .map(|c| {
+            format!(
+                "\"{}\" {}{}",
+                c.name,
+                c.ty.sql(),
+                if c.hidden { " HIDDEN" } else { "" }
+            )
+        })
         .collect();
     format!("CREATE TABLE x({})", cols.join(", "))
 }

@@ -14,15 +14,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
+use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::vtab::{
     Context, Filters, IndexConstraintOp, IndexInfo, Module, VTab, VTabConnection, VTabCursor,
     sqlite3_vtab, sqlite3_vtab_cursor,
 };
-use rusqlite::fallible_iterator::FallibleIterator;
 use rusqlite::{Connection, types::Value as SqlValue};
 
 use crate::table::{Constraints, Row, ScanContext, TableDef, TableError, declaration};
 use crate::value::Value;
+
+/// A table's name and the constraints of one scan of it.
+type ScanKey = (&'static str, String);
 
 /// State shared by every table of one query's connection.
 #[derive(Debug, Default)]
@@ -30,12 +33,15 @@ pub(crate) struct QueryState {
     pub(crate) deadline: Option<Instant>,
     pub(crate) timed_out: AtomicBool,
     pub(crate) warnings: Mutex<Vec<String>>,
-    cache: Mutex<HashMap<(&'static str, String), Arc<Vec<Row>>>>,
+    cache: Mutex<HashMap<ScanKey, Arc<Vec<Row>>>>,
 }
 
 impl QueryState {
     pub(crate) fn new(deadline: Option<Instant>) -> Self {
-        QueryState { deadline, ..Default::default() }
+        QueryState {
+            deadline,
+            ..Default::default()
+        }
     }
 
     fn warn(&self, message: String) {
@@ -68,7 +74,14 @@ pub(crate) fn register(
     table: &'static dyn TableDef,
     query: &Arc<QueryState>,
 ) -> rusqlite::Result<()> {
-    conn.create_module(table.name(), &MODULE, Some(Aux { table, query: query.clone() }))
+    conn.create_module(
+        table.name(),
+        &MODULE,
+        Some(Aux {
+            table,
+            query: query.clone(),
+        }),
+    )
 }
 
 // SAFETY: `HostVTab` is `#[repr(C)]` with `sqlite3_vtab` as its first field.
@@ -91,7 +104,11 @@ unsafe impl<'vtab> VTab<'vtab> for HostVTab {
             .map_err(|e| rusqlite::Error::ModuleError(e.to_string()))?;
         Ok((
             Cow::Owned(decl),
-            HostVTab { base: sqlite3_vtab::default(), table: aux.table, query: aux.query.clone() },
+            HostVTab {
+                base: sqlite3_vtab::default(),
+                table: aux.table,
+                query: aux.query.clone(),
+            },
         ))
     }
 
@@ -131,7 +148,12 @@ unsafe impl<'vtab> VTab<'vtab> for HostVTab {
     }
 
     fn open(&'vtab mut self) -> rusqlite::Result<HostCursor<'vtab>> {
-        Ok(HostCursor { base: sqlite3_vtab_cursor::default(), vtab: self, rows: Arc::default(), i: 0 })
+        Ok(HostCursor {
+            base: sqlite3_vtab_cursor::default(),
+            vtab: self,
+            rows: Arc::default(),
+            i: 0,
+        })
     }
 }
 
@@ -145,7 +167,11 @@ pub(crate) struct HostCursor<'vtab> {
 }
 
 impl HostCursor<'_> {
-    fn constraints(&self, idx_str: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<Constraints> {
+    fn constraints(
+        &self,
+        idx_str: Option<&str>,
+        args: &Filters<'_>,
+    ) -> rusqlite::Result<Constraints> {
         let columns = self.vtab.table.columns();
         let mut constraints = Constraints::none();
         let plan = idx_str.unwrap_or("").split(',').filter(|s| !s.is_empty());
@@ -171,7 +197,11 @@ impl HostCursor<'_> {
         let table = self.vtab.table;
         let query = &self.vtab.query;
         let columns = table.columns();
-        let required: Vec<&str> = columns.iter().filter(|c| c.required).map(|c| c.name).collect();
+        let required: Vec<&str> = columns
+            .iter()
+            .filter(|c| c.required)
+            .map(|c| c.name)
+            .collect();
         if !required.is_empty() && !required.iter().any(|c| constraints.has(c)) {
             query.warn(format!(
                 "table {} needs a constraint on {}: add WHERE {} = '...' (no rows returned)",
@@ -182,7 +212,12 @@ impl HostCursor<'_> {
             return Ok(Arc::default());
         }
         let key = (table.name(), constraints.cache_key());
-        if let Some(rows) = query.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(rows) = query
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(rows.clone());
         }
         let mut cx = ScanContext::new(constraints, query.deadline);
@@ -194,13 +229,22 @@ impl HostCursor<'_> {
             Ok(rows) => Arc::new(rows),
             Err(TableError::Timeout) => {
                 query.timed_out.store(true, Ordering::SeqCst);
-                return Err(rusqlite::Error::ModuleError(TableError::Timeout.to_string()));
+                return Err(rusqlite::Error::ModuleError(
+                    TableError::Timeout.to_string(),
+                ));
             }
             Err(e) => {
-                return Err(rusqlite::Error::ModuleError(format!("table {}: {e}", table.name())));
+                return Err(rusqlite::Error::ModuleError(format!(
+                    "table {}: {e}",
+                    table.name()
+                )));
             }
         };
-        query.cache.lock().unwrap_or_else(|e| e.into_inner()).insert(key, rows.clone());
+        query
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, rows.clone());
         Ok(rows)
     }
 }
@@ -217,7 +261,12 @@ fn from_sql_value(v: SqlValue) -> Value {
 
 // SAFETY: `HostCursor` is `#[repr(C)]` with `sqlite3_vtab_cursor` as its first field.
 unsafe impl VTabCursor for HostCursor<'_> {
-    fn filter(&mut self, _idx_num: c_int, idx_str: Option<&str>, args: &Filters<'_>) -> rusqlite::Result<()> {
+    fn filter(
+        &mut self,
+        _idx_num: c_int,
+        idx_str: Option<&str>,
+        args: &Filters<'_>,
+    ) -> rusqlite::Result<()> {
         let constraints = self.constraints(idx_str, args)?;
         self.rows = self.scan(&constraints)?;
         self.i = 0;
@@ -234,7 +283,9 @@ unsafe impl VTabCursor for HostCursor<'_> {
     }
 
     fn column(&self, ctx: &mut Context, col: c_int) -> rusqlite::Result<()> {
-        let value = usize::try_from(col).ok().and_then(|c| self.rows.get(self.i)?.get(c));
+        let value = usize::try_from(col)
+            .ok()
+            .and_then(|c| self.rows.get(self.i)?.get(c));
         match value {
             Some(v) => ctx.set_result(v),
             None => ctx.set_result(&Value::Null),

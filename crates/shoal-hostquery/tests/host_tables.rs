@@ -26,9 +26,15 @@ fn system_info_hostname_is_the_kernel_hostname() {
 #[test]
 fn users_lists_root_with_uid_zero_and_matches_etc_passwd() {
     let r = query("SELECT uid, username, directory FROM users WHERE username = 'root'");
-    assert_eq!(r.rows, vec![vec![Value::Integer(0), "root".into(), "/root".into()]]);
+    assert_eq!(
+        r.rows,
+        vec![vec![Value::Integer(0), "root".into(), "/root".into()]]
+    );
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
-    let expected = passwd.lines().filter(|l| l.split(':').count() >= 7 && !l.starts_with('#')).count();
+    let expected = passwd
+        .lines()
+        .filter(|l| l.split(':').count() >= 7 && !l.starts_with('#'))
+        .count();
     let all = query("SELECT count(*) FROM users");
     assert_eq!(all.rows[0][0], Value::Integer(expected as i64));
 }
@@ -37,8 +43,10 @@ fn users_lists_root_with_uid_zero_and_matches_etc_passwd() {
 fn processes_finds_a_process_the_test_started() {
     let mut child = Command::new("sleep").arg("30").spawn().unwrap();
     let pid = child.id();
-    wait_for_exec(pid, "sleep\0" );
-    let r = query(&format!("SELECT pid, name, cmdline, parent FROM processes WHERE pid = {pid}"));
+    wait_for_exec(pid, "sleep\0");
+    let r = query(&format!(
+        "SELECT pid, name, cmdline, parent FROM processes WHERE pid = {pid}"
+    ));
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(r.rows.len(), 1, "{r:?}");
@@ -63,10 +71,16 @@ fn wait_for_exec(pid: u32, argv0: &str) {
 #[test]
 fn processes_without_a_constraint_include_this_test() {
     let me = std::process::id();
-    let r = query(&format!("SELECT count(*) FROM processes WHERE pid = {me} OR pid = 1"));
+    let r = query(&format!(
+        "SELECT count(*) FROM processes WHERE pid = {me} OR pid = 1"
+    ));
     assert!(matches!(r.rows[0][0], Value::Integer(n) if n >= 1));
     let r = query("SELECT pid FROM processes");
-    assert!(r.rows.iter().any(|row| row[0] == Value::Integer(i64::from(me))));
+    assert!(
+        r.rows
+            .iter()
+            .any(|row| row[0] == Value::Integer(i64::from(me)))
+    );
 }
 
 #[test]
@@ -92,18 +106,42 @@ fn listening_ports_shows_a_port_the_test_bound() {
 fn file_and_hash_describe_a_file_the_test_wrote() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("data.txt");
-    std::fs::File::create(&path).unwrap().write_all(b"hello shoal\n").unwrap();
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(b"hello shoal\n")
+        .unwrap();
     let p = path.to_str().unwrap();
-    let r = query(&format!("SELECT path, filename, size, type FROM file WHERE path = '{p}'"));
-    assert_eq!(r.rows, vec![vec![p.into(), "data.txt".into(), Value::Integer(12), "regular".into()]]);
-    let h = query(&format!("SELECT md5, sha1, sha256 FROM hash WHERE path = '{p}'"));
+    let r = query(&format!(
+        "SELECT path, filename, size, type FROM file WHERE path = '{p}'"
+    ));
+    assert_eq!(
+        r.rows,
+        vec![vec![
+            p.into(),
+            "data.txt".into(),
+            Value::Integer(12),
+            "regular".into()
+        ]]
+    );
+    let h = query(&format!(
+        "SELECT md5, sha1, sha256 FROM hash WHERE path = '{p}'"
+    ));
     let sum = |tool: &str| {
         let out = Command::new(tool).arg(p).output().unwrap();
-        String::from_utf8(out.stdout).unwrap().split_whitespace().next().unwrap().to_string()
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
     };
     assert_eq!(
         h.rows,
-        vec![vec![sum("md5sum").into(), sum("sha1sum").into(), sum("sha256sum").into()]]
+        vec![vec![
+            sum("md5sum").into(),
+            sum("sha1sum").into(),
+            sum("sha256sum").into()
+        ]]
     );
 }
 
@@ -113,15 +151,27 @@ fn file_lists_a_directory_given_as_constraint() {
     std::fs::write(dir.path().join("a"), "1").unwrap();
     std::fs::write(dir.path().join("b"), "22").unwrap();
     let d = dir.path().to_str().unwrap();
-    let r = query(&format!("SELECT filename, size FROM file WHERE directory = '{d}' ORDER BY filename"));
-    assert_eq!(r.rows, vec![vec!["a".into(), Value::Integer(1)], vec!["b".into(), Value::Integer(2)]]);
+    let r = query(&format!(
+        "SELECT filename, size FROM file WHERE directory = '{d}' ORDER BY filename"
+    ));
+    assert_eq!(
+        r.rows,
+        vec![
+            vec!["a".into(), Value::Integer(1)],
+            vec!["b".into(), Value::Integer(2)]
+        ]
+    );
 }
 
 #[test]
 fn hash_without_a_path_returns_no_rows_and_says_why() {
     let r = query("SELECT * FROM hash");
     assert!(r.rows.is_empty());
-    assert!(r.warnings.iter().any(|w| w.contains("WHERE path = ")), "{:?}", r.warnings);
+    assert!(
+        r.warnings.iter().any(|w| w.contains("WHERE path = ")),
+        "{:?}",
+        r.warnings
+    );
 }
 
 #[test]
@@ -135,25 +185,40 @@ fn writes_attach_and_pragmas_are_refused() {
         "SELECT load_extension('x')",
     ] {
         let err = run_query(sql, &QueryLimits::default()).unwrap_err();
-        assert!(matches!(err, QueryError::ReadOnly { .. }), "{sql}: expected a refusal, got {err:?}");
+        assert!(
+            matches!(err, QueryError::ReadOnly { .. }),
+            "{sql}: expected a refusal, got {err:?}"
+        );
         assert!(err.to_string().contains("read-only"), "{err}");
     }
 }
 
 #[test]
 fn a_runaway_recursive_query_stops_at_the_time_limit() {
-    let limits = QueryLimits { timeout: std::time::Duration::from_millis(200), ..QueryLimits::default() };
-    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
-    assert!(matches!(run_query(sql, &limits), Err(QueryError::Timeout { .. })));
+    let limits = QueryLimits {
+        timeout: std::time::Duration::from_millis(200),
+        ..QueryLimits::default()
+    };
+    let sql =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    assert!(matches!(
+        run_query(sql, &limits),
+        Err(QueryError::Timeout { .. })
+    ));
 }
 
 #[test]
 fn answers_past_the_row_limit_fail_with_a_clear_error() {
-    let limits = QueryLimits { max_rows: 10, ..QueryLimits::default() };
-    let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 11) SELECT x FROM c";
+    let limits = QueryLimits {
+        max_rows: 10,
+        ..QueryLimits::default()
+    };
+    let sql =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 11) SELECT x FROM c";
     let err = run_query(sql, &limits).unwrap_err();
     assert_eq!(err, QueryError::TooManyRows { limit: 10 });
-    let ok = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10) SELECT x FROM c";
+    let ok =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10) SELECT x FROM c";
     assert_eq!(run_query(ok, &limits).unwrap().rows.len(), 10);
 }
 
@@ -161,14 +226,20 @@ fn answers_past_the_row_limit_fail_with_a_clear_error() {
 fn unknown_tables_are_named_with_the_known_ones() {
     let err = run_query("SELECT * FROM no_such_thing", &QueryLimits::default()).unwrap_err();
     let message = err.to_string();
-    assert!(message.starts_with("no such table: no_such_thing (known tables: "), "{message}");
+    assert!(
+        message.starts_with("no such table: no_such_thing (known tables: "),
+        "{message}"
+    );
     assert!(message.contains("processes"), "{message}");
 }
 
 #[test]
 fn syntax_errors_carry_sqlites_message() {
     let err = run_query("SELEC 1", &QueryLimits::default()).unwrap_err();
-    assert!(matches!(&err, QueryError::Sql { message } if message.contains("syntax error")), "{err:?}");
+    assert!(
+        matches!(&err, QueryError::Sql { message } if message.contains("syntax error")),
+        "{err:?}"
+    );
 }
 
 #[test]

@@ -33,14 +33,24 @@ impl HostTable for CpuInfo {
             .map(|khz| khz / 1000);
         let mut packages: BTreeMap<String, Vec<&Processor>> = BTreeMap::new();
         for p in &processors {
-            packages.entry(p.get("physical id").unwrap_or("0").to_string()).or_default().push(p);
+            packages
+                .entry(p.get("physical id").unwrap_or("0").to_string())
+                .or_default()
+                .push(p);
         }
-        let address_width = if cfg!(target_pointer_width = "64") { "64" } else { "32" };
+        let address_width = if cfg!(target_pointer_width = "64") {
+            "64"
+        } else {
+            "32"
+        };
         Ok(packages
             .into_iter()
             .map(|(id, ps)| {
                 let first = ps[0];
-                let mhz = first.get("cpu MHz").and_then(|m| m.parse::<f64>().ok()).map(|m| m as i64);
+                let mhz = first
+                    .get("cpu MHz")
+                    .and_then(|m| m.parse::<f64>().ok())
+                    .map(|m| m as i64);
                 let cores = first
                     .get("cpu cores")
                     .map(str::to_string)
@@ -70,19 +80,26 @@ pub(crate) struct Processor(Vec<(String, String)>);
 impl Processor {
     /// The value of `key`, if the block has it.
     pub(crate) fn get(&self, key: &str) -> Option<&str> {
-        self.0.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
 /// Every logical processor in `/proc/cpuinfo`.
 pub(crate) fn processors() -> Vec<Processor> {
-    hostfs::read("/proc/cpuinfo").map(|t| parse_cpuinfo(&t)).unwrap_or_default()
+    hostfs::read("/proc/cpuinfo")
+        .map(|t| parse_cpuinfo(&t))
+        .unwrap_or_default()
 }
 
 /// Distinct (physical id, core id) pairs: the physical core count.
 pub(crate) fn physical_cores(processors: &[&Processor]) -> usize {
-    let mut cores: Vec<(Option<&str>, Option<&str>)> =
-        processors.iter().map(|p| (p.get("physical id"), p.get("core id"))).collect();
+    let mut cores: Vec<(Option<&str>, Option<&str>)> = processors
+        .iter()
+        .map(|p| (p.get("physical id"), p.get("core id")))
+        .collect();
     cores.sort_unstable();
     cores.dedup();
     cores.len()

@@ -36,6 +36,9 @@ mod tests {
     fn hosts_lines_drop_comments_and_join_names() {
         let rows = parse_hosts("# c\n127.0.0.1\tlocalhost  lh # x\n\n::1 ip6-localhost\n");
         assert_eq!(rows.len(), 2);
-        assert_eq!(rows[0], vec![Value::from("127.0.0.1"), Value::from("localhost lh")]);
+        assert_eq!(
+            rows[0],
+            vec![Value::from("127.0.0.1"), Value::from("localhost lh")]
+        );
     }
 }

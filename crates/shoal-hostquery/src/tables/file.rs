@@ -52,10 +52,17 @@ pub(crate) fn requested_paths(cx: &ScanContext<'_>) -> Result<Vec<String>, Table
     let mut paths = cx.constraints.texts("path").unwrap_or_default();
     for dir in cx.constraints.texts("directory").unwrap_or_default() {
         cx.check_deadline()?;
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         let mut names: Vec<String> = entries
             .flatten()
-            .map(|e| Path::new(&dir).join(e.file_name()).to_string_lossy().into_owned())
+            .map(|e| {
+                Path::new(&dir)
+                    .join(e.file_name())
+                    .to_string_lossy()
+                    .into_owned()
+            })
             .collect();
         names.sort();
         paths.extend(names);
@@ -65,7 +72,10 @@ pub(crate) fn requested_paths(cx: &ScanContext<'_>) -> Result<Vec<String>, Table
 
 /// The directory column for a path: its parent, as written.
 pub(crate) fn parent_dir(path: &str) -> String {
-    Path::new(path).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+    Path::new(path)
+        .parent()
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 fn file_row(path: &str) -> Option<Row> {
@@ -73,7 +83,10 @@ fn file_row(path: &str) -> Option<Row> {
     let symlink = link.file_type().is_symlink();
     // A dangling link still gets a row, described by the link itself.
     let meta = std::fs::metadata(path).unwrap_or(link);
-    let filename = Path::new(path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let filename = Path::new(path)
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let btime = meta
         .created()
         .ok()

@@ -29,7 +29,13 @@ impl HostTable for Hash {
         let mut rows = Vec::new();
         for path in requested_paths(cx)? {
             if let Some([md5, sha1, sha256]) = digests(&path, cx)? {
-                rows.push(vec![path.clone().into(), parent_dir(&path).into(), md5.into(), sha1.into(), sha256.into()]);
+                rows.push(vec![
+                    path.clone().into(),
+                    parent_dir(&path).into(),
+                    md5.into(),
+                    sha1.into(),
+                    sha256.into(),
+                ]);
             }
         }
         Ok(rows)
@@ -41,7 +47,9 @@ fn digests(path: &str, cx: &ScanContext<'_>) -> Result<Option<[String; 3]>, Tabl
     if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
         return Ok(None);
     }
-    let Ok(mut file) = std::fs::File::open(path) else { return Ok(None) };
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return Ok(None);
+    };
     let (mut md5, mut sha1, mut sha256) = (Md5::new(), Sha1::new(), Sha256::new());
     let mut buf = vec![0u8; 1 << 20];
     loop {
@@ -56,7 +64,11 @@ fn digests(path: &str, cx: &ScanContext<'_>) -> Result<Option<[String; 3]>, Tabl
         sha1.update(&buf[..n]);
         sha256.update(&buf[..n]);
     }
-    Ok(Some([hex(&md5.finalize()), hex(&sha1.finalize()), hex(&sha256.finalize())]))
+    Ok(Some([
+        hex(&md5.finalize()),
+        hex(&sha1.finalize()),
+        hex(&sha256.finalize()),
+    ]))
 }
 
 fn hex(bytes: &[u8]) -> String {

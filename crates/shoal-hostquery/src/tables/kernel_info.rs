@@ -17,7 +17,11 @@ impl HostTable for KernelInfo {
 
     fn rows(&self, _cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
         let version = hostfs::read("/proc/version").unwrap_or_default();
-        let version = version.split_whitespace().nth(2).unwrap_or_default().to_string();
+        let version = version
+            .split_whitespace()
+            .nth(2)
+            .unwrap_or_default()
+            .to_string();
         let arguments = hostfs::read_trimmed("/proc/cmdline").unwrap_or_default();
         let arg = |key: &str| {
             arguments
@@ -26,6 +30,11 @@ impl HostTable for KernelInfo {
                 .unwrap_or_default()
                 .to_string()
         };
-        Ok(vec![vec![version.into(), arguments.clone().into(), arg("BOOT_IMAGE=").into(), arg("root=").into()]])
+        Ok(vec![vec![
+            version.into(),
+            arguments.clone().into(),
+            arg("BOOT_IMAGE=").into(),
+            arg("root=").into(),
+        ]])
     }
 }

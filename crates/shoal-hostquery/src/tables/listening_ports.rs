@@ -25,7 +25,13 @@ impl HostTable for ListeningPorts {
     fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
         let bound: Vec<_> = sockets()
             .into_iter()
-            .filter(|s| if s.family == AF_UNIX { !s.path.is_empty() } else { s.remote_port == 0 })
+            .filter(|s| {
+                if s.family == AF_UNIX {
+                    !s.path.is_empty()
+                } else {
+                    s.remote_port == 0
+                }
+            })
             // A TCP socket that is neither listening nor connected is not a listener.
             .filter(|s| s.protocol != 6 || s.state == "LISTEN")
             .collect();

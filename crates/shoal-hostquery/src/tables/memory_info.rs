@@ -26,16 +26,28 @@ impl HostTable for MemoryInfo {
     fn rows(&self, _cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
         let m = meminfo();
         let keys = [
-            "MemTotal", "MemFree", "MemAvailable", "Buffers", "Cached", "SwapCached", "Active",
-            "Inactive", "SwapTotal", "SwapFree",
+            "MemTotal",
+            "MemFree",
+            "MemAvailable",
+            "Buffers",
+            "Cached",
+            "SwapCached",
+            "Active",
+            "Inactive",
+            "SwapTotal",
+            "SwapFree",
         ];
-        Ok(vec![keys.iter().map(|k| m.get(*k).copied().into()).collect()])
+        Ok(vec![
+            keys.iter().map(|k| m.get(*k).copied().into()).collect(),
+        ])
     }
 }
 
 /// `/proc/meminfo` in bytes, by key.
 pub(crate) fn meminfo() -> HashMap<String, u64> {
-    hostfs::read("/proc/meminfo").map(|t| parse_meminfo(&t)).unwrap_or_default()
+    hostfs::read("/proc/meminfo")
+        .map(|t| parse_meminfo(&t))
+        .unwrap_or_default()
 }
 
 fn parse_meminfo(text: &str) -> HashMap<String, u64> {
@@ -44,7 +56,11 @@ fn parse_meminfo(text: &str) -> HashMap<String, u64> {
             let (k, rest) = l.split_once(':')?;
             let mut parts = rest.split_whitespace();
             let n: u64 = parts.next()?.parse().ok()?;
-            let bytes = if parts.next() == Some("kB") { n * 1024 } else { n };
+            let bytes = if parts.next() == Some("kB") {
+                n * 1024
+            } else {
+                n
+            };
             Some((k.to_string(), bytes))
         })
         .collect()

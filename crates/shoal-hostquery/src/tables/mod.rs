@@ -4,14 +4,18 @@
 
 use crate::table::TableDef;
 
+pub mod authorized_keys;
 pub mod cpu_info;
 pub mod etc_hosts;
 pub mod file;
 pub mod groups;
 pub mod hash;
+pub mod interface_addresses;
+pub mod interface_details;
 pub mod kernel_info;
 pub mod listening_ports;
 pub mod load_average;
+pub mod logged_in_users;
 pub mod memory_info;
 pub mod mounts;
 pub mod os_version;
@@ -21,6 +25,7 @@ pub mod processes;
 pub mod system_info;
 pub mod time;
 pub mod uptime;
+pub mod user_ssh_keys;
 pub mod users;
 
 /// Every table a query can use.
@@ -43,4 +48,9 @@ pub static ALL: &[&dyn TableDef] = &[
     &time::Time,
     &uptime::Uptime,
     &users::Users,
+    &user_ssh_keys::UserSshKeys,
+    &logged_in_users::LoggedInUsers,
+    &interface_details::InterfaceDetails,
+    &interface_addresses::InterfaceAddresses,
+    &authorized_keys::AuthorizedKeys,
 ];

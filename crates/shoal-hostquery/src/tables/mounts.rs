@@ -27,8 +27,9 @@ impl HostTable for Mounts {
     ];
 
     fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
-        let text = hostfs::read("/proc/mounts")
-            .ok_or_else(|| TableError::Source("cannot read /proc/mounts; is /proc mounted?".into()))?;
+        let text = hostfs::read("/proc/mounts").ok_or_else(|| {
+            TableError::Source("cannot read /proc/mounts; is /proc mounted?".into())
+        })?;
         let mut rows = Vec::new();
         for line in text.lines() {
             cx.check_deadline()?;
@@ -64,7 +65,9 @@ fn unescape(field: &str) -> String {
     let mut rest = field;
     while let Some(i) = rest.find('\\') {
         out.push_str(&rest[..i]);
-        let code = rest.get(i + 1..i + 4).and_then(|o| u8::from_str_radix(o, 8).ok());
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
         match code {
             Some(c) => {
                 out.push(c as char);

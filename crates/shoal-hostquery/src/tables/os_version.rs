@@ -32,8 +32,11 @@ impl HostTable for OsVersion {
 fn from_os_release(text: &str, arch: String) -> Row {
     let kv = hostfs::key_values(text);
     let get = |k: &str| kv.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
-    let codename = get("VERSION_CODENAME")
-        .or_else(|| kv.iter().find(|(k, _)| k.ends_with("CODENAME")).map(|(_, v)| v.clone()));
+    let codename = get("VERSION_CODENAME").or_else(|| {
+        kv.iter()
+            .find(|(k, _)| k.ends_with("CODENAME"))
+            .map(|(_, v)| v.clone())
+    });
     let parts: Vec<i64> = get("VERSION_ID")
         .unwrap_or_default()
         .split('.')

@@ -33,7 +33,10 @@ impl HostTable for OsqueryInfo {
 
     fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
         let started = *STARTED.get_or_init(|| {
-            SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0)
         });
         let uuid = machine_uuid();
         let distro = crate::HostTable::rows(&OsVersion, cx)?

@@ -25,10 +25,11 @@ impl HostTable for ProcessOpenSockets {
     ];
 
     fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
-        let pids = cx
-            .constraints
-            .integers("pid")
-            .map(|p| p.into_iter().filter_map(|p| i32::try_from(p).ok()).collect());
+        let pids = cx.constraints.integers("pid").map(|p| {
+            p.into_iter()
+                .filter_map(|p| i32::try_from(p).ok())
+                .collect()
+        });
         let owners = owners(pids, cx)?;
         let mut rows = Vec::new();
         for s in sockets() {

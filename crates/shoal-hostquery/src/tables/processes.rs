@@ -45,7 +45,10 @@ impl HostTable for Processes {
 
     fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
         let pids: Vec<i32> = match cx.constraints.integers("pid") {
-            Some(pids) => pids.into_iter().filter_map(|p| i32::try_from(p).ok()).collect(),
+            Some(pids) => pids
+                .into_iter()
+                .filter_map(|p| i32::try_from(p).ok())
+                .collect(),
             None => all_pids(),
         };
         let clock = Clock {
@@ -72,7 +75,10 @@ struct Clock {
 /// Every numeric entry of `/proc`.
 pub(crate) fn all_pids() -> Vec<i32> {
     std::fs::read_dir("/proc")
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -94,15 +100,24 @@ fn process_row(p: &Process, clock: Clock) -> Option<Row> {
     };
     let cmdline = p.cmdline().map(|a| a.join(" ")).unwrap_or_default();
     let link = |r: procfs::ProcResult<std::path::PathBuf>| {
-        r.map(|p| p.to_string_lossy().into_owned()).unwrap_or_default()
+        r.map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default()
     };
     let io = p.io().ok();
     let ms = |t: u64| (t * 1000 / clock.ticks) as i64;
     let cgroup = hostfs::read(format!("/proc/{}/cgroup", p.pid()))
-        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)))
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+        })
         .unwrap_or_default();
-    let name = status.as_ref().map(|s| s.name.clone()).unwrap_or_else(|| stat.comm.clone());
-    let id = |f: fn(&procfs::process::Status) -> u32| status.as_ref().map(|s| i64::from(f(s))).unwrap_or(-1);
+    let name = status
+        .as_ref()
+        .map(|s| s.name.clone())
+        .unwrap_or_else(|| stat.comm.clone());
+    let id = |f: fn(&procfs::process::Status) -> u32| {
+        status.as_ref().map(|s| i64::from(f(s))).unwrap_or(-1)
+    };
     let page = procfs::page_size();
     Some(vec![
         p.pid().into(),

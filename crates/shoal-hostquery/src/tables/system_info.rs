@@ -41,7 +41,8 @@ impl HostTable for SystemInfo {
         sockets.sort_unstable();
         sockets.dedup();
         let memory = super::memory_info::meminfo().get("MemTotal").copied();
-        let dmi = |f: &str| hostfs::read_trimmed(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
+        let dmi =
+            |f: &str| hostfs::read_trimmed(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
         Ok(vec![vec![
             name.clone().into(),
             machine_uuid().into(),
@@ -79,13 +80,22 @@ pub(crate) fn host_name() -> String {
 /// The SMBIOS product UUID where readable (root only), else `/etc/machine-id` written as a
 /// UUID, so the column identifies the machine either way.
 pub(crate) fn machine_uuid() -> String {
-    if let Some(uuid) = hostfs::read_trimmed("/sys/class/dmi/id/product_uuid").filter(|u| !u.is_empty()) {
+    if let Some(uuid) =
+        hostfs::read_trimmed("/sys/class/dmi/id/product_uuid").filter(|u| !u.is_empty())
+    {
         return uuid.to_uppercase();
     }
     let id = hostfs::read_trimmed("/etc/machine-id").unwrap_or_default();
     if id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()) {
         let u = id.to_uppercase();
-        format!("{}-{}-{}-{}-{}", &u[..8], &u[8..12], &u[12..16], &u[16..20], &u[20..])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &u[..8],
+            &u[8..12],
+            &u[12..16],
+            &u[16..20],
+            &u[20..]
+        )
     } else {
         id
     }

@@ -27,13 +27,26 @@ impl HostTable for Time {
     ];
 
     fn rows(&self, _cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         Ok(vec![time_row(now, local_timezone())])
     }
 }
 
-const WEEKDAYS: [&str; 7] = ["Thursday", "Friday", "Saturday", "Sunday", "Monday", "Tuesday", "Wednesday"];
-const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const WEEKDAYS: [&str; 7] = [
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 fn time_row(unix: i64, local_tz: String) -> Row {
     let days = unix.div_euclid(86_400);
@@ -42,7 +55,11 @@ fn time_row(unix: i64, local_tz: String) -> Row {
     let (hh, mm, ss) = (secs / 3600, secs % 3600 / 60, secs % 60);
     let weekday = WEEKDAYS[days.rem_euclid(7) as usize];
     let iso = format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z");
-    let timestamp = format!("{} {} {d:02} {hh:02}:{mm:02}:{ss:02} {y} UTC", &weekday[..3], MONTHS[m as usize - 1]);
+    let timestamp = format!(
+        "{} {} {d:02} {hh:02}:{mm:02}:{ss:02} {y} UTC",
+        &weekday[..3],
+        MONTHS[m as usize - 1]
+    );
     vec![
         weekday.into(),
         y.into(),
@@ -85,7 +102,11 @@ fn local_timezone() -> String {
     }
     std::fs::read_link("/etc/localtime")
         .ok()
-        .and_then(|p| p.to_str().and_then(|s| s.split("zoneinfo/").nth(1)).map(str::to_string))
+        .and_then(|p| {
+            p.to_str()
+                .and_then(|s| s.split("zoneinfo/").nth(1))
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "UTC".into())
 }
 
@@ -99,7 +120,17 @@ mod tests {
         // 2024-02-29T13:05:09Z, a Thursday.
         let row = time_row(1_709_211_909, "UTC".into());
         assert_eq!(row[0], Value::from("Thursday"));
-        assert_eq!(&row[1..7], &[2024.into(), 2.into(), 29.into(), 13.into(), 5.into(), 9.into()]);
+        assert_eq!(
+            &row[1..7],
+            &[
+                2024.into(),
+                2.into(),
+                29.into(),
+                13.into(),
+                5.into(),
+                9.into()
+            ]
+        );
         assert_eq!(row[10], Value::from("Thu Feb 29 13:05:09 2024 UTC"));
         assert_eq!(row[12], Value::from("2024-02-29T13:05:09Z"));
     }

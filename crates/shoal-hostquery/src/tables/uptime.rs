@@ -19,8 +19,9 @@ impl HostTable for Uptime {
     fn rows(&self, _cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
         let total = hostfs::read("/proc/uptime")
             .and_then(|t| t.split_whitespace().next()?.parse::<f64>().ok())
-            .ok_or_else(|| TableError::Source("cannot read /proc/uptime; is /proc mounted?".into()))?
-            as i64;
+            .ok_or_else(|| {
+                TableError::Source("cannot read /proc/uptime; is /proc mounted?".into())
+            })? as i64;
         Ok(vec![vec![
             (total / 86_400).into(),
             (total % 86_400 / 3600).into(),
