@@ -250,3 +250,34 @@ fn osquery_rows_render_every_value_as_a_string() {
     assert_eq!(row["empty"], "");
     assert_eq!(row["ex"], "x");
 }
+
+#[test]
+fn deb_packages_agrees_with_dpkg_query() {
+    let Ok(out) = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "bash"])
+        .output()
+    else {
+        eprintln!("dpkg-query not installed; skipping");
+        return;
+    };
+    let expected = String::from_utf8(out.stdout).unwrap();
+    let r = query("SELECT version, arch FROM deb_packages WHERE name = 'bash'");
+    assert_eq!(text(&r.rows[0][0]), expected);
+}
+
+#[test]
+fn the_known_tables_include_every_priority_table() {
+    let names = shoal_hostquery::table_names();
+    for t in [
+        "system_info",
+        "os_version",
+        "processes",
+        "listening_ports",
+        "file",
+        "hash",
+        "users",
+        "mounts",
+    ] {
+        assert!(names.contains(&t), "{t} missing from {names:?}");
+    }
+}

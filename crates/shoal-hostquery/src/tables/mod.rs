@@ -6,6 +6,8 @@ use crate::table::TableDef;
 
 pub mod authorized_keys;
 pub mod cpu_info;
+pub mod crontab;
+pub mod deb_packages;
 pub mod etc_hosts;
 pub mod file;
 pub mod groups;
@@ -22,6 +24,7 @@ pub mod os_version;
 pub mod osquery_info;
 pub mod process_open_sockets;
 pub mod processes;
+pub mod routes;
 pub mod system_info;
 pub mod time;
 pub mod uptime;
@@ -30,27 +33,30 @@ pub mod users;
 
 /// Every table a query can use.
 pub static ALL: &[&dyn TableDef] = &[
+    &authorized_keys::AuthorizedKeys,
     &cpu_info::CpuInfo,
+    &crontab::Crontab,
+    &deb_packages::DebPackages,
     &etc_hosts::EtcHosts,
     &file::File,
     &groups::Groups,
     &hash::Hash,
+    &interface_addresses::InterfaceAddresses,
+    &interface_details::InterfaceDetails,
     &kernel_info::KernelInfo,
     &listening_ports::ListeningPorts,
     &load_average::LoadAverage,
+    &logged_in_users::LoggedInUsers,
     &memory_info::MemoryInfo,
     &mounts::Mounts,
     &os_version::OsVersion,
     &osquery_info::OsqueryInfo,
     &process_open_sockets::ProcessOpenSockets,
     &processes::Processes,
+    &routes::Routes,
     &system_info::SystemInfo,
     &time::Time,
     &uptime::Uptime,
-    &users::Users,
     &user_ssh_keys::UserSshKeys,
-    &logged_in_users::LoggedInUsers,
-    &interface_details::InterfaceDetails,
-    &interface_addresses::InterfaceAddresses,
-    &authorized_keys::AuthorizedKeys,
+    &users::Users,
 ];
