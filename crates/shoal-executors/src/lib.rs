@@ -23,6 +23,8 @@ use tokio_util::sync::CancellationToken;
 #[cfg(feature = "docker")]
 pub mod docker;
 pub mod noop;
+#[cfg(feature = "query")]
+pub mod query;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 

@@ -1,0 +1,304 @@
+//! The `query` engine: one read-only SQL statement over this node's osquery-compatible host
+//! tables (see `shoal-hostquery`).
+//!
+//! Engine params (keys case-insensitive): `Query` (or `SQL`) — the statement, required;
+//! `MaxRows` — row limit; `TimeoutMs` — time limit in milliseconds. A job may lower the
+//! node's limits, never raise them; the execution's own timeout also applies.
+//!
+//! Output: one JSON object per row on stdout (keys are column names, values are strings as
+//! `osqueryi --json` prints them), warnings on stderr, and the whole answer as a JSON array
+//! in `<results_dir>/query/rows.json`. SQL errors, refused writes and limit breaches are
+//! user errors: the same query fails the same way on every node.
+
+use std::path::Path;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value as Json;
+use shoal_hostquery::{QueryError, QueryLimits, QueryResult, run_query};
+use shoal_types::SpecConfig;
+use tokio_util::sync::CancellationToken;
+
+use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink, Stream};
+
+/// Runs SQL over the host tables.
+#[derive(Debug, Clone, Default)]
+pub struct QueryExecutor {
+    limits: QueryLimits,
+}
+
+/// The parsed engine params.
+#[derive(Debug, Clone, PartialEq)]
+struct QueryParams {
+    sql: String,
+    max_rows: Option<usize>,
+    timeout: Option<Duration>,
+}
+
+impl QueryExecutor {
+    /// An executor whose queries never exceed `limits` (the node's policy).
+    pub fn new(limits: QueryLimits) -> Self {
+        QueryExecutor { limits }
+    }
+
+    /// The limits for one execution: the node's, lowered by the job's params and timeout.
+    fn limits_for(&self, params: &QueryParams, execution_timeout: Option<Duration>) -> QueryLimits {
+        let mut limits = self.limits.clone();
+        if let Some(rows) = params.max_rows {
+            limits.max_rows = limits.max_rows.min(rows);
+        }
+        for t in [params.timeout, execution_timeout].into_iter().flatten() {
+            limits.timeout = limits.timeout.min(t);
+        }
+        limits
+    }
+}
+
+fn params(engine: &SpecConfig) -> Result<QueryParams, ExecutorError> {
+    let sql = engine
+        .param("Query")
+        .or_else(|| engine.param("SQL"))
+        .ok_or_else(|| {
+            ExecutorError::user(
+                "query engine: missing param Query: set Params.Query to one SELECT statement",
+            )
+        })?;
+    let sql = sql
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            ExecutorError::user(
+                "query engine: param Query must be a non-empty string holding one SELECT statement",
+            )
+        })?
+        .to_string();
+    let max_rows = positive(engine, "MaxRows")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let timeout = positive(engine, "TimeoutMs")?.map(Duration::from_millis);
+    Ok(QueryParams {
+        sql,
+        max_rows,
+        timeout,
+    })
+}
+
+/// A positive integer param, given as a number or a numeric string.
+fn positive(engine: &SpecConfig, name: &str) -> Result<Option<u64>, ExecutorError> {
+    let Some(v) = engine.param(name) else {
+        return Ok(None);
+    };
+    let n = match v {
+        Json::Number(n) => n.as_u64(),
+        Json::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 => Ok(Some(n)),
+        _ => Err(ExecutorError::user(format!(
+            "query engine: param {name} must be a positive integer, got {v}"
+        ))),
+    }
+}
+
+impl Executor for QueryExecutor {
+    fn engine(&self) -> &'static str {
+        "query"
+    }
+
+    fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError> {
+        params(engine).map(|_| ())
+    }
+
+    fn run(
+        &self,
+        request: ExecutionRequest,
+        logs: LogSink,
+        cancel: CancellationToken,
+    ) -> BoxFuture<'static, Result<Exit, ExecutorError>> {
+        let prepared = params(&request.engine).map(|p| {
+            let limits = self.limits_for(&p, request.timeout);
+            (p, limits)
+        });
+        Box::pin(async move {
+            let (params, limits) = prepared?;
+            let span = tracing::info_span!("query_execution", execution = %request.execution_id, job = %request.job_id);
+            let _guard = span.enter();
+            let sql = params.sql.clone();
+            let task_limits = limits.clone();
+            // The query is bounded by its own time limit, so on cancellation the blocking
+            // thread is left to finish on its own; nothing it does outlives that limit.
+            let task = tokio::task::spawn_blocking(move || run_query(&sql, &task_limits));
+            let result = tokio::select! {
+                joined = task => joined.map_err(|e| ExecutorError::transient(format!("query engine: query task failed: {e}")))?,
+                () = cancel.cancelled() => return Err(ExecutorError::Cancelled),
+            };
+            let result = result.map_err(|e| classify(e, &limits))?;
+            emit(&result, &logs, &request.results_dir);
+            tracing::info!(
+                rows = result.cost.rows,
+                wall_ms = result.cost.wall.as_millis() as u64,
+                "query answered"
+            );
+            Ok(Exit { code: 0 })
+        })
+    }
+}
+
+fn classify(e: QueryError, limits: &QueryLimits) -> ExecutorError {
+    match e {
+        QueryError::Timeout { .. } => ExecutorError::Timeout(limits.timeout),
+        other => ExecutorError::user(other.to_string()),
+    }
+}
+
+/// Streams the rows to stdout, warnings to stderr, and writes `query/rows.json`.
+fn emit(result: &QueryResult, logs: &LogSink, results_dir: &Path) {
+    let rows = result.osquery_rows();
+    for row in &rows {
+        logs.write(Stream::Stdout, format!("{}\n", Json::Object(row.clone())));
+    }
+    for warning in &result.warnings {
+        logs.write(Stream::Stderr, format!("warning: {warning}\n"));
+    }
+    let dir = results_dir.join("query");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let array = Json::Array(rows.into_iter().map(Json::Object).collect());
+        std::fs::write(dir.join("rows.json"), array.to_string())
+    });
+    if let Err(e) = written {
+        logs.write(
+            Stream::Stderr,
+            format!(
+                "warning: could not write {}: {e}; the rows are on stdout only\n",
+                dir.join("rows.json").display()
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use shoal_types::{JobType, Network, Resources};
+
+    use super::*;
+    use crate::LogChunk;
+
+    fn request(params: Json, results_dir: &Path) -> ExecutionRequest {
+        let Json::Object(params) = params else {
+            panic!("params must be an object")
+        };
+        ExecutionRequest {
+            job_id: "j-test".into(),
+            execution_id: "e-test".into(),
+            job_type: JobType::Ops,
+            engine: SpecConfig {
+                kind: "query".into(),
+                params,
+            },
+            env: BTreeMap::new(),
+            inputs: vec![],
+            results_dir: results_dir.to_path_buf(),
+            result_paths: vec![],
+            resources: Resources::default(),
+            network: Network::default(),
+            timeout: None,
+        }
+    }
+
+    async fn run(
+        params: Json,
+    ) -> (
+        Result<Exit, ExecutorError>,
+        Vec<LogChunk>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, mut rx) = LogSink::channel();
+        let out = QueryExecutor::default()
+            .run(request(params, dir.path()), sink, CancellationToken::new())
+            .await;
+        let mut chunks = vec![];
+        while let Ok(c) = rx.try_recv() {
+            chunks.push(c);
+        }
+        (out, chunks, dir)
+    }
+
+    #[tokio::test]
+    async fn a_query_prints_osquery_json_lines_and_writes_rows_json() {
+        let (out, chunks, dir) =
+            run(serde_json::json!({"query": "SELECT uid, username FROM users WHERE uid = 0"}))
+                .await;
+        assert_eq!(out, Ok(Exit { code: 0 }));
+        let stdout: Vec<&str> = chunks
+            .iter()
+            .filter(|c| c.stream == Stream::Stdout)
+            .map(|c| c.text.as_str())
+            .collect();
+        assert_eq!(stdout, vec!["{\"uid\":\"0\",\"username\":\"root\"}\n"]);
+        let saved: Json =
+            serde_json::from_slice(&std::fs::read(dir.path().join("query/rows.json")).unwrap())
+                .unwrap();
+        assert_eq!(saved, serde_json::json!([{"uid": "0", "username": "root"}]));
+    }
+
+    #[tokio::test]
+    async fn the_sql_param_is_accepted_as_a_synonym() {
+        let (out, chunks, _dir) = run(serde_json::json!({"SQL": "SELECT 1 AS one"})).await;
+        assert_eq!(out, Ok(Exit { code: 0 }));
+        assert_eq!(chunks[0].text, "{\"one\":\"1\"}\n");
+    }
+
+    #[tokio::test]
+    async fn sql_errors_are_user_errors_with_sqlites_message() {
+        let (out, _, _dir) = run(serde_json::json!({"Query": "SELECT * FROM nope"})).await;
+        let err = out.unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(
+            err.to_string()
+                .starts_with("no such table: nope (known tables:"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_max_rows_param_lowers_the_row_limit() {
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 5) SELECT x FROM c";
+        let (out, _, _dir) = run(serde_json::json!({"Query": sql, "MaxRows": 3})).await;
+        assert!(out.unwrap_err().to_string().contains("more than 3 rows"));
+    }
+
+    #[test]
+    fn validation_names_the_missing_or_bad_param() {
+        let exec = QueryExecutor::default();
+        let err = exec.validate(&SpecConfig::of("query")).unwrap_err();
+        assert!(err.to_string().contains("missing param Query"), "{err}");
+        let mut spec = SpecConfig::of("query");
+        spec.params.insert("Query".into(), "SELECT 1".into());
+        spec.params.insert("TimeoutMs".into(), (-5).into());
+        let err = exec.validate(&spec).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("TimeoutMs must be a positive integer"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn job_params_lower_the_node_limits_but_never_raise_them() {
+        let exec = QueryExecutor::new(QueryLimits {
+            max_rows: 100,
+            timeout: Duration::from_secs(5),
+            ..QueryLimits::default()
+        });
+        let p = QueryParams {
+            sql: "SELECT 1".into(),
+            max_rows: Some(1000),
+            timeout: Some(Duration::from_secs(1)),
+        };
+        let limits = exec.limits_for(&p, Some(Duration::from_secs(10)));
+        assert_eq!(limits.max_rows, 100);
+        assert_eq!(limits.timeout, Duration::from_secs(1));
+    }
+}

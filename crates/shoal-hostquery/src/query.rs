@@ -1,0 +1,363 @@
+//! Running one SQL query over the host tables, read-only and bounded.
+//!
+//! Every query gets a fresh in-memory connection with the host tables registered, so each
+//! query reads the host anew and nothing survives between queries. Guardrails:
+//!
+//! - **read-only**: an authorizer allows only `SELECT`, column reads, recursive CTEs and
+//!   SQL functions (never `load_extension`); every write, DDL, `ATTACH`, `DETACH`,
+//!   `PRAGMA` and transaction statement is refused with [`QueryError::ReadOnly`]. The
+//!   connection is also opened with `SQLITE_OPEN_READ_ONLY`, and a statement SQLite does
+//!   not report as read-only is refused before it runs.
+//! - **time**: a progress handler interrupts the statement once [`QueryLimits::timeout`]
+//!   has passed ([`QueryError::Timeout`]); tables check the same deadline while reading.
+//! - **rows**: a query that yields more than [`QueryLimits::max_rows`] rows fails with
+//!   [`QueryError::TooManyRows`] rather than returning a silently truncated answer: fleet
+//!   counts built on a truncated answer would be wrong without anyone noticing.
+//! - **memory**: `SQLITE_LIMIT_LENGTH` caps every string SQLite builds
+//!   ([`QueryLimits::max_value_bytes`]), the page cache of sorts and temporary b-trees is
+//!   capped (they spill to temporary files past it), and the collected answer is capped at
+//!   [`QueryLimits::max_result_bytes`] ([`QueryError::ResultTooLarge`]). SQLite's heap
+//!   limit is process-wide, so it is left alone: it would also throttle the agent's store.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
+use rusqlite::limits::Limit;
+use rusqlite::{Connection, OpenFlags};
+
+use crate::tables;
+use crate::value::Value;
+use crate::vtab::{self, QueryState};
+
+/// Bounds on one query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Wall-clock limit for preparing, reading the host and stepping through the rows.
+    pub timeout: Duration,
+    /// Most rows the answer may have.
+    pub max_rows: usize,
+    /// Longest string or blob SQLite may build (`SQLITE_LIMIT_LENGTH`), in bytes.
+    pub max_value_bytes: usize,
+    /// Most bytes the collected answer may take (approximate: text length plus 8 per value).
+    pub max_result_bytes: usize,
+}
+
+impl Default for QueryLimits {
+    /// 30 s, 100 000 rows, 16 MiB values, 64 MiB answers.
+    fn default() -> Self {
+        QueryLimits {
+            timeout: Duration::from_secs(30),
+            max_rows: 100_000,
+            max_value_bytes: 16 << 20,
+            max_result_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What a query cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueryCost {
+    /// Wall-clock time from opening the connection to the last row.
+    pub wall: Duration,
+    /// Rows returned.
+    pub rows: usize,
+    /// Approximate bytes of the answer (see [`QueryLimits::max_result_bytes`]).
+    pub bytes: usize,
+}
+
+/// The answer to a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueryResult {
+    /// Column names, as the query named them (`AS` aliases included).
+    pub columns: Vec<String>,
+    /// Rows, values in column order, typed as SQLite returned them.
+    pub rows: Vec<Vec<Value>>,
+    /// Things the caller should know although the query succeeded (for example that a
+    /// table needing a `WHERE path = ...` got none and returned no rows).
+    pub warnings: Vec<String>,
+    /// What the query cost.
+    pub cost: QueryCost,
+}
+
+impl QueryResult {
+    /// The rows as `osqueryi --json` prints them: one object per row, keys are column
+    /// names, every value a string (`NULL` as `""`).
+    pub fn osquery_rows(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), serde_json::Value::String(v.to_osquery_string())))
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The rows as JSON objects with typed values (numbers stay numbers, `NULL` is `null`).
+    pub fn typed_rows(&self) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        self.rows
+            .iter()
+            .map(|row| {
+                self.columns
+                    .iter()
+                    .zip(row)
+                    .map(|(c, v)| (c.clone(), v.to_json()))
+                    .collect()
+            })
+            .collect()
+    }
+}
+
+/// Why a query gave no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// SQLite rejected or failed the query (syntax errors, unknown columns, type errors);
+    /// the message is SQLite's.
+    #[error("{message}")]
+    Sql {
+        /// SQLite's message.
+        message: String,
+    },
+    /// The query names a table this node does not have.
+    #[error("no such table: {table} (known tables: {})", known.join(", "))]
+    NoSuchTable {
+        /// The table the query named.
+        table: String,
+        /// Every table this node offers, sorted.
+        known: Vec<String>,
+    },
+    /// The query tried to change something; host queries are read-only.
+    #[error("query refused: {action} is not allowed, host queries are read-only (use SELECT)")]
+    ReadOnly {
+        /// What was attempted (`INSERT into users`, `ATTACH`, `PRAGMA writable_schema`).
+        action: String,
+    },
+    /// The text holds no statement.
+    #[error("query is empty: send one SELECT statement")]
+    Empty,
+    /// The text holds more than one statement.
+    #[error("query has more than one statement: send one SELECT statement at a time")]
+    MultipleStatements,
+    /// The query ran past its time limit and was interrupted.
+    #[error(
+        "query ran past its time limit of {limit:?} and was stopped; narrow it or raise the limit"
+    )]
+    Timeout {
+        /// The limit.
+        limit: Duration,
+    },
+    /// The answer has more rows than allowed.
+    #[error(
+        "query returned more than {limit} rows; add a LIMIT or a WHERE, or raise the row limit"
+    )]
+    TooManyRows {
+        /// The limit.
+        limit: usize,
+    },
+    /// The answer is larger than allowed.
+    #[error("query answer exceeds {limit} bytes; select fewer columns or rows, or raise the limit")]
+    ResultTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+}
+
+/// Runs one read-only SQL statement (SQLite dialect) over the host tables.
+///
+/// Errors are [`QueryError`]s whose messages can be shown to users as they are.
+pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryError> {
+    let start = Instant::now();
+    let deadline = start.checked_add(limits.timeout);
+    let state = Arc::new(QueryState::new(deadline));
+    let denied: Arc<Mutex<Option<String>>> = Arc::default();
+    let mut conn =
+        open(limits, &state, &denied).map_err(|e| sql_error(e, &state, &denied, limits))?;
+    let fail = |e: rusqlite::Error| sql_error(e, &state, &denied, limits);
+
+    if sql.trim().trim_matches(';').trim().is_empty() {
+        return Err(QueryError::Empty);
+    }
+    let mut stmt = conn.prepare(sql).map_err(fail)?;
+    if !stmt.readonly() {
+        return Err(QueryError::ReadOnly {
+            action: "a statement that writes".into(),
+        });
+    }
+    let columns: Vec<String> = stmt.column_names().map(str::to_string).collect();
+    let width = columns.len();
+    let mut rows = Vec::new();
+    let mut bytes = 0usize;
+    let mut cursor = stmt.query([]).map_err(fail)?;
+    while let Some(row) = cursor.next().map_err(fail)? {
+        if rows.len() >= limits.max_rows {
+            return Err(QueryError::TooManyRows {
+                limit: limits.max_rows,
+            });
+        }
+        let mut values = Vec::with_capacity(width);
+        for i in 0..width {
+            let v = Value::from_sql(row.get_ref(i).map_err(fail)?);
+            bytes += v.weight();
+            values.push(v);
+        }
+        if bytes > limits.max_result_bytes {
+            return Err(QueryError::ResultTooLarge {
+                limit: limits.max_result_bytes,
+            });
+        }
+        rows.push(values);
+    }
+    drop(cursor);
+    drop(stmt);
+    // Drop the handlers' closures before reading the shared state they hold.
+    let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    let warnings = state
+        .warnings
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+    let cost = QueryCost {
+        wall: start.elapsed(),
+        rows: rows.len(),
+        bytes,
+    };
+    tracing::debug!(
+        rows = cost.rows,
+        wall_ms = cost.wall.as_millis() as u64,
+        "host query done"
+    );
+    Ok(QueryResult {
+        columns,
+        rows,
+        warnings,
+        cost,
+    })
+}
+
+/// Names of the tables every query can use, sorted.
+pub fn table_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = tables::ALL.iter().map(|t| t.name()).collect();
+    names.sort_unstable();
+    names
+}
+
+fn open(
+    limits: &QueryLimits,
+    state: &Arc<QueryState>,
+    denied: &Arc<Mutex<Option<String>>>,
+) -> rusqlite::Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let mut conn = Connection::open_with_flags("file:shoal-hostquery?mode=memory", flags)?;
+    // Before the authorizer, which refuses every PRAGMA.
+    conn.pragma_update(None, "cache_size", -16384)?; // KiB: sorts spill to temp files past it
+    for table in tables::ALL {
+        vtab::register(&conn, *table, state)?;
+    }
+    let value_bytes = i32::try_from(limits.max_value_bytes)
+        .unwrap_or(i32::MAX)
+        .max(1);
+    conn.set_limit(Limit::SQLITE_LIMIT_LENGTH, value_bytes)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 1 << 20)?;
+    conn.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+
+    let deadline = state.deadline;
+    let timer = state.clone();
+    conn.progress_handler(
+        1000,
+        Some(move || {
+            let late = deadline.is_some_and(|d| Instant::now() >= d);
+            if late {
+                timer.timed_out.store(true, Ordering::SeqCst);
+            }
+            late
+        }),
+    )?;
+    let denied = denied.clone();
+    conn.authorizer(Some(move |cx: AuthContext<'_>| match refusal(&cx.action) {
+        None => Authorization::Allow,
+        Some(action) => {
+            denied
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(action);
+            Authorization::Deny
+        }
+    }))?;
+    Ok(conn)
+}
+
+/// What is refused, named for the error message; `None` allows the action.
+fn refusal(action: &AuthAction<'_>) -> Option<String> {
+    match action {
+        AuthAction::Select | AuthAction::Read { .. } | AuthAction::Recursive => None,
+        AuthAction::Function { function_name } => {
+            if function_name.eq_ignore_ascii_case("load_extension") {
+                Some("load_extension()".into())
+            } else {
+                None
+            }
+        }
+        AuthAction::Insert { table_name } => Some(format!("INSERT into {table_name}")),
+        AuthAction::Update { table_name, .. } => Some(format!("UPDATE of {table_name}")),
+        AuthAction::Delete { table_name } => Some(format!("DELETE from {table_name}")),
+        AuthAction::CreateTable { table_name } | AuthAction::CreateTempTable { table_name } => {
+            Some(format!("CREATE TABLE {table_name}"))
+        }
+        AuthAction::Attach { .. } => Some("ATTACH".into()),
+        AuthAction::Detach { .. } => Some("DETACH".into()),
+        AuthAction::Pragma { pragma_name, .. } => Some(format!("PRAGMA {pragma_name}")),
+        AuthAction::Transaction { .. } | AuthAction::Savepoint { .. } => {
+            Some("a transaction statement".into())
+        }
+        other => Some(
+            format!("{other:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap_or("this statement")
+                .to_string(),
+        ),
+    }
+}
+
+fn sql_error(
+    e: rusqlite::Error,
+    state: &QueryState,
+    denied: &Mutex<Option<String>>,
+    limits: &QueryLimits,
+) -> QueryError {
+    if state.timed_out.load(Ordering::SeqCst) {
+        return QueryError::Timeout {
+            limit: limits.timeout,
+        };
+    }
+    if let Some(action) = denied.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        return QueryError::ReadOnly { action };
+    }
+    let message = match &e {
+        rusqlite::Error::SqliteFailure(_, Some(m)) => m.clone(),
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        rusqlite::Error::MultipleStatement => return QueryError::MultipleStatements,
+        other => other.to_string(),
+    };
+    if let Some(table) = message
+        .strip_prefix("table ")
+        .and_then(|m| m.strip_suffix(" may not be modified"))
+    {
+        return QueryError::ReadOnly {
+            action: format!("changing table {table}"),
+        };
+    }
+    if let Some(table) = message.strip_prefix("no such table: ") {
+        return QueryError::NoSuchTable {
+            table: table.trim().to_string(),
+            known: table_names().into_iter().map(str::to_string).collect(),
+        };
+    }
+    QueryError::Sql { message }
+}

@@ -1,0 +1,275 @@
+//! What a host table is: a name, osquery's columns, and a function that reads the host.
+//!
+//! Adding a table is one file in `tables/` that implements [`HostTable`] and one line in
+//! `tables/mod.rs`. The SQLite plumbing (`vtab.rs`) is shared by every table.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::value::Value;
+
+/// One row, with values in the order of the table's [`HostTable::COLUMNS`]. A row shorter
+/// than the column list reads as `NULL` in the missing columns (osquery's behaviour for
+/// columns a platform does not fill).
+pub type Row = Vec<Value>;
+
+/// osquery's column types. They map to SQLite declared types, hence to SQLite affinities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColumnType {
+    /// `TEXT`.
+    Text,
+    /// `INTEGER` (32-bit in osquery).
+    Integer,
+    /// `BIGINT`.
+    BigInt,
+    /// `UNSIGNED_BIGINT`.
+    UnsignedBigInt,
+    /// `DOUBLE`.
+    Double,
+}
+
+impl ColumnType {
+    /// The type as written in the SQLite table declaration (osquery's spelling).
+    pub fn sql(self) -> &'static str {
+        match self {
+            ColumnType::Text => "TEXT",
+            ColumnType::Integer => "INTEGER",
+            ColumnType::BigInt => "BIGINT",
+            ColumnType::UnsignedBigInt => "UNSIGNED BIGINT",
+            ColumnType::Double => "DOUBLE",
+        }
+    }
+}
+
+/// One column of a host table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Column {
+    /// Column name, as osquery spells it.
+    pub name: &'static str,
+    /// Column type.
+    pub ty: ColumnType,
+    /// Left out of `SELECT *` but selectable by name (osquery's `hidden=True` and other
+    /// platforms' extended columns).
+    pub hidden: bool,
+    /// `WHERE col = v` and `WHERE col IN (...)` reach the table as a [`Constraints`] entry
+    /// (osquery's `index`, `optimized` and `additional` flags).
+    pub pushdown: bool,
+    /// The table yields no rows unless one of its required columns is constrained
+    /// (osquery's `required=True`: `file`, `hash`).
+    pub required: bool,
+}
+
+impl Column {
+    const fn new(name: &'static str, ty: ColumnType) -> Self {
+        Column {
+            name,
+            ty,
+            hidden: false,
+            pushdown: false,
+            required: false,
+        }
+    }
+
+    /// A `TEXT` column.
+    pub const fn text(name: &'static str) -> Self {
+        Self::new(name, ColumnType::Text)
+    }
+
+    /// An `INTEGER` column.
+    pub const fn integer(name: &'static str) -> Self {
+        Self::new(name, ColumnType::Integer)
+    }
+
+    /// A `BIGINT` column.
+    pub const fn bigint(name: &'static str) -> Self {
+        Self::new(name, ColumnType::BigInt)
+    }
+
+    /// An `UNSIGNED_BIGINT` column.
+    pub const fn unsigned_bigint(name: &'static str) -> Self {
+        Self::new(name, ColumnType::UnsignedBigInt)
+    }
+
+    /// A `DOUBLE` column.
+    pub const fn double(name: &'static str) -> Self {
+        Self::new(name, ColumnType::Double)
+    }
+
+    /// Marks the column hidden.
+    pub const fn hidden(mut self) -> Self {
+        self.hidden = true;
+        self
+    }
+
+    /// Marks the column as one whose equality constraints reach the table.
+    pub const fn index(mut self) -> Self {
+        self.pushdown = true;
+        self
+    }
+
+    /// Marks the column required (implies [`Column::index`]).
+    pub const fn required(mut self) -> Self {
+        self.pushdown = true;
+        self.required = true;
+        self
+    }
+}
+
+/// The equality constraints SQLite pushed down to a table for one scan, by column name.
+///
+/// Tables may use them to read less of the host (`processes WHERE pid = 1`) or to learn
+/// their input (`file WHERE path = '/etc/passwd'`). SQLite re-checks every constraint on
+/// the rows a table returns, so a table may ignore them or return extra rows, never fewer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Constraints {
+    eq: BTreeMap<&'static str, Vec<Value>>,
+}
+
+impl Constraints {
+    /// No constraints: the table should produce every row it can.
+    pub fn none() -> Self {
+        Self::default()
+    }
+
+    /// Adds `column = value` (several values for one column mean `column IN (...)`).
+    pub fn with(mut self, column: &'static str, value: impl Into<Value>) -> Self {
+        self.add(column, value.into());
+        self
+    }
+
+    pub(crate) fn add(&mut self, column: &'static str, value: Value) {
+        if value != Value::Null {
+            self.eq.entry(column).or_default().push(value);
+        }
+    }
+
+    /// Whether `column` is constrained.
+    pub fn has(&self, column: &str) -> bool {
+        self.eq.contains_key(column)
+    }
+
+    /// The values `column` must equal, if it is constrained.
+    pub fn values(&self, column: &str) -> Option<&[Value]> {
+        self.eq.get(column).map(Vec::as_slice)
+    }
+
+    /// The constrained values of `column` rendered as text.
+    pub fn texts(&self, column: &str) -> Option<Vec<String>> {
+        self.values(column)
+            .map(|vs| vs.iter().map(Value::to_osquery_string).collect())
+    }
+
+    /// The constrained values of `column` that are integers (others cannot match an
+    /// integer column and are dropped).
+    pub fn integers(&self, column: &str) -> Option<Vec<i64>> {
+        self.values(column)
+            .map(|vs| vs.iter().filter_map(Value::as_integer).collect())
+    }
+
+    pub(crate) fn cache_key(&self) -> String {
+        format!("{:?}", self.eq)
+    }
+}
+
+/// Why a table could not produce its rows.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TableError {
+    /// The query's time limit passed while the table was reading the host.
+    #[error(
+        "query time limit reached while reading the host; narrow the query or raise its time limit"
+    )]
+    Timeout,
+    /// The host source could not be read at all.
+    #[error("{0}")]
+    Source(String),
+}
+
+/// What a table gets for one scan: the pushed-down constraints, the query's deadline and a
+/// place for warnings (osquery prints these to stderr; Shoal returns them with the result).
+#[derive(Debug)]
+pub struct ScanContext<'a> {
+    /// Pushed-down equality constraints.
+    pub constraints: &'a Constraints,
+    deadline: Option<Instant>,
+    warnings: Vec<String>,
+}
+
+impl<'a> ScanContext<'a> {
+    /// A context with the given constraints and deadline.
+    pub fn new(constraints: &'a Constraints, deadline: Option<Instant>) -> Self {
+        ScanContext {
+            constraints,
+            deadline,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Fails with [`TableError::Timeout`] once the deadline has passed. Tables that can run
+    /// long (hashing, walking directories) call it between units of work.
+    pub fn check_deadline(&self) -> Result<(), TableError> {
+        match self.deadline {
+            Some(d) if Instant::now() >= d => Err(TableError::Timeout),
+            _ => Ok(()),
+        }
+    }
+
+    /// Records a warning for the query's caller.
+    pub fn warn(&mut self, message: impl Into<String>) {
+        self.warnings.push(message.into());
+    }
+
+    /// The warnings recorded so far.
+    pub fn into_warnings(self) -> Vec<String> {
+        self.warnings
+    }
+}
+
+/// An osquery-compatible table. Implementations are unit structs; see `tables/`.
+pub trait HostTable: Send + Sync + 'static {
+    /// Table name, as osquery spells it.
+    const NAME: &'static str;
+    /// Columns, in osquery's order; hidden columns last.
+    const COLUMNS: &'static [Column];
+    /// Reads the host now and returns the rows, in [`HostTable::COLUMNS`] order.
+    fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError>;
+}
+
+/// The object-safe face of [`HostTable`], used by the registry and the SQLite adapter.
+pub trait TableDef: Send + Sync + 'static {
+    /// Table name.
+    fn name(&self) -> &'static str;
+    /// Columns.
+    fn columns(&self) -> &'static [Column];
+    /// Reads the host.
+    fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError>;
+}
+
+impl<T: HostTable> TableDef for T {
+    fn name(&self) -> &'static str {
+        T::NAME
+    }
+
+    fn columns(&self) -> &'static [Column] {
+        T::COLUMNS
+    }
+
+    fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
+        HostTable::rows(self, cx)
+    }
+}
+
+/// The `CREATE TABLE` statement SQLite needs to learn a table's shape.
+pub(crate) fn declaration(columns: &[Column]) -> String {
+    let cols: Vec<String> = columns
+        .iter()
+        .map(|c| {
+            format!(
+                "\"{}\" {}{}",
+                c.name,
+                c.ty.sql(),
+                if c.hidden { " HIDDEN" } else { "" }
+            )
+        })
+        .collect();
+    format!("CREATE TABLE x({})", cols.join(", "))
+}

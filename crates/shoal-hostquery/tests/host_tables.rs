@@ -1,0 +1,283 @@
+//! Real queries against the real host, checked against what the OS reports.
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::process::Command;
+
+use shoal_hostquery::{QueryError, QueryLimits, QueryResult, Value, run_query};
+
+fn query(sql: &str) -> QueryResult {
+    run_query(sql, &QueryLimits::default()).unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
+fn text(v: &Value) -> String {
+    v.to_osquery_string()
+}
+
+#[test]
+fn system_info_hostname_is_the_kernel_hostname() {
+    let r = query("SELECT hostname, computer_name FROM system_info");
+    let expected = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(r.rows.len(), 1);
+    assert_eq!(text(&r.rows[0][1]), expected.trim());
+    assert_eq!(r.columns, vec!["hostname", "computer_name"]);
+}
+
+#[test]
+fn users_lists_root_with_uid_zero_and_matches_etc_passwd() {
+    let r = query("SELECT uid, username, directory FROM users WHERE username = 'root'");
+    assert_eq!(
+        r.rows,
+        vec![vec![Value::Integer(0), "root".into(), "/root".into()]]
+    );
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap();
+    let expected = passwd
+        .lines()
+        .filter(|l| l.split(':').count() >= 7 && !l.starts_with('#'))
+        .count();
+    let all = query("SELECT count(*) FROM users");
+    assert_eq!(all.rows[0][0], Value::Integer(expected as i64));
+}
+
+#[test]
+fn processes_finds_a_process_the_test_started() {
+    let mut child = Command::new("sleep").arg("30").spawn().unwrap();
+    let pid = child.id();
+    wait_for_exec(pid, "sleep\0");
+    let r = query(&format!(
+        "SELECT pid, name, cmdline, parent FROM processes WHERE pid = {pid}"
+    ));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(r.rows.len(), 1, "{r:?}");
+    assert_eq!(r.rows[0][1], Value::from("sleep"));
+    assert_eq!(r.rows[0][2], Value::from("sleep 30"));
+    assert_eq!(r.rows[0][3], Value::Integer(i64::from(std::process::id())));
+}
+
+/// Spawn returns before the child has exec'd; poll its cmdline until it has.
+fn wait_for_exec(pid: u32, argv0: &str) {
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < give_up {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline.starts_with(argv0.as_bytes()) {
+            return;
+        }
+        std::thread::yield_now();
+    }
+    panic!("process {pid} never ran {argv0}");
+}
+
+#[test]
+fn processes_without_a_constraint_include_this_test() {
+    let me = std::process::id();
+    let r = query(&format!(
+        "SELECT count(*) FROM processes WHERE pid = {me} OR pid = 1"
+    ));
+    assert!(matches!(r.rows[0][0], Value::Integer(n) if n >= 1));
+    let r = query("SELECT pid FROM processes");
+    assert!(
+        r.rows
+            .iter()
+            .any(|row| row[0] == Value::Integer(i64::from(me)))
+    );
+}
+
+#[test]
+fn listening_ports_shows_a_port_the_test_bound() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let r = query(&format!(
+        "SELECT pid, address, protocol, family FROM listening_ports WHERE port = {port} AND protocol = 6"
+    ));
+    drop(listener);
+    assert_eq!(
+        r.rows,
+        vec![vec![
+            Value::Integer(i64::from(std::process::id())),
+            "127.0.0.1".into(),
+            Value::Integer(6),
+            Value::Integer(2)
+        ]]
+    );
+}
+
+#[test]
+fn file_and_hash_describe_a_file_the_test_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("data.txt");
+    std::fs::File::create(&path)
+        .unwrap()
+        .write_all(b"hello shoal\n")
+        .unwrap();
+    let p = path.to_str().unwrap();
+    let r = query(&format!(
+        "SELECT path, filename, size, type FROM file WHERE path = '{p}'"
+    ));
+    assert_eq!(
+        r.rows,
+        vec![vec![
+            p.into(),
+            "data.txt".into(),
+            Value::Integer(12),
+            "regular".into()
+        ]]
+    );
+    let h = query(&format!(
+        "SELECT md5, sha1, sha256 FROM hash WHERE path = '{p}'"
+    ));
+    let sum = |tool: &str| {
+        let out = Command::new(tool).arg(p).output().unwrap();
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(
+        h.rows,
+        vec![vec![
+            sum("md5sum").into(),
+            sum("sha1sum").into(),
+            sum("sha256sum").into()
+        ]]
+    );
+}
+
+#[test]
+fn file_lists_a_directory_given_as_constraint() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a"), "1").unwrap();
+    std::fs::write(dir.path().join("b"), "22").unwrap();
+    let d = dir.path().to_str().unwrap();
+    let r = query(&format!(
+        "SELECT filename, size FROM file WHERE directory = '{d}' ORDER BY filename"
+    ));
+    assert_eq!(
+        r.rows,
+        vec![
+            vec!["a".into(), Value::Integer(1)],
+            vec!["b".into(), Value::Integer(2)]
+        ]
+    );
+}
+
+#[test]
+fn hash_without_a_path_returns_no_rows_and_says_why() {
+    let r = query("SELECT * FROM hash");
+    assert!(r.rows.is_empty());
+    assert!(
+        r.warnings.iter().any(|w| w.contains("WHERE path = ")),
+        "{:?}",
+        r.warnings
+    );
+}
+
+#[test]
+fn writes_attach_and_pragmas_are_refused() {
+    for sql in [
+        "CREATE TABLE t(x)",
+        "INSERT INTO users(uid) VALUES (5)",
+        "ATTACH DATABASE '/tmp/x.db' AS x",
+        "PRAGMA writable_schema = 1",
+        "DELETE FROM users",
+        "SELECT load_extension('x')",
+    ] {
+        let err = run_query(sql, &QueryLimits::default()).unwrap_err();
+        assert!(
+            matches!(err, QueryError::ReadOnly { .. }),
+            "{sql}: expected a refusal, got {err:?}"
+        );
+        assert!(err.to_string().contains("read-only"), "{err}");
+    }
+}
+
+#[test]
+fn a_runaway_recursive_query_stops_at_the_time_limit() {
+    let limits = QueryLimits {
+        timeout: std::time::Duration::from_millis(200),
+        ..QueryLimits::default()
+    };
+    let sql =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    assert!(matches!(
+        run_query(sql, &limits),
+        Err(QueryError::Timeout { .. })
+    ));
+}
+
+#[test]
+fn answers_past_the_row_limit_fail_with_a_clear_error() {
+    let limits = QueryLimits {
+        max_rows: 10,
+        ..QueryLimits::default()
+    };
+    let sql =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 11) SELECT x FROM c";
+    let err = run_query(sql, &limits).unwrap_err();
+    assert_eq!(err, QueryError::TooManyRows { limit: 10 });
+    let ok =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10) SELECT x FROM c";
+    assert_eq!(run_query(ok, &limits).unwrap().rows.len(), 10);
+}
+
+#[test]
+fn unknown_tables_are_named_with_the_known_ones() {
+    let err = run_query("SELECT * FROM no_such_thing", &QueryLimits::default()).unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.starts_with("no such table: no_such_thing (known tables: "),
+        "{message}"
+    );
+    assert!(message.contains("processes"), "{message}");
+}
+
+#[test]
+fn syntax_errors_carry_sqlites_message() {
+    let err = run_query("SELEC 1", &QueryLimits::default()).unwrap_err();
+    assert!(
+        matches!(&err, QueryError::Sql { message } if message.contains("syntax error")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn osquery_rows_render_every_value_as_a_string() {
+    let r = query("SELECT 1 AS one, NULL AS empty, 'x' AS ex");
+    let row = &r.osquery_rows()[0];
+    assert_eq!(row["one"], "1");
+    assert_eq!(row["empty"], "");
+    assert_eq!(row["ex"], "x");
+}
+
+#[test]
+fn deb_packages_agrees_with_dpkg_query() {
+    let Ok(out) = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", "bash"])
+        .output()
+    else {
+        eprintln!("dpkg-query not installed; skipping");
+        return;
+    };
+    let expected = String::from_utf8(out.stdout).unwrap();
+    let r = query("SELECT version, arch FROM deb_packages WHERE name = 'bash'");
+    assert_eq!(text(&r.rows[0][0]), expected);
+}
+
+#[test]
+fn the_known_tables_include_every_priority_table() {
+    let names = shoal_hostquery::table_names();
+    for t in [
+        "system_info",
+        "os_version",
+        "processes",
+        "listening_ports",
+        "file",
+        "hash",
+        "users",
+        "mounts",
+    ] {
+        assert!(names.contains(&t), "{t} missing from {names:?}");
+    }
+}
