@@ -1,0 +1,53 @@
+//! `shoal devstack`: an orchestrator and N compute agents in one process.
+//!
+//! Each agent has its own data dir and labels and dials the orchestrator over a real
+//! WebSocket on the API port: the same code path as a fleet of machines, on one.
+
+use std::process::ExitCode;
+
+use clap::Args;
+use shoal_compute::{Agent, ComputeConfig};
+use shoal_orchestrator::OrchestratorConfig;
+
+use super::serve::{executors, start_orchestrator};
+use crate::endpoint::Endpoint;
+
+/// `devstack` arguments.
+#[derive(Args, Debug)]
+pub struct DevstackArgs {
+    /// How many compute agents to start.
+    #[arg(long, default_value_t = 3)]
+    pub computes: usize,
+}
+
+/// Runs devstack until interrupted.
+pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<ExitCode> {
+    let data_dir = endpoint.data_dir().join("devstack");
+    let host = endpoint.api_host.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let port = endpoint.port()?;
+    let cfg = OrchestratorConfig::new(&data_dir);
+    let (_orch, addr) = start_orchestrator(&host, port, cfg).await?;
+    let url = format!("ws://127.0.0.1:{}", addr.port());
+    let mut agents = Vec::new();
+    for i in 0..args.computes {
+        let mut cfg = ComputeConfig::new(data_dir.join(format!("node-{i}")), url.clone());
+        cfg.node_id = Some(format!("n-devstack-{i}"));
+        cfg.labels.insert("devstack-node".into(), i.to_string());
+        cfg.labels.insert("region".into(), ["eu", "us", "ap"][i % 3].into());
+        let id = cfg.node_id.clone().unwrap_or_default();
+        agents.push(Agent::start(cfg, executors(&id).await).await?);
+    }
+    let engines = agents.first().map(|a| a.node_info().compute_node_info.execution_engines.join(", ")).unwrap_or_default();
+    println!("Devstack is up: orchestrator on http://{addr}, {} compute nodes (engines: {engines}).", agents.len());
+    println!("State lives in {}.", data_dir.display());
+    println!("Try, in another terminal:");
+    println!("  shoal wasm run examples/hello.wat");
+    println!("  shoal job run examples/hello-wasm.yaml");
+    println!("  shoal node list");
+    println!("Press Ctrl+C to stop.");
+    tokio::signal::ctrl_c().await?;
+    for a in agents {
+        a.shutdown().await;
+    }
+    Ok(ExitCode::SUCCESS)
+}

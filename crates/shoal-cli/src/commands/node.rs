@@ -1,0 +1,92 @@
+//! `shoal node ...`
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use shoal_types::resources::{format_bytes, format_cpu};
+
+use crate::endpoint::Endpoint;
+use crate::output::{self, Format};
+
+/// Node commands.
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// List nodes with status, membership, labels and free/total capacity.
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Show everything known about a node.
+    Describe {
+        /// Node id or unique prefix.
+        id: String,
+        /// Output format (yaml by default).
+        #[arg(long, value_enum, default_value_t = Format::Yaml)]
+        output: Format,
+    },
+    /// Let a pending node receive work.
+    Approve {
+        /// Node id or unique prefix.
+        id: String,
+    },
+    /// Refuse a node: it is disconnected and gets no work.
+    Reject {
+        /// Node id or unique prefix.
+        id: String,
+    },
+    /// Forget a node.
+    Delete {
+        /// Node id or unique prefix.
+        id: String,
+    },
+}
+
+/// Runs a node command.
+pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCode> {
+    let client = endpoint.client()?;
+    match cmd {
+        NodeCommand::List { output } => {
+            let nodes = client.nodes().await?;
+            if output != Format::Table {
+                output::structured(output, &nodes)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let rows = nodes
+                .iter()
+                .map(|n| {
+                    let c = &n.info.compute_node_info;
+                    let labels = n.info.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                    vec![
+                        n.info.node_id.clone(),
+                        n.connection.to_string(),
+                        n.membership.to_string(),
+                        c.execution_engines.join(","),
+                        format!("{} / {}", format_cpu(c.available_capacity.cpu), format_cpu(c.max_capacity.cpu)),
+                        format!("{} / {}", format_bytes(c.available_capacity.memory), format_bytes(c.max_capacity.memory)),
+                        n.connection_state.last_heartbeat.get(11..19).unwrap_or("").to_string(),
+                        labels,
+                    ]
+                })
+                .collect();
+            println!("{}", output::table(&["ID", "STATUS", "APPROVAL", "ENGINES", "CPU FREE/TOTAL", "MEMORY FREE/TOTAL", "HEARTBEAT", "LABELS"], rows));
+        }
+        NodeCommand::Describe { id, output } => {
+            let node = client.node(&id).await?;
+            output::structured(if output == Format::Table { Format::Yaml } else { output }, &node)?;
+        }
+        NodeCommand::Approve { id } => {
+            client.node_action(&id, "approve").await?;
+            println!("node {id} approved");
+        }
+        NodeCommand::Reject { id } => {
+            client.node_action(&id, "reject").await?;
+            println!("node {id} rejected");
+        }
+        NodeCommand::Delete { id } => {
+            client.node_action(&id, "delete").await?;
+            println!("node {id} deleted");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
