@@ -16,7 +16,7 @@ use crate::endpoint::Endpoint;
 /// Quick start: `shoal devstack` in one terminal, then `shoal wasm run examples/hello.wat` in
 /// another. Bacalhau job files work unchanged with `shoal job run FILE`.
 #[derive(Parser)]
-#[command(name = "shoal", version, propagate_version = true)]
+#[command(name = "shoal", version, disable_version_flag = true)]
 struct Cli {
     #[command(flatten)]
     endpoint: Endpoint,
@@ -74,5 +74,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        super::Cli::command().debug_assert();
     }
 }

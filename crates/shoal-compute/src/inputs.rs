@@ -72,7 +72,8 @@ pub(crate) fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
     let (meta, data) = rest.split_once(',').ok_or("data URL has no ',' between its media type and its data")?;
     if meta.ends_with(";base64") {
         base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
+            // Data URLs in YAML files are often folded over several lines.
+            .decode(data.chars().filter(|c| !c.is_whitespace()).collect::<String>())
             .map_err(|e| format!("data URL is not valid base64: {e}"))
     } else {
         Ok(percent_decode(data))

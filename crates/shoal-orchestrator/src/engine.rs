@@ -422,9 +422,10 @@ fn apply_report(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: 
     if let Some(job) = tx.read().job(e.job_id.as_str())? {
         let mut message = match (r.state, &r.run_output) {
             (ComputeStateType::Completed, Some(o)) => format!("execution completed with exit code {}", o.exit_code),
+            (ComputeStateType::BidAccepted, _) => format!("accepted by node {node_id}"),
             (s, _) => format!("execution {}", s.as_str().to_lowercase()),
         };
-        if !r.message.is_empty() && r.state != ComputeStateType::Completed {
+        if !r.message.is_empty() && !matches!(r.state, ComputeStateType::Completed | ComputeStateType::BidAccepted) {
             message = format!("{message}: {}", r.message);
         }
         let mut ev = event("Execution", message).with("NodeID", node_id);

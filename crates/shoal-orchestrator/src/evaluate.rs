@@ -63,13 +63,12 @@ fn apply(
         }
     }
 
+    // The scheduler's plan carries the `State Update` event that explains a state change.
     if let Some(state) = &plan.job_state {
-        let ev = event("State Update", state.message.clone()).with("NewState", state.state_type.as_str());
         job.state = state.clone();
         job.revision += 1;
         job.modify_time = t;
         tx.put_job(&job)?;
-        tx.append_history(history(&job, None, ev))?;
     }
 
     for new in &plan.new_executions {
