@@ -17,12 +17,20 @@ pub struct ApiError {
 impl ApiError {
     /// A 400 with a message that says how to fix the request.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into() }
+        ApiError {
+            status: StatusCode::BAD_REQUEST,
+            code: "BadRequest",
+            message: message.into(),
+        }
     }
 
     /// A 404.
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError { status: StatusCode::NOT_FOUND, code: "NotFound", message: message.into() }
+        ApiError {
+            status: StatusCode::NOT_FOUND,
+            code: "NotFound",
+            message: message.into(),
+        }
     }
 }
 
@@ -32,10 +40,16 @@ impl From<OrchestratorError> for ApiError {
             OrchestratorError::NotFound(_) => (StatusCode::NOT_FOUND, "NotFound"),
             OrchestratorError::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "ResourceInUse"),
-            OrchestratorError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable"),
+            OrchestratorError::Unavailable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable")
+            }
             OrchestratorError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "DatastoreFailure"),
         };
-        ApiError { status, code, message: e.to_string() }
+        ApiError {
+            status,
+            code,
+            message: e.to_string(),
+        }
     }
 }
 

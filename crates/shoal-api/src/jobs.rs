@@ -12,21 +12,30 @@ use shoal_orchestrator::LogEvent;
 use shoal_store::JobFilter;
 use shoal_types::spec::{self, SpecError};
 
-use crate::{AppState, ApiError};
+use crate::{ApiError, AppState};
 
 fn spec_error(e: SpecError) -> ApiError {
     ApiError::bad_request(format!("invalid job spec: {e}"))
 }
 
 /// `PUT /jobs`: `{"Job": {...}, "Force": false}`.
-pub(crate) async fn submit(State(s): State<AppState>, Json(body): Json<Value>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn submit(
+    State(s): State<AppState>,
+    Json(body): Json<Value>,
+) -> Result<Json<Value>, ApiError> {
     let job_value = match &body {
         Value::Object(map) => map
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("job"))
             .map(|(_, v)| v.clone())
-            .ok_or_else(|| ApiError::bad_request("request body needs a \"Job\" object: {\"Job\": {...}}"))?,
-        _ => return Err(ApiError::bad_request("request body must be a JSON object: {\"Job\": {...}}")),
+            .ok_or_else(|| {
+                ApiError::bad_request("request body needs a \"Job\" object: {\"Job\": {...}}")
+            })?,
+        _ => {
+            return Err(ApiError::bad_request(
+                "request body must be a JSON object: {\"Job\": {...}}",
+            ));
+        }
     };
     let mut job = spec::read_job_value(job_value).map_err(spec_error)?;
     spec::apply_defaults(&mut job);
@@ -35,7 +44,9 @@ pub(crate) async fn submit(State(s): State<AppState>, Json(body): Json<Value>) -
         return Err(spec_error(SpecError::Invalid(errors)));
     }
     let outcome = s.orchestrator.submit(job).await?;
-    Ok(Json(json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": [] })))
+    Ok(Json(
+        json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": [] }),
+    ))
 }
 
 #[derive(Deserialize, Default)]
@@ -47,19 +58,35 @@ pub(crate) struct ListQuery {
 }
 
 /// `GET /jobs`.
-pub(crate) async fn list(State(s): State<AppState>, Query(q): Query<ListQuery>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(
+    State(s): State<AppState>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
     let offset = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
-        Some(t) => t.parse::<usize>().map_err(|_| ApiError::bad_request(format!("next_token {t:?} is not a token this server issued")))?,
+        Some(t) => t.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "next_token {t:?} is not a token this server issued"
+            ))
+        })?,
         None => 0,
     };
     let limit = q.limit.unwrap_or(0);
     let jobs = s
         .orchestrator
-        .list_jobs(JobFilter { namespace: q.namespace, limit: if limit == 0 { 0 } else { limit + 1 }, offset, reverse: q.reverse.unwrap_or(false) })
+        .list_jobs(JobFilter {
+            namespace: q.namespace,
+            limit: if limit == 0 { 0 } else { limit + 1 },
+            offset,
+            reverse: q.reverse.unwrap_or(false),
+        })
         .await?;
     let more = limit > 0 && jobs.len() > limit;
     let items: Vec<_> = if more { jobs[..limit].to_vec() } else { jobs };
-    let next = if more { (offset + limit).to_string() } else { String::new() };
+    let next = if more {
+        (offset + limit).to_string()
+    } else {
+        String::new()
+    };
     Ok(Json(json!({ "Items": items, "NextToken": next })))
 }
 
@@ -69,7 +96,11 @@ pub(crate) struct DescribeQuery {
 }
 
 /// `GET /jobs/{id}?include=history,executions`.
-pub(crate) async fn describe(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<DescribeQuery>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn describe(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<DescribeQuery>,
+) -> Result<Json<Value>, ApiError> {
     let d = s.orchestrator.job_details(&id).await?;
     let include = q.include.unwrap_or_default().to_ascii_lowercase();
     let mut body = json!({ "Job": d.job, "Placement": d.placement });
@@ -89,7 +120,12 @@ pub(crate) struct StopBody {
 }
 
 /// `DELETE /jobs/{id}` with an optional `{"reason": "..."}` body.
-pub(crate) async fn stop(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<BTreeMap<String, String>>, body: Option<Json<StopBody>>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn stop(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+    body: Option<Json<StopBody>>,
+) -> Result<Json<Value>, ApiError> {
     let reason = body
         .and_then(|b| b.0.reason)
         .or_else(|| q.get("reason").cloned())
@@ -107,8 +143,17 @@ pub(crate) struct HistoryQuery {
 }
 
 /// `GET /jobs/{id}/history`; `NextToken` keeps coming while the job runs, so clients long-poll.
-pub(crate) async fn history(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<HistoryQuery>) -> Result<Json<Value>, ApiError> {
-    let after = q.next_token.as_deref().filter(|t| !t.is_empty()).and_then(|t| t.parse().ok()).unwrap_or(0);
+pub(crate) async fn history(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let after = q
+        .next_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(0);
     let job = s.orchestrator.job(&id).await?;
     let all = s.orchestrator.history(&job.id, after).await?;
     let last = all.last().map(|h| h.seq_num).unwrap_or(after);
@@ -120,20 +165,34 @@ pub(crate) async fn history(State(s): State<AppState>, Path(id): Path<String>, Q
             "execution" => !h.execution_id.is_empty(),
             _ => true,
         })
-        .filter(|h| q.execution_id.as_deref().is_none_or(|e| h.execution_id.starts_with(e)))
+        .filter(|h| {
+            q.execution_id
+                .as_deref()
+                .is_none_or(|e| h.execution_id.starts_with(e))
+        })
         .collect();
-    let next = if job.state.state_type.is_terminal() && items.is_empty() { String::new() } else { last.to_string() };
+    let next = if job.state.state_type.is_terminal() && items.is_empty() {
+        String::new()
+    } else {
+        last.to_string()
+    };
     Ok(Json(json!({ "Items": items, "NextToken": next })))
 }
 
 /// `GET /jobs/{id}/executions`.
-pub(crate) async fn executions(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn executions(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let items = s.orchestrator.executions(&id).await?;
     Ok(Json(json!({ "Items": items, "NextToken": "" })))
 }
 
 /// `GET /jobs/{id}/results`: published results of completed executions.
-pub(crate) async fn results(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn results(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let items: Vec<_> = s
         .orchestrator
         .executions(&id)
@@ -153,16 +212,29 @@ pub(crate) struct LogsQuery {
 
 /// `GET /jobs/{id}/logs` (WebSocket): frames `{"value":{"Type":1,"Line":"..."}}`, or
 /// `{"error":"..."}`, then a close frame.
-pub(crate) async fn logs(State(s): State<AppState>, Path(id): Path<String>, Query(q): Query<LogsQuery>, ws: WebSocketUpgrade) -> Response {
+pub(crate) async fn logs(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<LogsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
     ws.on_upgrade(move |socket| stream_logs(s, id, q, socket))
 }
 
 async fn stream_logs(s: AppState, id: String, q: LogsQuery, mut socket: WebSocket) {
     let follow = q.follow.unwrap_or(false);
-    let mut stream = match s.orchestrator.logs(&id, q.execution_id.as_deref(), follow).await {
+    let mut stream = match s
+        .orchestrator
+        .logs(&id, q.execution_id.as_deref(), follow)
+        .await
+    {
         Ok(st) => st,
         Err(e) => {
-            let _ = socket.send(WsMessage::text(json!({ "error": e.to_string() }).to_string())).await;
+            let _ = socket
+                .send(WsMessage::text(
+                    json!({ "error": e.to_string() }).to_string(),
+                ))
+                .await;
             let _ = socket.send(WsMessage::Close(None)).await;
             return;
         }

@@ -33,14 +33,29 @@ pub fn router(orchestrator: Orchestrator) -> Router {
         .route("/api/v1/agent/version", get(version))
         .route("/api/v1/agent/node", get(nodes::own_node))
         .route(shoal_transport::LINK_PATH, get(link::upgrade))
-        .route("/api/v1/orchestrator/jobs", put(jobs::submit).post(jobs::submit).get(jobs::list))
-        .route("/api/v1/orchestrator/jobs/{id}", get(jobs::describe).delete(jobs::stop))
+        .route(
+            "/api/v1/orchestrator/jobs",
+            put(jobs::submit).post(jobs::submit).get(jobs::list),
+        )
+        .route(
+            "/api/v1/orchestrator/jobs/{id}",
+            get(jobs::describe).delete(jobs::stop),
+        )
         .route("/api/v1/orchestrator/jobs/{id}/history", get(jobs::history))
-        .route("/api/v1/orchestrator/jobs/{id}/executions", get(jobs::executions))
+        .route(
+            "/api/v1/orchestrator/jobs/{id}/executions",
+            get(jobs::executions),
+        )
         .route("/api/v1/orchestrator/jobs/{id}/results", get(jobs::results))
         .route("/api/v1/orchestrator/jobs/{id}/logs", get(jobs::logs))
-        .route("/api/v1/orchestrator/nodes", get(nodes::list).post(nodes::update_legacy))
-        .route("/api/v1/orchestrator/nodes/{id}", get(nodes::describe).put(nodes::update))
+        .route(
+            "/api/v1/orchestrator/nodes",
+            get(nodes::list).post(nodes::update_legacy),
+        )
+        .route(
+            "/api/v1/orchestrator/nodes/{id}",
+            get(nodes::describe).put(nodes::update),
+        )
         .route("/livez", get(alive))
         .fallback(error::not_found)
         .with_state(state)
@@ -52,7 +67,9 @@ pub async fn serve(
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn alive() -> axum::Json<serde_json::Value> {

@@ -14,11 +14,22 @@ pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> 
 async fn run(s: AppState, socket: WebSocket) {
     let (sink, stream) = socket.split();
     let incoming = stream
-        .take_while(|m| futures::future::ready(matches!(m, Ok(Message::Text(_)) | Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Binary(_)))))
-        .filter_map(|m| futures::future::ready(match m {
-            Ok(Message::Text(t)) => Some(t.to_string()),
-            _ => None,
-        }));
-    let outgoing = sink.with(|text: String| futures::future::ready(Ok::<_, axum::Error>(Message::text(text))));
+        .take_while(|m| {
+            futures::future::ready(matches!(
+                m,
+                Ok(Message::Text(_))
+                    | Ok(Message::Ping(_))
+                    | Ok(Message::Pong(_))
+                    | Ok(Message::Binary(_))
+            ))
+        })
+        .filter_map(|m| {
+            futures::future::ready(match m {
+                Ok(Message::Text(t)) => Some(t.to_string()),
+                _ => None,
+            })
+        });
+    let outgoing =
+        sink.with(|text: String| futures::future::ready(Ok::<_, axum::Error>(Message::text(text))));
     shoal_orchestrator::serve_link(s.orchestrator, Box::pin(incoming), Box::pin(outgoing)).await;
 }

@@ -7,15 +7,20 @@ use serde_json::{Value, json};
 use shoal_types::node::BuildVersionInfo;
 use shoal_types::{NodeInfo, NodeType};
 
-use crate::{AppState, ApiError};
+use crate::{ApiError, AppState};
 
 /// `GET /nodes`.
 pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "Nodes": s.orchestrator.nodes().await?, "NextToken": "" })))
+    Ok(Json(
+        json!({ "Nodes": s.orchestrator.nodes().await?, "NextToken": "" }),
+    ))
 }
 
 /// `GET /nodes/{id}` (id or unique prefix).
-pub(crate) async fn describe(State(s): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn describe(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "Node": s.orchestrator.node(&id).await? })))
 }
 
@@ -29,17 +34,26 @@ pub(crate) struct NodeAction {
 }
 
 /// `PUT /nodes/{id}` `{"Action": "approve" | "reject" | "delete"}`.
-pub(crate) async fn update(State(s): State<AppState>, Path(id): Path<String>, Json(body): Json<NodeAction>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn update(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Json(body): Json<NodeAction>,
+) -> Result<Json<Value>, ApiError> {
     s.orchestrator.node_action(&id, &body.action).await?;
     Ok(Json(json!({ "Success": true, "Error": "" })))
 }
 
 /// `POST /nodes` with the node id in the body, as Bacalhau's generated clients send it.
-pub(crate) async fn update_legacy(State(s): State<AppState>, Json(body): Json<NodeAction>) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn update_legacy(
+    State(s): State<AppState>,
+    Json(body): Json<NodeAction>,
+) -> Result<Json<Value>, ApiError> {
     if body.node_id.is_empty() {
         return Err(ApiError::bad_request("body needs NodeID and Action"));
     }
-    s.orchestrator.node_action(&body.node_id, &body.action).await?;
+    s.orchestrator
+        .node_action(&body.node_id, &body.action)
+        .await?;
     Ok(Json(json!({ "Success": true, "Error": "" })))
 }
 

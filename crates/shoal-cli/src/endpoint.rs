@@ -21,13 +21,18 @@ pub struct Endpoint {
 }
 
 fn env(names: &[&str]) -> Option<String> {
-    names.iter().find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
 }
 
 impl Endpoint {
     /// The API host.
     pub fn host(&self) -> String {
-        self.api_host.clone().or_else(|| env(&["SHOAL_API_HOST", "BACALHAU_API_HOST"])).unwrap_or_else(|| "127.0.0.1".into())
+        self.api_host
+            .clone()
+            .or_else(|| env(&["SHOAL_API_HOST", "BACALHAU_API_HOST"]))
+            .unwrap_or_else(|| "127.0.0.1".into())
     }
 
     /// The API port.
@@ -36,7 +41,9 @@ impl Endpoint {
             return Ok(p);
         }
         match env(&["SHOAL_API_PORT", "BACALHAU_API_PORT"]) {
-            Some(p) => p.parse().map_err(|_| anyhow::anyhow!("SHOAL_API_PORT={p:?} is not a port number; use a number like 1234")),
+            Some(p) => p.parse().map_err(|_| {
+                anyhow::anyhow!("SHOAL_API_PORT={p:?} is not a port number; use a number like 1234")
+            }),
             None => Ok(1234),
         }
     }
@@ -49,7 +56,9 @@ impl Endpoint {
         if let Some(d) = env(&["SHOAL_DIR"]) {
             return d.into();
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| ".".into());
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| ".".into());
         home.join(".shoal")
     }
 

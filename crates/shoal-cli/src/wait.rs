@@ -13,8 +13,18 @@ pub async fn until_done(client: &Client, job_id: &str, quiet: bool) -> anyhow::R
         let page = client.history(job_id, &token).await?;
         for h in &page.items {
             if !quiet {
-                let who = if h.execution_id.is_empty() { String::new() } else { format!(" [{}]", short(&h.execution_id)) };
-                eprintln!("  {} {}{}: {}", &h.time.get(11..19).unwrap_or(""), h.event.topic, who, h.event.message);
+                let who = if h.execution_id.is_empty() {
+                    String::new()
+                } else {
+                    format!(" [{}]", short(&h.execution_id))
+                };
+                eprintln!(
+                    "  {} {}{}: {}",
+                    &h.time.get(11..19).unwrap_or(""),
+                    h.event.topic,
+                    who,
+                    h.event.message
+                );
             }
         }
         if !page.next_token.is_empty() {
@@ -25,7 +35,12 @@ pub async fn until_done(client: &Client, job_id: &str, quiet: bool) -> anyhow::R
             // One last read so events written with the final state are shown.
             for h in client.history(job_id, &token).await?.items {
                 if !quiet {
-                    eprintln!("  {} {}: {}", &h.time.get(11..19).unwrap_or(""), h.event.topic, h.event.message);
+                    eprintln!(
+                        "  {} {}: {}",
+                        &h.time.get(11..19).unwrap_or(""),
+                        h.event.topic,
+                        h.event.message
+                    );
                 }
             }
             return Ok(view);

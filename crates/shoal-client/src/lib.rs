@@ -10,7 +10,9 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     /// Nothing answered at the address.
-    #[error("cannot reach the orchestrator at {url}: {message}; is `shoal devstack` or `shoal serve --orchestrator` running there? set --api-host/--api-port or SHOAL_API_HOST/SHOAL_API_PORT")]
+    #[error(
+        "cannot reach the orchestrator at {url}: {message}; is `shoal devstack` or `shoal serve --orchestrator` running there? set --api-host/--api-port or SHOAL_API_HOST/SHOAL_API_PORT"
+    )]
     Unreachable {
         /// The address tried.
         url: String,
@@ -94,7 +96,10 @@ impl Client {
 
     /// A client for a base URL (`http://host:port`).
     pub fn from_url(url: &str) -> Client {
-        Client { base: url.trim_end_matches('/').to_string(), http: reqwest::Client::new() }
+        Client {
+            base: url.trim_end_matches('/').to_string(),
+            http: reqwest::Client::new(),
+        }
     }
 
     /// The base URL.
@@ -103,12 +108,25 @@ impl Client {
     }
 
     async fn call(&self, req: reqwest::RequestBuilder) -> Result<Value, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), message: e.to_string() })?;
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable {
+            url: self.base.clone(),
+            message: e.to_string(),
+        })?;
         let status = resp.status();
-        let body: Value = resp.json().await.map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body: Value = resp
+            .json()
+            .await
+            .map_err(|e| ClientError::Decode(e.to_string()))?;
         if !status.is_success() {
-            let message = body.get("Message").and_then(Value::as_str).unwrap_or("request failed").to_string();
-            return Err(ClientError::Api { status: status.as_u16(), message });
+            let message = body
+                .get("Message")
+                .and_then(Value::as_str)
+                .unwrap_or("request failed")
+                .to_string();
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message,
+            });
         }
         Ok(body)
     }
@@ -123,78 +141,152 @@ impl Client {
 
     /// Whether the orchestrator answers.
     pub async fn alive(&self) -> Result<(), ClientError> {
-        self.call(self.http.get(self.u("/agent/alive"))).await.map(|_| ())
+        self.call(self.http.get(self.u("/agent/alive")))
+            .await
+            .map(|_| ())
     }
 
     /// Submits a job; returns its id.
     pub async fn submit(&self, job: &Job) -> Result<String, ClientError> {
-        let v = self.call(self.http.put(self.u("/orchestrator/jobs")).json(&json!({ "Job": job }))).await?;
-        v.get("JobID").and_then(Value::as_str).map(str::to_string).ok_or_else(|| ClientError::Decode("no JobID in the answer".into()))
+        let v = self
+            .call(
+                self.http
+                    .put(self.u("/orchestrator/jobs"))
+                    .json(&json!({ "Job": job })),
+            )
+            .await?;
+        v.get("JobID")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Decode("no JobID in the answer".into()))
     }
 
     /// A job, optionally with history and executions.
     pub async fn job(&self, id: &str, include: &str) -> Result<JobView, ClientError> {
-        let v = self.call(self.http.get(self.u(&format!("/orchestrator/jobs/{id}"))).query(&[("include", include)])).await?;
+        let v = self
+            .call(
+                self.http
+                    .get(self.u(&format!("/orchestrator/jobs/{id}")))
+                    .query(&[("include", include)]),
+            )
+            .await?;
         Self::decode(v)
     }
 
     /// A page of jobs.
-    pub async fn list_jobs(&self, limit: usize, next_token: &str, reverse: bool) -> Result<Items<Job>, ClientError> {
-        let q = [("limit", limit.to_string()), ("next_token", next_token.to_string()), ("reverse", reverse.to_string())];
-        Self::decode(self.call(self.http.get(self.u("/orchestrator/jobs")).query(&q)).await?)
+    pub async fn list_jobs(
+        &self,
+        limit: usize,
+        next_token: &str,
+        reverse: bool,
+    ) -> Result<Items<Job>, ClientError> {
+        let q = [
+            ("limit", limit.to_string()),
+            ("next_token", next_token.to_string()),
+            ("reverse", reverse.to_string()),
+        ];
+        Self::decode(
+            self.call(self.http.get(self.u("/orchestrator/jobs")).query(&q))
+                .await?,
+        )
     }
 
     /// History after a token (empty for the start).
-    pub async fn history(&self, id: &str, next_token: &str) -> Result<Items<JobHistory>, ClientError> {
-        let req = self.http.get(self.u(&format!("/orchestrator/jobs/{id}/history"))).query(&[("next_token", next_token)]);
+    pub async fn history(
+        &self,
+        id: &str,
+        next_token: &str,
+    ) -> Result<Items<JobHistory>, ClientError> {
+        let req = self
+            .http
+            .get(self.u(&format!("/orchestrator/jobs/{id}/history")))
+            .query(&[("next_token", next_token)]);
         Self::decode(self.call(req).await?)
     }
 
     /// A job's executions.
     pub async fn executions(&self, id: &str) -> Result<Vec<Execution>, ClientError> {
-        let items: Items<Execution> = Self::decode(self.call(self.http.get(self.u(&format!("/orchestrator/jobs/{id}/executions")))).await?)?;
+        let items: Items<Execution> = Self::decode(
+            self.call(
+                self.http
+                    .get(self.u(&format!("/orchestrator/jobs/{id}/executions"))),
+            )
+            .await?,
+        )?;
         Ok(items.items)
     }
 
     /// Stops a job.
     pub async fn stop(&self, id: &str, reason: &str) -> Result<(), ClientError> {
-        self.call(self.http.delete(self.u(&format!("/orchestrator/jobs/{id}"))).json(&json!({ "reason": reason }))).await.map(|_| ())
+        self.call(
+            self.http
+                .delete(self.u(&format!("/orchestrator/jobs/{id}")))
+                .json(&json!({ "reason": reason })),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Every node.
     pub async fn nodes(&self) -> Result<Vec<NodeState>, ClientError> {
-        let v = self.call(self.http.get(self.u("/orchestrator/nodes"))).await?;
+        let v = self
+            .call(self.http.get(self.u("/orchestrator/nodes")))
+            .await?;
         Self::decode(v.get("Nodes").cloned().unwrap_or(Value::Array(vec![])))
     }
 
     /// One node.
     pub async fn node(&self, id: &str) -> Result<NodeState, ClientError> {
-        let v = self.call(self.http.get(self.u(&format!("/orchestrator/nodes/{id}")))).await?;
+        let v = self
+            .call(self.http.get(self.u(&format!("/orchestrator/nodes/{id}"))))
+            .await?;
         Self::decode(v.get("Node").cloned().unwrap_or(Value::Null))
     }
 
     /// Approves, rejects or deletes a node.
     pub async fn node_action(&self, id: &str, action: &str) -> Result<(), ClientError> {
         let body = json!({ "Action": action, "NodeID": id });
-        self.call(self.http.put(self.u(&format!("/orchestrator/nodes/{id}"))).json(&body)).await.map(|_| ())
+        self.call(
+            self.http
+                .put(self.u(&format!("/orchestrator/nodes/{id}")))
+                .json(&body),
+        )
+        .await
+        .map(|_| ())
     }
 
     /// Streams a job's logs, calling `on_line` for each chunk, until the stream ends.
-    pub async fn logs(&self, id: &str, execution_id: Option<&str>, follow: bool, mut on_line: impl FnMut(LogLine)) -> Result<(), ClientError> {
-        let ws_base = self.base.replacen("http://", "ws://", 1).replacen("https://", "wss://", 1);
+    pub async fn logs(
+        &self,
+        id: &str,
+        execution_id: Option<&str>,
+        follow: bool,
+        mut on_line: impl FnMut(LogLine),
+    ) -> Result<(), ClientError> {
+        let ws_base = self
+            .base
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1);
         let mut url = format!("{ws_base}/api/v1/orchestrator/jobs/{id}/logs?follow={follow}");
         if let Some(e) = execution_id {
             url.push_str(&format!("&execution_id={e}"));
         }
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
-            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), message: e.to_string() })?;
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?;
         while let Some(msg) = ws.next().await {
             match msg {
                 Ok(WsMessage::Text(t)) => {
-                    let v: Value = serde_json::from_str(t.as_str()).map_err(|e| ClientError::Decode(e.to_string()))?;
+                    let v: Value = serde_json::from_str(t.as_str())
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
                     if let Some(err) = v.get("error").and_then(Value::as_str) {
-                        return Err(ClientError::Api { status: 0, message: err.to_string() });
+                        return Err(ClientError::Api {
+                            status: 0,
+                            message: err.to_string(),
+                        });
                     }
                     let value = &v["value"];
                     on_line(LogLine {

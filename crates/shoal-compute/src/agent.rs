@@ -8,7 +8,9 @@ use shoal_executors::ExecutorRegistry;
 use shoal_store::{ComputeStore, LocalExecution, LocalState, StoreError};
 use shoal_transport::{ExecutionReport, Frame, Message, PROTOCOL};
 use shoal_types::node::{BuildVersionInfo, go_arch};
-use shoal_types::{ComputeNodeInfo, ComputeStateType, Execution, NodeId, NodeInfo, NodeType, Resources};
+use shoal_types::{
+    ComputeNodeInfo, ComputeStateType, Execution, NodeId, NodeInfo, NodeType, Resources,
+};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +54,10 @@ pub enum AgentError {
 impl Agent {
     /// Opens the agent's store, settles executions interrupted by a previous crash, and starts
     /// dialling the orchestrator in the background.
-    pub async fn start(cfg: ComputeConfig, executors: ExecutorRegistry) -> Result<Agent, AgentError> {
+    pub async fn start(
+        cfg: ComputeConfig,
+        executors: ExecutorRegistry,
+    ) -> Result<Agent, AgentError> {
         let store = ComputeStore::open(&cfg.data_dir)?;
         let node_id = match (&cfg.node_id, store.meta("node_id")?) {
             (Some(id), _) => id.clone(),
@@ -67,13 +72,20 @@ impl Agent {
             executors,
             capacity,
             hub: LogHub::default(),
-            ledger: Mutex::new(Ledger { store, session: None }),
+            ledger: Mutex::new(Ledger {
+                store,
+                session: None,
+            }),
             running: Mutex::new(HashMap::new()),
         });
         inner.settle_interrupted()?;
         let shutdown = CancellationToken::new();
         let link = tokio::spawn(crate::link::run(inner.clone(), shutdown.clone()));
-        Ok(Agent { inner, shutdown, link })
+        Ok(Agent {
+            inner,
+            shutdown,
+            link,
+        })
     }
 
     /// This node's id.
@@ -89,7 +101,13 @@ impl Agent {
     /// Stops the link and cancels running executions.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
-        for (token, _) in self.inner.running.lock().unwrap_or_else(|p| p.into_inner()).values() {
+        for (token, _) in self
+            .inner
+            .running
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+        {
             token.cancel();
         }
         let _ = self.link.await;
@@ -97,7 +115,9 @@ impl Agent {
 }
 
 fn measure_capacity() -> Resources {
-    let cpu = std::thread::available_parallelism().map(|n| n.get() as f64).unwrap_or(1.0);
+    let cpu = std::thread::available_parallelism()
+        .map(|n| n.get() as f64)
+        .unwrap_or(1.0);
     let memory = std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
@@ -110,7 +130,12 @@ fn measure_capacity() -> Resources {
         .unwrap_or(1 << 30);
     // Disk is not measured yet: offer a generous budget so that disk requests are admitted;
     // `--capacity` sets the real figure.
-    Resources { cpu, memory, disk: 100 << 30, gpu: 0 }
+    Resources {
+        cpu,
+        memory,
+        disk: 100 << 30,
+        gpu: 0,
+    }
 }
 
 impl AgentInner {
@@ -119,17 +144,29 @@ impl AgentInner {
     }
 
     pub fn exec_dir(&self, execution_id: &str) -> PathBuf {
-        self.cfg.data_dir.join("compute").join("executions").join(execution_id)
+        self.cfg
+            .data_dir
+            .join("compute")
+            .join("executions")
+            .join(execution_id)
     }
 
     pub fn node_info(&self) -> NodeInfo {
         let mut labels = self.cfg.labels.clone();
-        labels.entry("os_type".into()).or_insert_with(|| std::env::consts::OS.into());
-        labels.entry("os_arch".into()).or_insert_with(|| go_arch().into());
+        labels
+            .entry("os_type".into())
+            .or_insert_with(|| std::env::consts::OS.into());
+        labels
+            .entry("os_arch".into())
+            .or_insert_with(|| go_arch().into());
         if let Ok(h) = hostname::get() {
-            labels.entry("hostname".into()).or_insert_with(|| h.to_string_lossy().into_owned());
+            labels
+                .entry("hostname".into())
+                .or_insert_with(|| h.to_string_lossy().into_owned());
         }
-        labels.entry("name".into()).or_insert_with(|| self.node_id.clone());
+        labels
+            .entry("name".into())
+            .or_insert_with(|| self.node_id.clone());
         let used = self.used();
         NodeInfo {
             node_id: self.node_id.clone(),
@@ -139,11 +176,15 @@ impl AgentInner {
             compute_node_info: ComputeNodeInfo {
                 execution_engines: self.executors.engines(),
                 publishers: vec!["noop".into()],
-                storage_sources: crate::inputs::SUPPORTED.iter().map(|s| s.to_string()).collect(),
+                storage_sources: crate::inputs::SUPPORTED
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
                 max_capacity: self.capacity,
                 available_capacity: self.capacity.saturating_sub(&used),
                 max_job_requirements: self.capacity,
-                running_executions: self.running.lock().unwrap_or_else(|p| p.into_inner()).len() as u32,
+                running_executions: self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
+                    as u32,
                 ..Default::default()
             },
             version: BuildVersionInfo::current(),
@@ -160,13 +201,20 @@ impl AgentInner {
 
     /// Stores an execution's new local state together with the report announcing it, then
     /// sends the report if the link is up (else it waits in the outbox).
-    pub fn record(&self, local: &LocalExecution, report: ExecutionReport) -> Result<(), StoreError> {
+    pub fn record(
+        &self,
+        local: &LocalExecution,
+        report: ExecutionReport,
+    ) -> Result<(), StoreError> {
         let mut ledger = self.ledger();
         let Ledger { store, session } = &mut *ledger;
         let tx = store.begin()?;
         tx.put_local_execution(local)?;
         let msg = Message::Update(report);
-        let seq = tx.outbox_push(shoal_store::ORCHESTRATOR_PEER, &serde_json::to_string(&msg).expect("serialise"))?;
+        let seq = tx.outbox_push(
+            shoal_store::ORCHESTRATOR_PEER,
+            &serde_json::to_string(&msg).expect("serialise"),
+        )?;
         tx.commit()?;
         if let Some(s) = session {
             let _ = s.send(Frame::Msg { seq, msg });
@@ -180,7 +228,10 @@ impl AgentInner {
         let live = self.ledger().store.live_executions()?;
         for mut local in live {
             local.state = LocalState::Failed;
-            let message = format!("node {} restarted while the execution was running", self.node_id);
+            let message = format!(
+                "node {} restarted while the execution was running",
+                self.node_id
+            );
             let report = report(&local.execution, ComputeStateType::Failed, &message, true);
             self.record(&local, report)?;
         }
@@ -200,10 +251,16 @@ impl AgentInner {
                 Message::Run { execution } => {
                     if tx.local_execution(execution.id.as_str())?.is_none() {
                         let (state, report) = self.admit(&execution);
-                        let local = LocalExecution { execution: *execution, state };
+                        let local = LocalExecution {
+                            execution: *execution,
+                            state,
+                        };
                         tx.put_local_execution(&local)?;
                         let m = Message::Update(report);
-                        let s = tx.outbox_push(shoal_store::ORCHESTRATOR_PEER, &serde_json::to_string(&m).expect("serialise"))?;
+                        let s = tx.outbox_push(
+                            shoal_store::ORCHESTRATOR_PEER,
+                            &serde_json::to_string(&m).expect("serialise"),
+                        )?;
                         sends.push(Frame::Msg { seq: s, msg: m });
                         if state == LocalState::Accepted {
                             start = Some(local);
@@ -211,11 +268,18 @@ impl AgentInner {
                     }
                 }
                 Message::Cancel { execution_id, .. } => {
-                    if let Some((token, _)) = self.running.lock().unwrap_or_else(|p| p.into_inner()).get(&execution_id) {
+                    if let Some((token, _)) = self
+                        .running
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .get(&execution_id)
+                    {
                         token.cancel();
                     }
                 }
-                Message::Update(_) => tracing::warn!("orchestrator sent an execution report; ignored"),
+                Message::Update(_) => {
+                    tracing::warn!("orchestrator sent an execution report; ignored")
+                }
             }
         }
         tx.commit()?;
@@ -235,33 +299,55 @@ impl AgentInner {
 
     /// Decides whether this node takes an execution; reserves its resources if so.
     fn admit(&self, execution: &Execution) -> (LocalState, ExecutionReport) {
-        let reject = |message: String| (LocalState::Failed, {
-            let mut r = report(execution, ComputeStateType::AskForBidRejected, &message, true);
-            r.retryable = true;
-            r
-        });
+        let reject = |message: String| {
+            (LocalState::Failed, {
+                let mut r = report(
+                    execution,
+                    ComputeStateType::AskForBidRejected,
+                    &message,
+                    true,
+                );
+                r.retryable = true;
+                r
+            })
+        };
         let Some(job) = execution.job.as_deref() else {
             return reject("execution arrived without its job".into());
         };
         let engine = &job.task().engine;
         let Some(executor) = self.executors.get(&engine.kind) else {
-            return reject(format!("node {} does not support {}, only {}", self.node_id, engine.kind, self.executors.engines().join(", ")));
+            return reject(format!(
+                "node {} does not support {}, only {}",
+                self.node_id,
+                engine.kind,
+                self.executors.engines().join(", ")
+            ));
         };
         if let Err(e) = executor.validate(engine) {
             let r = report(execution, ComputeStateType::Failed, &e.to_string(), false);
             return (LocalState::Failed, r);
         }
-        let want = execution.allocated_resources.tasks.values().fold(Resources::default(), |a, r| a.add(r));
+        let want = execution
+            .allocated_resources
+            .tasks
+            .values()
+            .fold(Resources::default(), |a, r| a.add(r));
         let free = self.capacity.saturating_sub(&self.used());
         if let Some((dim, need, have)) = want.shortfall(&free) {
-            return reject(format!("node {} is busy: job needs {need} {dim}, {have} free", self.node_id));
+            return reject(format!(
+                "node {} is busy: job needs {need} {dim}, {have} free",
+                self.node_id
+            ));
         }
         self.hub.open(execution.id.as_str());
         self.running
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(execution.id.to_string(), (CancellationToken::new(), want));
-        (LocalState::Accepted, report(execution, ComputeStateType::BidAccepted, "accepted", false))
+        (
+            LocalState::Accepted,
+            report(execution, ComputeStateType::BidAccepted, "accepted", false),
+        )
     }
 
     /// Acknowledged reports can be forgotten.
@@ -274,7 +360,12 @@ impl AgentInner {
 }
 
 /// A report about an execution.
-pub(crate) fn report(e: &Execution, state: ComputeStateType, message: &str, retryable: bool) -> ExecutionReport {
+pub(crate) fn report(
+    e: &Execution,
+    state: ComputeStateType,
+    message: &str,
+    retryable: bool,
+) -> ExecutionReport {
     ExecutionReport {
         execution_id: e.id.to_string(),
         job_id: e.job_id.to_string(),

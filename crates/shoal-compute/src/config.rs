@@ -19,9 +19,18 @@ impl AllowedPath {
     /// Parses `/path`, `/path:ro` or `/path:rw` (Bacalhau's `AllowListedLocalPaths` syntax).
     pub fn parse(s: &str) -> AllowedPath {
         match s.rsplit_once(':') {
-            Some((p, "rw")) => AllowedPath { path: p.into(), read_write: true },
-            Some((p, "ro")) => AllowedPath { path: p.into(), read_write: false },
-            _ => AllowedPath { path: s.into(), read_write: false },
+            Some((p, "rw")) => AllowedPath {
+                path: p.into(),
+                read_write: true,
+            },
+            Some((p, "ro")) => AllowedPath {
+                path: p.into(),
+                read_write: false,
+            },
+            _ => AllowedPath {
+                path: s.into(),
+                read_write: false,
+            },
         }
     }
 }

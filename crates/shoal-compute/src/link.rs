@@ -22,7 +22,9 @@ pub(crate) async fn run(agent: Arc<AgentInner>, shutdown: CancellationToken) {
     loop {
         match session(&agent, &shutdown).await {
             Ok(()) => backoff = MIN_BACKOFF,
-            Err(e) => tracing::warn!(node = %agent.node_id, error = %e, retry_in = ?backoff, "orchestrator link down"),
+            Err(e) => {
+                tracing::warn!(node = %agent.node_id, error = %e, retry_in = ?backoff, "orchestrator link down")
+            }
         }
         agent.ledger().session = None;
         tokio::select! {
@@ -35,7 +37,10 @@ pub(crate) async fn run(agent: Arc<AgentInner>, shutdown: CancellationToken) {
 
 /// Spreads reconnects of many nodes so that an orchestrator restart is not a thundering herd.
 fn jitter(d: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|t| t.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|t| t.subsec_nanos())
+        .unwrap_or(0);
     d + d.mul_f64((nanos % 1000) as f64 / 2000.0)
 }
 
@@ -51,7 +56,11 @@ pub(crate) fn link_url(orchestrator: &str) -> String {
     } else {
         format!("ws://{base}")
     };
-    if base.ends_with(LINK_PATH) { base } else { format!("{base}{LINK_PATH}") }
+    if base.ends_with(LINK_PATH) {
+        base
+    } else {
+        format!("{base}{LINK_PATH}")
+    }
 }
 
 async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Result<(), String> {
@@ -61,16 +70,30 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         _ = shutdown.cancelled() => return Ok(()),
     };
     let (mut sink, mut stream) = ws.split();
-    let applied_seq = agent.ledger().store.applied_seq().map_err(|e| e.to_string())?;
-    let hello = Frame::Hello { node: agent.node_info(), applied_seq, token: agent.cfg.token.clone() };
-    sink.send(WsMessage::text(hello.encode())).await.map_err(|e| e.to_string())?;
+    let applied_seq = agent
+        .ledger()
+        .store
+        .applied_seq()
+        .map_err(|e| e.to_string())?;
+    let hello = Frame::Hello {
+        node: Box::new(agent.node_info()),
+        applied_seq,
+        token: agent.cfg.token.clone(),
+    };
+    sink.send(WsMessage::text(hello.encode()))
+        .await
+        .map_err(|e| e.to_string())?;
     let welcome = tokio::time::timeout(Duration::from_secs(10), next_frame(&mut stream))
         .await
         .map_err(|_| "orchestrator did not answer the handshake within 10s".to_string())??;
     let peer_applied = match welcome {
         Frame::Welcome { applied_seq } => applied_seq,
         Frame::Refused { reason } => return Err(reason),
-        other => return Err(format!("unexpected first frame from orchestrator: {other:?}")),
+        other => {
+            return Err(format!(
+                "unexpected first frame from orchestrator: {other:?}"
+            ));
+        }
     };
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
     {
@@ -78,14 +101,24 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         let mut ledger = agent.ledger();
         let store = &mut ledger.store;
         let t = store.begin().map_err(|e| e.to_string())?;
-        t.outbox_ack(shoal_store::ORCHESTRATOR_PEER, peer_applied).map_err(|e| e.to_string())?;
+        t.outbox_ack(shoal_store::ORCHESTRATOR_PEER, peer_applied)
+            .map_err(|e| e.to_string())?;
         t.commit().map_err(|e| e.to_string())?;
-        for entry in ledger.store.outbox_pending(peer_applied).map_err(|e| e.to_string())? {
+        for entry in ledger
+            .store
+            .outbox_pending(peer_applied)
+            .map_err(|e| e.to_string())?
+        {
             match serde_json::from_str(&entry.body) {
                 Ok(msg) => {
-                    let _ = tx.send(Frame::Msg { seq: entry.seq, msg });
+                    let _ = tx.send(Frame::Msg {
+                        seq: entry.seq,
+                        msg,
+                    });
                 }
-                Err(e) => tracing::error!(seq = entry.seq, error = %e, "unreadable outbox entry skipped"),
+                Err(e) => {
+                    tracing::error!(seq = entry.seq, error = %e, "unreadable outbox entry skipped")
+                }
             }
         }
         ledger.session = Some(tx.clone());
@@ -154,7 +187,9 @@ where
     loop {
         match stream.next().await {
             Some(Ok(WsMessage::Text(t))) => return Frame::decode(t.as_str()),
-            Some(Ok(WsMessage::Close(_))) | None => return Err("orchestrator closed the link".into()),
+            Some(Ok(WsMessage::Close(_))) | None => {
+                return Err("orchestrator closed the link".into());
+            }
             Some(Ok(_)) => continue,
             Some(Err(e)) => return Err(format!("link error: {e}")),
         }
@@ -167,8 +202,17 @@ mod tests {
 
     #[test]
     fn link_url_accepts_http_ws_and_bare_addresses() {
-        assert_eq!(link_url("http://10.0.0.1:1234"), "ws://10.0.0.1:1234/api/v1/agent/link");
-        assert_eq!(link_url("wss://o.example:443/"), "wss://o.example:443/api/v1/agent/link");
-        assert_eq!(link_url("127.0.0.1:1234"), "ws://127.0.0.1:1234/api/v1/agent/link");
+        assert_eq!(
+            link_url("http://10.0.0.1:1234"),
+            "ws://10.0.0.1:1234/api/v1/agent/link"
+        );
+        assert_eq!(
+            link_url("wss://o.example:443/"),
+            "wss://o.example:443/api/v1/agent/link"
+        );
+        assert_eq!(
+            link_url("127.0.0.1:1234"),
+            "ws://127.0.0.1:1234/api/v1/agent/link"
+        );
     }
 }

@@ -39,16 +39,25 @@ impl LogHub {
     /// Opens the live channel of an execution (at admission, before it runs).
     pub fn open(&self, execution_id: &str) -> Live {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.entry(execution_id.to_string()).or_insert_with(|| broadcast::channel(1024).0).clone()
+        live.entry(execution_id.to_string())
+            .or_insert_with(|| broadcast::channel(1024).0)
+            .clone()
     }
 
     /// Closes it: followers see the end of the stream.
     pub fn close(&self, execution_id: &str) {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).remove(execution_id);
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id);
     }
 
     fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<(u64, u8, String)>> {
-        self.live.lock().unwrap_or_else(|p| p.into_inner()).get(execution_id).map(|s| s.subscribe())
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(execution_id)
+            .map(|s| s.subscribe())
     }
 }
 
@@ -101,16 +110,28 @@ pub(crate) async fn drain(
         let s = match chunk.stream {
             Stream::Stdout => {
                 out.write_all(chunk.text.as_bytes()).await?;
-                keep_head(&mut captured.stdout, &mut captured.stdout_truncated, &chunk.text);
+                keep_head(
+                    &mut captured.stdout,
+                    &mut captured.stdout_truncated,
+                    &chunk.text,
+                );
                 1
             }
             Stream::Stderr => {
                 err.write_all(chunk.text.as_bytes()).await?;
-                keep_head(&mut captured.stderr, &mut captured.stderr_truncated, &chunk.text);
+                keep_head(
+                    &mut captured.stderr,
+                    &mut captured.stderr_truncated,
+                    &chunk.text,
+                );
                 2
             }
         };
-        let mut line = serde_json::to_string(&Line { s, l: chunk.text.clone() }).expect("log lines serialise");
+        let mut line = serde_json::to_string(&Line {
+            s,
+            l: chunk.text.clone(),
+        })
+        .expect("log lines serialise");
         line.push('\n');
         log.write_all(line.as_bytes()).await?;
         log.flush().await?;
@@ -123,7 +144,11 @@ pub(crate) async fn drain(
 }
 
 async fn append(path: PathBuf) -> std::io::Result<tokio::fs::File> {
-    tokio::fs::OpenOptions::new().create(true).append(true).open(path).await
+    tokio::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .await
 }
 
 /// Serves one log request: everything on disk, then (with `follow`) live chunks until the
@@ -137,13 +162,24 @@ pub(crate) async fn serve(
     out: mpsc::UnboundedSender<Frame>,
     cancel: CancellationToken,
 ) {
-    let mut live = if follow { hub.subscribe(execution_id) } else { None };
+    let mut live = if follow {
+        hub.subscribe(execution_id)
+    } else {
+        None
+    };
     let path = log_file(exec_dir);
     let text = match tokio::fs::read_to_string(&path).await {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && (live.is_some() || exec_dir.exists()) => String::new(),
+        Err(e)
+            if e.kind() == std::io::ErrorKind::NotFound
+                && (live.is_some() || exec_dir.exists()) =>
+        {
+            String::new()
+        }
         Err(e) => {
-            let error = Some(format!("logs of execution {execution_id} are not on this node: {e}"));
+            let error = Some(format!(
+                "logs of execution {execution_id} are not on this node: {e}"
+            ));
             let _ = out.send(Frame::LogEnd { stream_id, error });
             return;
         }
@@ -151,7 +187,11 @@ pub(crate) async fn serve(
     let mut count = 0u64;
     for raw in text.lines() {
         if let Ok(line) = serde_json::from_str::<Line>(raw) {
-            let _ = out.send(Frame::LogLine { stream_id, stream: line.s, line: line.l });
+            let _ = out.send(Frame::LogLine {
+                stream_id,
+                stream: line.s,
+                line: line.l,
+            });
         }
         count += 1;
     }
@@ -173,7 +213,10 @@ pub(crate) async fn serve(
             }
         }
     }
-    let _ = out.send(Frame::LogEnd { stream_id, error: None });
+    let _ = out.send(Frame::LogEnd {
+        stream_id,
+        error: None,
+    });
 }
 
 #[cfg(test)]
@@ -192,7 +235,13 @@ mod tests {
         sink.write(Stream::Stdout, "one\n");
         sink.write(Stream::Stderr, "two\n");
         // Wait until both chunks are on disk before the follower joins.
-        while tokio::fs::read_to_string(log_file(dir.path())).await.unwrap_or_default().lines().count() < 2 {
+        while tokio::fs::read_to_string(log_file(dir.path()))
+            .await
+            .unwrap_or_default()
+            .lines()
+            .count()
+            < 2
+        {
             tokio::task::yield_now().await;
         }
         let (tx, mut frames) = mpsc::unbounded_channel();
@@ -222,7 +271,10 @@ mod tests {
             })
             .collect();
         assert_eq!(lines, vec![(1, "one\n"), (2, "two\n"), (1, "three\n")]);
-        assert!(matches!(got.last(), Some(Frame::LogEnd { error: None, .. })));
+        assert!(matches!(
+            got.last(),
+            Some(Frame::LogEnd { error: None, .. })
+        ));
         assert_eq!(captured.stdout, "one\nthree\n");
         assert_eq!(captured.stderr, "two\n");
     }

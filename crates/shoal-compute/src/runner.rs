@@ -17,7 +17,8 @@ use crate::logs;
 /// way an execution can end becomes a report.
 pub(crate) async fn run(agent: Arc<AgentInner>, mut local: LocalExecution) {
     let id = local.execution.id.to_string();
-    let span = tracing::info_span!("execution", execution_id = %id, job_id = %local.execution.job_id);
+    let span =
+        tracing::info_span!("execution", execution_id = %id, job_id = %local.execution.job_id);
     async {
         let (state, report) = execute(&agent, &local).await;
         local.state = state;
@@ -31,19 +32,43 @@ pub(crate) async fn run(agent: Arc<AgentInner>, mut local: LocalExecution) {
     .await
 }
 
-async fn execute(agent: &Arc<AgentInner>, local: &LocalExecution) -> (LocalState, shoal_transport::ExecutionReport) {
+async fn execute(
+    agent: &Arc<AgentInner>,
+    local: &LocalExecution,
+) -> (LocalState, shoal_transport::ExecutionReport) {
     let e = &local.execution;
-    let job = e.job.as_deref().expect("admitted executions carry their job");
+    let job = e
+        .job
+        .as_deref()
+        .expect("admitted executions carry their job");
     let task = job.task();
-    let cancel = match agent.running.lock().unwrap_or_else(|p| p.into_inner()).get(e.id.as_str()) {
+    let cancel = match agent
+        .running
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(e.id.as_str())
+    {
         Some((token, _)) => token.clone(),
-        None => return (LocalState::Cancelled, report(e, ComputeStateType::Cancelled, "cancelled before it started", false)),
+        None => {
+            return (
+                LocalState::Cancelled,
+                report(
+                    e,
+                    ComputeStateType::Cancelled,
+                    "cancelled before it started",
+                    false,
+                ),
+            );
+        }
     };
     let exec_dir = agent.exec_dir(e.id.as_str());
     let results_dir = exec_dir.join("results");
     if let Err(err) = tokio::fs::create_dir_all(&results_dir).await {
         let msg = format!("cannot create {}: {err}", results_dir.display());
-        return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, true));
+        return (
+            LocalState::Failed,
+            report(e, ComputeStateType::Failed, &msg, true),
+        );
     }
     let staged = {
         let inputs = task.input_sources.clone();
@@ -53,16 +78,38 @@ async fn execute(agent: &Arc<AgentInner>, local: &LocalExecution) -> (LocalState
     };
     let prepared = match staged {
         Ok(Ok(p)) => p,
-        Ok(Err(InputError::User(msg))) => return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, false)),
-        Ok(Err(InputError::Io(msg))) => return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, true)),
-        Err(join) => return (LocalState::Failed, report(e, ComputeStateType::Failed, &join.to_string(), true)),
+        Ok(Err(InputError::User(msg))) => {
+            return (
+                LocalState::Failed,
+                report(e, ComputeStateType::Failed, &msg, false),
+            );
+        }
+        Ok(Err(InputError::Io(msg))) => {
+            return (
+                LocalState::Failed,
+                report(e, ComputeStateType::Failed, &msg, true),
+            );
+        }
+        Err(join) => {
+            return (
+                LocalState::Failed,
+                report(e, ComputeStateType::Failed, &join.to_string(), true),
+            );
+        }
     };
     let Some(executor) = agent.executors.get(&task.engine.kind) else {
         let msg = format!("engine {} disappeared from this node", task.engine.kind);
-        return (LocalState::Failed, report(e, ComputeStateType::Failed, &msg, true));
+        return (
+            LocalState::Failed,
+            report(e, ComputeStateType::Failed, &msg, true),
+        );
     };
     let timeouts = task.timeouts;
-    let limit = if timeouts.execution_timeout > 0 { timeouts.execution_timeout } else { timeouts.total_timeout };
+    let limit = if timeouts.execution_timeout > 0 {
+        timeouts.execution_timeout
+    } else {
+        timeouts.total_timeout
+    };
     let request = ExecutionRequest {
         job_id: job.id.clone(),
         execution_id: e.id.to_string(),
@@ -72,11 +119,18 @@ async fn execute(agent: &Arc<AgentInner>, local: &LocalExecution) -> (LocalState
         inputs: prepared,
         results_dir: results_dir.clone(),
         result_paths: task.result_paths.clone(),
-        resources: e.allocated_resources.tasks.values().fold(Resources::default(), |a, r| a.add(r)),
+        resources: e
+            .allocated_resources
+            .tasks
+            .values()
+            .fold(Resources::default(), |a, r| a.add(r)),
         network: task.network.clone(),
         timeout: (limit > 0).then(|| Duration::from_secs(limit)),
     };
-    let running = LocalExecution { execution: e.clone(), state: LocalState::Running };
+    let running = LocalExecution {
+        execution: e.clone(),
+        state: LocalState::Running,
+    };
     if let Err(err) = agent.record(&running, report(e, ComputeStateType::Running, "", false)) {
         tracing::warn!(error = %err, "could not record the start of an execution");
     }
@@ -111,11 +165,19 @@ async fn execute(agent: &Arc<AgentInner>, local: &LocalExecution) -> (LocalState
             r.run_output = Some(output);
             (LocalState::Completed, r)
         }
-        Err(ExecutorError::Cancelled) => (LocalState::Cancelled, report(e, ComputeStateType::Cancelled, "execution cancelled", false)),
+        Err(ExecutorError::Cancelled) => (
+            LocalState::Cancelled,
+            report(e, ComputeStateType::Cancelled, "execution cancelled", false),
+        ),
         Err(err) => {
             output.error_msg = err.to_string();
             output.exit_code = -1;
-            let mut r = report(e, ComputeStateType::Failed, &err.to_string(), err.is_retryable());
+            let mut r = report(
+                e,
+                ComputeStateType::Failed,
+                &err.to_string(),
+                err.is_retryable(),
+            );
             r.run_output = Some(output);
             (LocalState::Failed, r)
         }

@@ -62,7 +62,10 @@ impl LogSink {
 
     /// Sends text; a closed receiver is ignored (nobody is listening any more).
     pub fn write(&self, stream: Stream, text: impl Into<String>) {
-        let _ = self.0.send(LogChunk { stream, text: text.into() });
+        let _ = self.0.send(LogChunk {
+            stream,
+            text: text.into(),
+        });
     }
 }
 
@@ -143,12 +146,16 @@ pub enum ExecutorError {
 impl ExecutorError {
     /// Builds a user error.
     pub fn user(message: impl Into<String>) -> Self {
-        ExecutorError::User { message: message.into() }
+        ExecutorError::User {
+            message: message.into(),
+        }
     }
 
     /// Builds a transient error.
     pub fn transient(message: impl Into<String>) -> Self {
-        ExecutorError::Transient { message: message.into() }
+        ExecutorError::Transient {
+            message: message.into(),
+        }
     }
 
     /// Whether running the same execution on another node might succeed.
@@ -197,7 +204,9 @@ impl ExecutorRegistry {
 
     /// The executor for an engine type, case-insensitively.
     pub fn get(&self, engine: &str) -> Option<Arc<dyn Executor>> {
-        self.executors.get(engine.to_ascii_lowercase().as_str()).cloned()
+        self.executors
+            .get(engine.to_ascii_lowercase().as_str())
+            .cloned()
     }
 
     /// Engine names, sorted.

@@ -15,7 +15,9 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
 }
 
 /// A request running `module` (a fixture file) staged as a file input at `/app/<module>`.
@@ -23,7 +25,10 @@ fn request(module: &Path, params: Value, results_dir: &Path) -> ExecutionRequest
     let name = module.file_name().unwrap().to_str().unwrap();
     let mut engine = SpecConfig::of("wasm");
     engine.params = params.as_object().cloned().unwrap_or_default();
-    engine.params.entry("EntryModule").or_insert(json!(format!("/app/{name}")));
+    engine
+        .params
+        .entry("EntryModule")
+        .or_insert(json!(format!("/app/{name}")));
     ExecutionRequest {
         job_id: "j-test".into(),
         execution_id: "e-test".into(),
@@ -55,7 +60,11 @@ fn drain(rx: &mut UnboundedReceiver<LogChunk>) -> Vec<LogChunk> {
 }
 
 fn stdout(chunks: &[LogChunk]) -> String {
-    chunks.iter().filter(|c| c.stream == Stream::Stdout).map(|c| c.text.as_str()).collect()
+    chunks
+        .iter()
+        .filter(|c| c.stream == Stream::Stdout)
+        .map(|c| c.text.as_str())
+        .collect()
 }
 
 fn hello() -> PathBuf {
@@ -73,12 +82,20 @@ async fn hello_world_prints_to_stdout_and_exits_zero() {
 #[tokio::test]
 async fn module_sees_its_parameters_and_the_task_environment() {
     let dir = tempfile::tempdir().unwrap();
-    let mut req = request(&hello(), json!({"parameters": ["one", "two words"]}), dir.path());
-    req.env.insert("BACALHAU_PARTITION_INDEX".into(), "2".into());
+    let mut req = request(
+        &hello(),
+        json!({"parameters": ["one", "two words"]}),
+        dir.path(),
+    );
+    req.env
+        .insert("BACALHAU_PARTITION_INDEX".into(), "2".into());
     req.env.insert("OTHER".into(), "x".into());
     let (outcome, logs) = run(req).await;
     assert_eq!(outcome, Ok(Exit { code: 0 }));
-    assert_eq!(stdout(&logs), "Hello, world!\none\ntwo words\nBACALHAU_PARTITION_INDEX=2\n");
+    assert_eq!(
+        stdout(&logs),
+        "Hello, world!\none\ntwo words\nBACALHAU_PARTITION_INDEX=2\n"
+    );
 }
 
 #[tokio::test]
@@ -91,7 +108,13 @@ async fn output_is_streamed_while_the_module_runs() {
     let running = tokio::spawn(executor.run(req, sink, cancel.clone()));
     // The module never returns, so this line can only have come through while it ran.
     let first = rx.recv().await.unwrap();
-    assert_eq!(first, LogChunk { stream: Stream::Stdout, text: "ready\n".into() });
+    assert_eq!(
+        first,
+        LogChunk {
+            stream: Stream::Stdout,
+            text: "ready\n".into()
+        }
+    );
     cancel.cancel();
     assert_eq!(running.await.unwrap(), Err(ExecutorError::Cancelled));
 }
@@ -116,7 +139,9 @@ async fn an_already_cancelled_execution_does_not_start() {
     let (sink, mut rx) = LogSink::channel();
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let outcome = executor.run(request(&hello(), json!({}), dir.path()), sink, cancel).await;
+    let outcome = executor
+        .run(request(&hello(), json!({}), dir.path()), sink, cancel)
+        .await;
     assert_eq!(outcome, Err(ExecutorError::Cancelled));
     assert!(drain(&mut rx).is_empty());
 }
@@ -135,7 +160,13 @@ async fn proc_exit_code_is_the_exit_code_and_stderr_is_captured() {
     let dir = tempfile::tempdir().unwrap();
     let (outcome, logs) = run(request(&fixture("exit_3.wat"), json!({}), dir.path())).await;
     assert_eq!(outcome, Ok(Exit { code: 3 }));
-    assert_eq!(logs, [LogChunk { stream: Stream::Stderr, text: "failing with 3\n".into() }]);
+    assert_eq!(
+        logs,
+        [LogChunk {
+            stream: Stream::Stderr,
+            text: "failing with 3\n".into()
+        }]
+    );
 }
 
 #[tokio::test]
@@ -144,14 +175,21 @@ async fn growing_memory_past_the_limit_is_out_of_memory() {
     let mut req = request(&fixture("grow_until_refused.wat"), json!({}), dir.path());
     req.resources.memory = 1 << 20;
     let (outcome, _) = run(req).await;
-    assert_eq!(outcome, Err(ExecutorError::OutOfMemory { limit: "1 MiB".into() }));
+    assert_eq!(
+        outcome,
+        Err(ExecutorError::OutOfMemory {
+            limit: "1 MiB".into()
+        })
+    );
 }
 
 #[tokio::test]
 async fn a_trap_fails_with_a_user_error_naming_the_module_and_the_trap() {
     let dir = tempfile::tempdir().unwrap();
     let (outcome, _) = run(request(&fixture("trap.wat"), json!({}), dir.path())).await;
-    let Err(ExecutorError::User { message }) = outcome else { panic!("{outcome:?}") };
+    let Err(ExecutorError::User { message }) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(
         message.starts_with("wasm engine: entry module /app/trap.wat (_start) trapped"),
         "{message}"
@@ -162,9 +200,15 @@ async fn a_trap_fails_with_a_user_error_naming_the_module_and_the_trap() {
 #[tokio::test]
 async fn a_missing_entry_module_is_a_user_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
-    let req = request(&hello(), json!({"EntryModule": "/app/missing.wasm"}), dir.path());
+    let req = request(
+        &hello(),
+        json!({"EntryModule": "/app/missing.wasm"}),
+        dir.path(),
+    );
     let (outcome, _) = run(req).await;
-    let Err(ExecutorError::User { message }) = outcome else { panic!("{outcome:?}") };
+    let Err(ExecutorError::User { message }) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(
         message.contains("entry module /app/missing.wasm is not among the task's inputs"),
         "{message}"
@@ -176,7 +220,9 @@ async fn an_unreadable_staged_module_is_a_user_error_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let req = request(&dir.path().join("gone.wasm"), json!({}), dir.path());
     let (outcome, _) = run(req).await;
-    let Err(ExecutorError::User { message }) = outcome else { panic!("{outcome:?}") };
+    let Err(ExecutorError::User { message }) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(
         message.starts_with("wasm engine: cannot read entry module /app/gone.wasm"),
         "{message}"
@@ -189,15 +235,22 @@ async fn a_file_that_is_not_wasm_is_a_user_error_saying_so() {
     let module = dir.path().join("main.wasm");
     std::fs::write(&module, b"#!/bin/sh\necho hi\n").unwrap();
     let (outcome, _) = run(request(&module, json!({}), dir.path())).await;
-    let Err(ExecutorError::User { message }) = outcome else { panic!("{outcome:?}") };
-    assert!(message.contains("/app/main.wasm is not a valid WebAssembly module"), "{message}");
+    let Err(ExecutorError::User { message }) = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(
+        message.contains("/app/main.wasm is not a valid WebAssembly module"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
 async fn a_missing_entrypoint_lists_the_exported_functions() {
     let dir = tempfile::tempdir().unwrap();
     let (outcome, _) = run(request(&hello(), json!({"Entrypoint": "main"}), dir.path())).await;
-    let Err(ExecutorError::User { message }) = outcome else { panic!("{outcome:?}") };
+    let Err(ExecutorError::User { message }) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(
         message,
         "wasm engine: entry module /app/hello.wat exports no function \"main\" \
@@ -220,12 +273,21 @@ async fn module_reads_inputs_and_writes_results_under_the_result_name() {
         target: "/inputs".into(),
         read_write: false,
     }];
-    req.result_paths.push(ResultPath { name: "out".into(), path: "/outputs".into() });
+    req.result_paths.push(ResultPath {
+        name: "out".into(),
+        path: "/outputs".into(),
+    });
     let (outcome, _) = run(req).await;
     assert_eq!(outcome, Ok(Exit { code: 0 }));
     let out = results.path().join("out");
-    assert_eq!(std::fs::read_to_string(out.join("copy.txt")).unwrap(), "input bytes\n");
-    assert_eq!(std::fs::read_to_string(out.join("name.txt")).unwrap(), "input bytes\n");
+    assert_eq!(
+        std::fs::read_to_string(out.join("copy.txt")).unwrap(),
+        "input bytes\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(out.join("name.txt")).unwrap(),
+        "input bytes\n"
+    );
 }
 
 #[tokio::test]
@@ -249,7 +311,9 @@ async fn import_modules_are_linked_by_name_section_or_file_stem() {
 async fn an_unlinked_import_names_the_import_and_points_at_import_modules() {
     let dir = tempfile::tempdir().unwrap();
     let (outcome, _) = run(request(&fixture("uses_imports.wat"), json!({}), dir.path())).await;
-    let Err(ExecutorError::User { message }) = outcome else { panic!("{outcome:?}") };
+    let Err(ExecutorError::User { message }) = outcome else {
+        panic!("{outcome:?}")
+    };
     assert!(message.contains("consts::forty"), "{message}");
     assert!(message.contains("ImportModules"), "{message}");
 }
@@ -261,11 +325,16 @@ async fn many_executions_share_one_executor_concurrently() {
     let runs = (0..32).map(|i| {
         let (sink, rx) = LogSink::channel();
         let mut req = request(&hello(), json!({}), dir.path());
-        req.env.insert("BACALHAU_PARTITION_INDEX".into(), i.to_string());
+        req.env
+            .insert("BACALHAU_PARTITION_INDEX".into(), i.to_string());
         let run = executor.run(req, sink, CancellationToken::new());
         async move { (run.await, rx) }
     });
-    for (i, (outcome, mut rx)) in futures::future::join_all(runs).await.into_iter().enumerate() {
+    for (i, (outcome, mut rx)) in futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .enumerate()
+    {
         assert_eq!(outcome, Ok(Exit { code: 0 }));
         assert_eq!(
             stdout(&drain(&mut rx)),
@@ -278,5 +347,9 @@ async fn many_executions_share_one_executor_concurrently() {
 fn validate_rejects_a_spec_without_entry_module() {
     let executor = WasmExecutor::new().unwrap();
     let err = executor.validate(&SpecConfig::of("wasm")).unwrap_err();
-    assert!(err.to_string().starts_with("wasm engine: EntryModule is required"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("wasm engine: EntryModule is required"),
+        "{err}"
+    );
 }

@@ -23,20 +23,49 @@ use crate::error::OrchestratorError;
 use crate::evaluate::evaluate;
 use crate::handle::SubmitOutcome;
 use crate::logs::LogRegistry;
-use crate::nodes::{LiveNode, Links, NodeTable, Session};
+use crate::nodes::{Links, LiveNode, NodeTable, Session};
 
 type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
 
 /// What the engine can be asked to do.
 pub(crate) enum Command {
-    Submit { job: Box<Job>, reply: Reply<SubmitOutcome> },
-    Stop { job_id: String, reason: String, reply: Reply<()> },
-    Connect { info: Box<NodeInfo>, applied_seq: u64, token: Option<String>, session: Session, reply: oneshot::Sender<Result<(), String>> },
-    Inbound { node_id: String, seq: u64, msg: Message },
-    Ack { node_id: String, seq: u64 },
-    Heartbeat { node_id: String },
-    Disconnected { node_id: String, session_id: u64 },
-    NodeAction { node_id: String, action: String, reply: Reply<()> },
+    Submit {
+        job: Box<Job>,
+        reply: Reply<SubmitOutcome>,
+    },
+    Stop {
+        job_id: String,
+        reason: String,
+        reply: Reply<()>,
+    },
+    Connect {
+        info: Box<NodeInfo>,
+        applied_seq: u64,
+        token: Option<String>,
+        session: Session,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    Inbound {
+        node_id: String,
+        seq: u64,
+        msg: Message,
+    },
+    Ack {
+        node_id: String,
+        seq: u64,
+    },
+    Heartbeat {
+        node_id: String,
+    },
+    Disconnected {
+        node_id: String,
+        session_id: u64,
+    },
+    NodeAction {
+        node_id: String,
+        action: String,
+        reply: Reply<()>,
+    },
 }
 
 /// Frames to send once the transaction that produced them has committed.
@@ -79,7 +108,11 @@ pub(crate) fn now() -> UnixNanos {
 pub(crate) fn history(job: &Job, execution_id: Option<&str>, event: Event) -> JobHistory {
     JobHistory {
         seq_num: 0,
-        kind: if execution_id.is_some() { HistoryType::ExecutionLevel } else { HistoryType::JobLevel },
+        kind: if execution_id.is_some() {
+            HistoryType::ExecutionLevel
+        } else {
+            HistoryType::JobLevel
+        },
         job_id: job.id.clone(),
         job_version: job.version,
         execution_id: execution_id.unwrap_or_default().to_string(),
@@ -93,7 +126,12 @@ pub(crate) fn event(topic: &str, message: impl Into<String>) -> Event {
 }
 
 impl Engine {
-    pub fn new(store: OrchestratorStore, cfg: OrchestratorConfig, links: Links, logs: LogRegistry) -> Result<Self, StoreError> {
+    pub fn new(
+        store: OrchestratorStore,
+        cfg: OrchestratorConfig,
+        links: Links,
+        logs: LogRegistry,
+    ) -> Result<Self, StoreError> {
         let t = now();
         let mut nodes = NodeTable::new();
         let read = store.read();
@@ -116,13 +154,27 @@ impl Engine {
         }
         let mut timers = BTreeSet::new();
         timers.insert((t, "*".to_string()));
-        Ok(Engine { store, st: EngineState { cfg, nodes, links, logs, timers } })
+        Ok(Engine {
+            store,
+            st: EngineState {
+                cfg,
+                nodes,
+                links,
+                logs,
+                timers,
+            },
+        })
     }
 
     pub fn run(mut self, rx: Receiver<Command>) {
         loop {
             let t = now();
-            let next_timer = self.st.timers.first().map(|(at, _)| *at).unwrap_or(t + 1_000_000_000);
+            let next_timer = self
+                .st
+                .timers
+                .first()
+                .map(|(at, _)| *at)
+                .unwrap_or(t + 1_000_000_000);
             let wait = Duration::from_nanos((next_timer - t).clamp(0, 1_000_000_000) as u64);
             match rx.recv_timeout(wait) {
                 Ok(cmd) => self.handle(cmd),
@@ -139,12 +191,24 @@ impl Engine {
                 let r = self.with_tx(|tx, st, out| submit(tx, st, out, *job));
                 let _ = reply.send(r);
             }
-            Command::Stop { job_id, reason, reply } => {
+            Command::Stop {
+                job_id,
+                reason,
+                reply,
+            } => {
                 let r = self.with_tx(|tx, st, out| stop(tx, st, out, &job_id, &reason));
                 let _ = reply.send(r);
             }
-            Command::Connect { info, applied_seq, token, session, reply } => {
-                let r = self.with_tx(|tx, st, out| Ok(connect(tx, st, out, *info, applied_seq, token, session)));
+            Command::Connect {
+                info,
+                applied_seq,
+                token,
+                session,
+                reply,
+            } => {
+                let r = self.with_tx(|tx, st, out| {
+                    Ok(connect(tx, st, out, *info, applied_seq, token, session))
+                });
                 let _ = reply.send(r.unwrap_or_else(|e| Err(e.to_string())));
             }
             Command::Inbound { node_id, seq, msg } => {
@@ -159,12 +223,21 @@ impl Engine {
                     n.state.connection_state.last_heartbeat = rfc3339(n.last_seen);
                 }
             }
-            Command::Disconnected { node_id, session_id } => {
+            Command::Disconnected {
+                node_id,
+                session_id,
+            } => {
                 if self.st.links.remove_if(&node_id, Some(session_id)) {
-                    log_err(self.with_tx(|tx, st, out| node_lost_link(tx, st, out, &node_id, "link closed")));
+                    log_err(self.with_tx(|tx, st, out| {
+                        node_lost_link(tx, st, out, &node_id, "link closed")
+                    }));
                 }
             }
-            Command::NodeAction { node_id, action, reply } => {
+            Command::NodeAction {
+                node_id,
+                action,
+                reply,
+            } => {
                 let r = self.with_tx(|tx, st, out| node_action(tx, st, out, &node_id, &action));
                 let _ = reply.send(r);
             }
@@ -232,17 +305,29 @@ fn log_err<T>(r: Result<T, OrchestratorError>) {
 }
 
 pub(crate) fn allocated(e: &shoal_types::Execution) -> Resources {
-    e.allocated_resources.tasks.values().fold(Resources::default(), |acc, r| acc.add(r))
+    e.allocated_resources
+        .tasks
+        .values()
+        .fold(Resources::default(), |acc, r| acc.add(r))
 }
 
-pub(crate) fn evaluate_active(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing) -> Result<(), OrchestratorError> {
+pub(crate) fn evaluate_active(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+) -> Result<(), OrchestratorError> {
     for job_id in tx.read().active_job_ids()? {
         evaluate(tx, st, out, &job_id)?;
     }
     Ok(())
 }
 
-fn submit(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, mut job: Job) -> Result<SubmitOutcome, OrchestratorError> {
+fn submit(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    mut job: Job,
+) -> Result<SubmitOutcome, OrchestratorError> {
     let t = now();
     job.id = JobId::generate().to_string();
     if job.name.is_empty() {
@@ -253,17 +338,31 @@ fn submit(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, mut job: Job) -
     job.revision = 1;
     job.create_time = t;
     job.modify_time = t;
-    job.meta.insert("bacalhau.org/orchestrator.id".into(), st.cfg.node_id.clone());
+    job.meta.insert(
+        "bacalhau.org/orchestrator.id".into(),
+        st.cfg.node_id.clone(),
+    );
     tx.put_job(&job)?;
     tx.append_history(history(&job, None, event("Submission", "Job submitted")))?;
     evaluate(tx, st, out, &job.id)?;
     let stored = tx.read().job(&job.id)?.unwrap_or(job);
-    Ok(SubmitOutcome { job_id: stored.id.clone(), state: stored.state })
+    Ok(SubmitOutcome {
+        job_id: stored.id.clone(),
+        state: stored.state,
+    })
 }
 
-fn stop(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, job_id: &str, reason: &str) -> Result<(), OrchestratorError> {
+fn stop(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    job_id: &str,
+    reason: &str,
+) -> Result<(), OrchestratorError> {
     let Some(mut job) = tx.read().job(job_id)? else {
-        return Err(OrchestratorError::NotFound(format!("job {job_id} not found")));
+        return Err(OrchestratorError::NotFound(format!(
+            "job {job_id} not found"
+        )));
     };
     match job.state.state_type {
         JobStateType::Stopped => return Ok(()),
@@ -296,7 +395,11 @@ fn connect(
     if let Some(expected) = &st.cfg.join_token
         && token.as_deref() != Some(expected.as_str())
     {
-        let why = if token.is_none() { "no join token was given" } else { "the join token is wrong" };
+        let why = if token.is_none() {
+            "no join token was given"
+        } else {
+            "the join token is wrong"
+        };
         return Err(format!(
             "node {} refused: {why}; start it with --token set to the orchestrator's join token (printed by `shoal serve --orchestrator`)",
             info.node_id
@@ -310,10 +413,19 @@ fn connect(
         None => Membership::Approved,
     };
     if membership == Membership::Rejected {
-        return Err(format!("node {id} refused: it was rejected by an operator; `shoal node approve {id}` lets it join"));
+        return Err(format!(
+            "node {id} refused: it was rejected by an operator; `shoal node approve {id}` lets it join"
+        ));
     }
     let previous = st.nodes.remove(&id);
-    let mut state = NodeState { info, membership, ..previous.as_ref().map(|p| p.state.clone()).unwrap_or_default() };
+    let mut state = NodeState {
+        info,
+        membership,
+        ..previous
+            .as_ref()
+            .map(|p| p.state.clone())
+            .unwrap_or_default()
+    };
     state.connection = ConnectionStatus::Connected;
     state.connection_state.status = ConnectionStatus::Connected;
     state.connection_state.connected_since = rfc3339(t);
@@ -327,11 +439,24 @@ fn connect(
         live.state.connection_state.last_compute_seq_num = tx.read().link_applied(&id)?;
         tx.put_node(&live.state)?;
         tx.outbox_ack(&id, applied_seq)?;
-        out.push(&id, Frame::Welcome { applied_seq: live.state.connection_state.last_compute_seq_num });
+        out.push(
+            &id,
+            Frame::Welcome {
+                applied_seq: live.state.connection_state.last_compute_seq_num,
+            },
+        );
         for entry in tx.read().outbox_pending(&id, applied_seq)? {
             match serde_json::from_str::<Message>(&entry.body) {
-                Ok(msg) => out.push(&id, Frame::Msg { seq: entry.seq, msg }),
-                Err(e) => tracing::error!(node = %id, seq = entry.seq, error = %e, "unreadable outbox entry"),
+                Ok(msg) => out.push(
+                    &id,
+                    Frame::Msg {
+                        seq: entry.seq,
+                        msg,
+                    },
+                ),
+                Err(e) => {
+                    tracing::error!(node = %id, seq = entry.seq, error = %e, "unreadable outbox entry")
+                }
             }
         }
         Ok(())
@@ -348,7 +473,13 @@ fn connect(
     Ok(())
 }
 
-fn node_lost_link(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, why: &str) -> Result<(), OrchestratorError> {
+fn node_lost_link(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    node_id: &str,
+    why: &str,
+) -> Result<(), OrchestratorError> {
     st.logs.node_gone(node_id);
     let t = now();
     if let Some(n) = st.nodes.get_mut(node_id) {
@@ -360,11 +491,19 @@ fn node_lost_link(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id
         tracing::warn!(node = %node_id, reason = why, "node disconnected");
     }
     // Look again once the node-lost grace has passed, so its work can be re-placed.
-    st.timers.insert((t + st.cfg.scheduler.node_lost_grace + 1, "*".into()));
+    st.timers
+        .insert((t + st.cfg.scheduler.node_lost_grace + 1, "*".into()));
     evaluate_active(tx, st, out)
 }
 
-fn inbound(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, seq: u64, msg: Message) -> Result<(), OrchestratorError> {
+fn inbound(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    node_id: &str,
+    seq: u64,
+    msg: Message,
+) -> Result<(), OrchestratorError> {
     let fresh = tx.mark_applied(node_id, seq)?;
     out.push(node_id, Frame::Ack { seq });
     if !fresh {
@@ -379,7 +518,13 @@ fn inbound(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str,
     }
 }
 
-fn apply_report(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, r: ExecutionReport) -> Result<(), OrchestratorError> {
+fn apply_report(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    node_id: &str,
+    r: ExecutionReport,
+) -> Result<(), OrchestratorError> {
     let Some(mut e) = tx.read().execution(&r.execution_id)? else {
         tracing::warn!(node = %node_id, execution = %r.execution_id, "report for an unknown execution ignored");
         return Ok(());
@@ -398,7 +543,9 @@ fn apply_report(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: 
     e.compute_state.state_type = r.state;
     e.compute_state.message = r.message.clone();
     if r.retryable {
-        e.compute_state.details.insert("Retryable".into(), "true".into());
+        e.compute_state
+            .details
+            .insert("Retryable".into(), "true".into());
     }
     if r.run_output.is_some() {
         e.run_output = r.run_output.clone();
@@ -421,37 +568,58 @@ fn apply_report(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: 
     tx.put_execution(&e)?;
     if let Some(job) = tx.read().job(e.job_id.as_str())? {
         let mut message = match (r.state, &r.run_output) {
-            (ComputeStateType::Completed, Some(o)) => format!("execution completed with exit code {}", o.exit_code),
+            (ComputeStateType::Completed, Some(o)) => {
+                format!("execution completed with exit code {}", o.exit_code)
+            }
             (ComputeStateType::BidAccepted, _) => format!("accepted by node {node_id}"),
             (s, _) => format!("execution {}", s.as_str().to_lowercase()),
         };
-        if !r.message.is_empty() && !matches!(r.state, ComputeStateType::Completed | ComputeStateType::BidAccepted) {
+        if !r.message.is_empty()
+            && !matches!(
+                r.state,
+                ComputeStateType::Completed | ComputeStateType::BidAccepted
+            )
+        {
             message = format!("{message}: {}", r.message);
         }
         let mut ev = event("Execution", message).with("NodeID", node_id);
         if r.state == ComputeStateType::Failed {
-            ev = ev.with("IsError", "true").with("Retryable", r.retryable.to_string());
+            ev = ev
+                .with("IsError", "true")
+                .with("Retryable", r.retryable.to_string());
         }
         tx.append_history(history(&job, Some(e.id.as_str()), ev))?;
     }
     evaluate(tx, st, out, e.job_id.as_str())
 }
 
-fn node_action(tx: &Tx<'_>, st: &mut EngineState, out: &mut Outgoing, node_id: &str, action: &str) -> Result<(), OrchestratorError> {
+fn node_action(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    node_id: &str,
+    action: &str,
+) -> Result<(), OrchestratorError> {
     let Some(node) = st.nodes.get_mut(node_id) else {
-        return Err(OrchestratorError::NotFound(format!("node {node_id} not found; `shoal node list` shows known nodes")));
+        return Err(OrchestratorError::NotFound(format!(
+            "node {node_id} not found; `shoal node list` shows known nodes"
+        )));
     };
     match action.to_ascii_lowercase().as_str() {
         "approve" => {
             if node.state.membership == Membership::Approved {
-                return Err(OrchestratorError::Conflict(format!("node {node_id} is already approved")));
+                return Err(OrchestratorError::Conflict(format!(
+                    "node {node_id} is already approved"
+                )));
             }
             node.state.membership = Membership::Approved;
             tx.put_node(&node.state)?;
         }
         "reject" => {
             if node.state.membership == Membership::Rejected {
-                return Err(OrchestratorError::Conflict(format!("node {node_id} is already rejected")));
+                return Err(OrchestratorError::Conflict(format!(
+                    "node {node_id} is already rejected"
+                )));
             }
             node.state.membership = Membership::Rejected;
             tx.put_node(&node.state)?;

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
 use serde::{Deserialize, Serialize};
-use shoal_store::{JobFilter, OrchestratorStore, StoreError};
 use shoal_store::SharedReader;
+use shoal_store::{JobFilter, OrchestratorStore, StoreError};
 use shoal_transport::Frame;
 use shoal_types::{ComputeStateType, Execution, Job, JobHistory, JobState, NodeState};
 use tokio::sync::oneshot;
@@ -79,9 +79,18 @@ impl Orchestrator {
         std::thread::Builder::new()
             .name("shoal-engine".into())
             .spawn(move || engine.run(rx))
-            .map_err(|e| OrchestratorError::Unavailable(format!("cannot start the engine thread: {e}")))?;
+            .map_err(|e| {
+                OrchestratorError::Unavailable(format!("cannot start the engine thread: {e}"))
+            })?;
         Ok(Orchestrator {
-            inner: Arc::new(Inner { commands: tx, reader, links, logs, sessions: AtomicU64::new(0), config }),
+            inner: Arc::new(Inner {
+                commands: tx,
+                reader,
+                links,
+                logs,
+                sessions: AtomicU64::new(0),
+                config,
+            }),
         })
     }
 
@@ -97,10 +106,14 @@ impl Orchestrator {
             .map_err(|_| OrchestratorError::Unavailable("the orchestrator is shutting down".into()))
     }
 
-    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<Result<T, OrchestratorError>>) -> Command) -> Result<T, OrchestratorError> {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, OrchestratorError>>) -> Command,
+    ) -> Result<T, OrchestratorError> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx))?;
-        rx.await.map_err(|_| OrchestratorError::Unavailable("the orchestrator engine stopped".into()))?
+        rx.await
+            .map_err(|_| OrchestratorError::Unavailable("the orchestrator engine stopped".into()))?
     }
 
     async fn read<T: Send + 'static>(
@@ -116,14 +129,23 @@ impl Orchestrator {
 
     /// Submits a validated job; returns its id and its state after the first placement.
     pub async fn submit(&self, job: Job) -> Result<SubmitOutcome, OrchestratorError> {
-        self.ask(|reply| Command::Submit { job: Box::new(job), reply }).await
+        self.ask(|reply| Command::Submit {
+            job: Box::new(job),
+            reply,
+        })
+        .await
     }
 
     /// Stops a job (by id, unique id prefix or name).
     pub async fn stop(&self, key: &str, reason: &str) -> Result<Job, OrchestratorError> {
         let job = self.job(key).await?;
         let (job_id, reason) = (job.id.clone(), reason.to_string());
-        self.ask(|reply| Command::Stop { job_id, reason, reply }).await?;
+        self.ask(|reply| Command::Stop {
+            job_id,
+            reason,
+            reply,
+        })
+        .await?;
         self.job(&job.id).await
     }
 
@@ -143,7 +165,11 @@ impl Orchestrator {
             ))),
             _ => Err(OrchestratorError::BadRequest(format!(
                 "job {key} is ambiguous: it matches {}; give more of the id",
-                found.iter().map(|j| j.id.as_str()).collect::<Vec<_>>().join(", ")
+                found
+                    .iter()
+                    .map(|j| j.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         }
     }
@@ -156,7 +182,12 @@ impl Orchestrator {
             .read(move |r| Ok((r.executions(&id)?, r.history(&id, 0)?, r.placement(&id)?)))
             .await?;
         let placement = serde_json::from_str::<Vec<Placement>>(&placement).unwrap_or_default();
-        Ok(JobDetails { job, executions, history, placement })
+        Ok(JobDetails {
+            job,
+            executions,
+            history,
+            placement,
+        })
     }
 
     /// A page of jobs.
@@ -171,7 +202,11 @@ impl Orchestrator {
     }
 
     /// A job's history after a sequence number.
-    pub async fn history(&self, key: &str, after: u64) -> Result<Vec<JobHistory>, OrchestratorError> {
+    pub async fn history(
+        &self,
+        key: &str,
+        after: u64,
+    ) -> Result<Vec<JobHistory>, OrchestratorError> {
         let id = self.job(key).await?.id;
         self.read(move |r| r.history(&id, after)).await
     }
@@ -194,11 +229,18 @@ impl Orchestrator {
         if let Some(n) = nodes.iter().find(|n| n.info.node_id == key) {
             return Ok(n.clone());
         }
-        let found: Vec<_> = nodes.into_iter().filter(|n| n.info.node_id.starts_with(key)).collect();
+        let found: Vec<_> = nodes
+            .into_iter()
+            .filter(|n| n.info.node_id.starts_with(key))
+            .collect();
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one node")),
-            0 => Err(OrchestratorError::NotFound(format!("node {key} not found; `shoal node list` shows known nodes"))),
-            _ => Err(OrchestratorError::BadRequest(format!("node {key} is ambiguous; give more of the id"))),
+            0 => Err(OrchestratorError::NotFound(format!(
+                "node {key} not found; `shoal node list` shows known nodes"
+            ))),
+            _ => Err(OrchestratorError::BadRequest(format!(
+                "node {key} is ambiguous; give more of the id"
+            ))),
         }
     }
 
@@ -206,12 +248,22 @@ impl Orchestrator {
     pub async fn node_action(&self, key: &str, action: &str) -> Result<(), OrchestratorError> {
         let node_id = self.node(key).await?.info.node_id;
         let action = action.to_string();
-        self.ask(|reply| Command::NodeAction { node_id, action, reply }).await
+        self.ask(|reply| Command::NodeAction {
+            node_id,
+            action,
+            reply,
+        })
+        .await
     }
 
     /// Streams the logs of one of a job's executions (the given one, or the most recently
     /// changed one that was not discarded), pulled from its node over the agent link.
-    pub async fn logs(&self, key: &str, execution_id: Option<&str>, follow: bool) -> Result<LogStream, OrchestratorError> {
+    pub async fn logs(
+        &self,
+        key: &str,
+        execution_id: Option<&str>,
+        follow: bool,
+    ) -> Result<LogStream, OrchestratorError> {
         let executions = self.executions(key).await?;
         let chosen = match execution_id {
             Some(id) => executions.iter().find(|e| e.id.as_str().starts_with(id)).ok_or_else(|| {
@@ -225,8 +277,17 @@ impl Orchestrator {
         };
         let node = chosen.node_id.to_string();
         let (id, rx) = self.inner.logs.open(&node);
-        let stream = LogStream { id, rx, registry: self.inner.logs.clone(), links: self.inner.links.clone() };
-        let req = Frame::LogRequest { stream_id: id, execution_id: chosen.id.to_string(), follow };
+        let stream = LogStream {
+            id,
+            rx,
+            registry: self.inner.logs.clone(),
+            links: self.inner.links.clone(),
+        };
+        let req = Frame::LogRequest {
+            stream_id: id,
+            execution_id: chosen.id.to_string(),
+            follow,
+        };
         if !self.inner.links.send(&node, req) {
             return Err(OrchestratorError::Unavailable(format!(
                 "node {node} that ran execution {} is disconnected; its logs can be read when it reconnects",
@@ -237,7 +298,10 @@ impl Orchestrator {
     }
 
     pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Frame>) -> Session {
-        Session { id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1, tx }
+        Session {
+            id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1,
+            tx,
+        }
     }
 
     pub(crate) fn log_registry(&self) -> &LogRegistry {

@@ -22,9 +22,20 @@ where
         _ => return,
     };
     let (node, applied_seq, token) = match hello {
-        Ok(Frame::Hello { node, applied_seq, token }) => (node, applied_seq, token),
+        Ok(Frame::Hello {
+            node,
+            applied_seq,
+            token,
+        }) => (node, applied_seq, token),
         Ok(_) => {
-            let _ = outgoing.send(Frame::Refused { reason: "the first frame on the link must be Hello".into() }.encode()).await;
+            let _ = outgoing
+                .send(
+                    Frame::Refused {
+                        reason: "the first frame on the link must be Hello".into(),
+                    }
+                    .encode(),
+                )
+                .await;
             return;
         }
         Err(e) => {
@@ -37,7 +48,16 @@ where
     let session = orch.new_session(tx);
     let session_id = session.id;
     let (reply, accepted) = oneshot::channel();
-    if orch.send(Command::Connect { info: Box::new(node), applied_seq, token, session, reply }).is_err() {
+    if orch
+        .send(Command::Connect {
+            info: node,
+            applied_seq,
+            token,
+            session,
+            reply,
+        })
+        .is_err()
+    {
         return;
     }
     match accepted.await {
@@ -62,7 +82,10 @@ where
             },
         }
     }
-    let _ = orch.send(Command::Disconnected { node_id, session_id });
+    let _ = orch.send(Command::Disconnected {
+        node_id,
+        session_id,
+    });
 }
 
 /// Routes one frame from a node; false ends the session.
@@ -79,12 +102,18 @@ fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
         Frame::Msg { seq, msg } => Command::Inbound { node_id, seq, msg },
         Frame::Ack { seq } => Command::Ack { node_id, seq },
         Frame::Heartbeat { .. } => Command::Heartbeat { node_id },
-        Frame::LogLine { stream_id, stream, line } => {
-            orch.log_registry().deliver(&node_id, stream_id, LogEvent::Line { stream, line });
+        Frame::LogLine {
+            stream_id,
+            stream,
+            line,
+        } => {
+            orch.log_registry()
+                .deliver(&node_id, stream_id, LogEvent::Line { stream, line });
             return true;
         }
         Frame::LogEnd { stream_id, error } => {
-            orch.log_registry().deliver(&node_id, stream_id, LogEvent::End { error });
+            orch.log_registry()
+                .deliver(&node_id, stream_id, LogEvent::End { error });
             return true;
         }
         other => {

@@ -30,10 +30,13 @@ pub enum LogEvent {
     },
 }
 
+/// Open streams: id → (serving node, receiver of the caller).
+type Streams = HashMap<u64, (String, mpsc::UnboundedSender<LogEvent>)>;
+
 #[derive(Default, Clone)]
 pub(crate) struct LogRegistry {
     next: Arc<AtomicU64>,
-    streams: Arc<Mutex<HashMap<u64, (String, mpsc::UnboundedSender<LogEvent>)>>>,
+    streams: Arc<Mutex<Streams>>,
 }
 
 impl LogRegistry {
@@ -77,7 +80,9 @@ impl LogRegistry {
         self.lock().remove(&stream_id).map(|(node, _)| node)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (String, mpsc::UnboundedSender<LogEvent>)>> {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<u64, (String, mpsc::UnboundedSender<LogEvent>)>> {
         self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -100,7 +105,8 @@ impl LogStream {
 impl Drop for LogStream {
     fn drop(&mut self) {
         if let Some(node) = self.registry.close(self.id) {
-            self.links.send(&node, Frame::LogCancel { stream_id: self.id });
+            self.links
+                .send(&node, Frame::LogCancel { stream_id: self.id });
         }
     }
 }

@@ -24,7 +24,10 @@ pub(crate) struct Links(Arc<Mutex<HashMap<String, Session>>>);
 
 impl Links {
     pub fn insert(&self, node_id: &str, session: Session) {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(node_id.to_string(), session);
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(node_id.to_string(), session);
     }
 
     /// Removes the node's session if it is still `session_id` (a newer one may have replaced it).
@@ -46,7 +49,10 @@ impl Links {
     }
 
     pub fn is_connected(&self, node_id: &str) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).contains_key(node_id)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(node_id)
     }
 }
 
@@ -62,16 +68,31 @@ pub(crate) struct LiveNode {
 
 impl LiveNode {
     pub fn new(state: NodeState, now: UnixNanos) -> Self {
-        LiveNode { state, last_seen: now, allocated: HashMap::new() }
+        LiveNode {
+            state,
+            last_seen: now,
+            allocated: HashMap::new(),
+        }
     }
 
     pub fn free(&self) -> Resources {
-        let used = self.allocated.values().fold(Resources::default(), |acc, r| acc.add(r));
-        self.state.info.compute_node_info.max_capacity.saturating_sub(&used)
+        let used = self
+            .allocated
+            .values()
+            .fold(Resources::default(), |acc, r| acc.add(r));
+        self.state
+            .info
+            .compute_node_info
+            .max_capacity
+            .saturating_sub(&used)
     }
 
     pub fn view(&self) -> NodeView {
-        NodeView { state: self.state.clone(), free: self.free(), last_seen: self.last_seen }
+        NodeView {
+            state: self.state.clone(),
+            free: self.free(),
+            last_seen: self.last_seen,
+        }
     }
 }
 

@@ -36,7 +36,10 @@ pub enum LocalState {
 impl LocalState {
     /// Whether the execution has ended.
     pub fn is_terminal(self) -> bool {
-        matches!(self, LocalState::Completed | LocalState::Failed | LocalState::Cancelled)
+        matches!(
+            self,
+            LocalState::Completed | LocalState::Failed | LocalState::Cancelled
+        )
     }
 
     fn as_str(self) -> &'static str {
@@ -71,19 +74,25 @@ impl ComputeStore {
     /// Opens or creates the store.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("compute").join("state.db");
-        Ok(ComputeStore { conn: db::open(&path, MIGRATIONS)? })
+        Ok(ComputeStore {
+            conn: db::open(&path, MIGRATIONS)?,
+        })
     }
 
     /// Starts a write transaction.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
-        Ok(Tx { tx: self.conn.transaction()? })
+        Ok(Tx {
+            tx: self.conn.transaction()?,
+        })
     }
 
     /// A value from the metadata table (e.g. the node id).
     pub fn meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -100,7 +109,11 @@ impl ComputeStore {
     pub fn execution(&self, id: &str) -> Result<Option<LocalExecution>, StoreError> {
         let body: Option<String> = self
             .conn
-            .query_row("SELECT body FROM executions WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT body FROM executions WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?;
         body.map(|b| from_json("execution", &b)).transpose()
     }
@@ -140,7 +153,11 @@ impl Tx<'_> {
     pub fn local_execution(&self, id: &str) -> Result<Option<LocalExecution>, StoreError> {
         let body: Option<String> = self
             .tx
-            .query_row("SELECT body FROM executions WHERE id = ?1", params![id], |r| r.get(0))
+            .query_row(
+                "SELECT body FROM executions WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
             .optional()?;
         body.map(|b| from_json("execution", &b)).transpose()
     }

@@ -51,12 +51,17 @@ impl OrchestratorStore {
     /// Opens or creates `dir/orchestrator/state.db`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join("orchestrator").join("state.db");
-        Ok(OrchestratorStore { conn: db::open(&path, MIGRATIONS)?, path })
+        Ok(OrchestratorStore {
+            conn: db::open(&path, MIGRATIONS)?,
+            path,
+        })
     }
 
     /// Starts a write transaction.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
-        Ok(Tx { tx: self.conn.transaction()? })
+        Ok(Tx {
+            tx: self.conn.transaction()?,
+        })
     }
 
     /// Reads through the writer's own connection.
@@ -108,21 +113,30 @@ impl Reader<'_> {
     /// A page of jobs, oldest first unless `reverse`.
     pub fn jobs(&self, filter: &JobFilter) -> Result<Vec<Job>, StoreError> {
         let order = if filter.reverse { "DESC" } else { "ASC" };
-        let ns = filter.namespace.clone().filter(|n| n != "*" && !n.is_empty());
+        let ns = filter
+            .namespace
+            .clone()
+            .filter(|n| n != "*" && !n.is_empty());
         let sql = format!(
             "SELECT body FROM jobs WHERE (?1 IS NULL OR namespace = ?1) ORDER BY create_time {order}, id {order} LIMIT ?2 OFFSET ?3"
         );
         let mut stmt = self.0.prepare_cached(&sql)?;
-        let limit = if filter.limit == 0 { -1 } else { filter.limit as i64 };
-        let rows = stmt.query_map(params![ns, limit, filter.offset as i64], |r| r.get::<_, String>(0))?;
+        let limit = if filter.limit == 0 {
+            -1
+        } else {
+            filter.limit as i64
+        };
+        let rows = stmt.query_map(params![ns, limit, filter.offset as i64], |r| {
+            r.get::<_, String>(0)
+        })?;
         rows.map(|b| from_json("job", &b?)).collect()
     }
 
     /// Ids of jobs that are not terminal.
     pub fn active_job_ids(&self) -> Result<Vec<String>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT id FROM jobs WHERE state NOT IN ('Completed', 'Failed', 'Stopped')")?;
+        let mut stmt = self.0.prepare_cached(
+            "SELECT id FROM jobs WHERE state NOT IN ('Completed', 'Failed', 'Stopped')",
+        )?;
         let rows = stmt.query_map([], |r| r.get(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -149,25 +163,27 @@ impl Reader<'_> {
 
     /// Every execution of a job, oldest first.
     pub fn executions(&self, job_id: &str) -> Result<Vec<Execution>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT body FROM executions WHERE job_id = ?1 ORDER BY create_time, id")?;
+        let mut stmt = self.0.prepare_cached(
+            "SELECT body FROM executions WHERE job_id = ?1 ORDER BY create_time, id",
+        )?;
         let rows = stmt.query_map(params![job_id], |r| r.get::<_, String>(0))?;
         rows.map(|b| from_json("execution", &b?)).collect()
     }
 
     /// History entries of a job with `SeqNum > after`, in order.
     pub fn history(&self, job_id: &str, after: u64) -> Result<Vec<JobHistory>, StoreError> {
-        let mut stmt = self
-            .0
-            .prepare_cached("SELECT body FROM history WHERE job_id = ?1 AND seq > ?2 ORDER BY seq")?;
+        let mut stmt = self.0.prepare_cached(
+            "SELECT body FROM history WHERE job_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
         let rows = stmt.query_map(params![job_id, after], |r| r.get::<_, String>(0))?;
         rows.map(|b| from_json("history", &b?)).collect()
     }
 
     /// Every known node.
     pub fn nodes(&self) -> Result<Vec<NodeState>, StoreError> {
-        let mut stmt = self.0.prepare_cached("SELECT body FROM nodes ORDER BY id")?;
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT body FROM nodes ORDER BY id")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.map(|b| from_json("node", &b?)).collect()
     }
@@ -209,8 +225,10 @@ impl Tx<'_> {
 
     /// Records why nodes were not chosen for a job (JSON list).
     pub fn set_placement(&self, job_id: &str, placement_json: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute("UPDATE jobs SET placement = ?2 WHERE id = ?1", params![job_id, placement_json])?;
+        self.tx.execute(
+            "UPDATE jobs SET placement = ?2 WHERE id = ?1",
+            params![job_id, placement_json],
+        )?;
         Ok(())
     }
 
@@ -258,7 +276,8 @@ impl Tx<'_> {
 
     /// Removes a node and its link state.
     pub fn delete_node(&self, id: &str) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM nodes WHERE id = ?1", params![id])?;
+        self.tx
+            .execute("DELETE FROM nodes WHERE id = ?1", params![id])?;
         self.link_forget(id)
     }
 }

@@ -59,27 +59,46 @@ impl Tx<'_> {
 
     /// Drops messages to `peer` that it has acknowledged.
     pub fn outbox_ack(&self, peer: &str, upto: u64) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2", params![peer, upto])?;
+        self.tx.execute(
+            "DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2",
+            params![peer, upto],
+        )?;
         Ok(())
     }
 
     /// Forgets everything about a peer's link (the node was deleted).
     pub fn link_forget(&self, peer: &str) -> Result<(), StoreError> {
-        self.tx.execute("DELETE FROM outbox WHERE peer = ?1", params![peer])?;
-        self.tx.execute("DELETE FROM links WHERE peer = ?1", params![peer])?;
+        self.tx
+            .execute("DELETE FROM outbox WHERE peer = ?1", params![peer])?;
+        self.tx
+            .execute("DELETE FROM links WHERE peer = ?1", params![peer])?;
         Ok(())
     }
 }
 
 pub(crate) fn link_applied(conn: &rusqlite::Connection, peer: &str) -> Result<u64, StoreError> {
     Ok(conn
-        .query_row("SELECT applied_seq FROM links WHERE peer = ?1", params![peer], |r| r.get(0))
+        .query_row(
+            "SELECT applied_seq FROM links WHERE peer = ?1",
+            params![peer],
+            |r| r.get(0),
+        )
         .optional()?
         .unwrap_or(0))
 }
 
-pub(crate) fn pending(conn: &rusqlite::Connection, peer: &str, after: u64) -> Result<Vec<OutboxEntry>, StoreError> {
-    let mut stmt = conn.prepare_cached("SELECT seq, body FROM outbox WHERE peer = ?1 AND seq > ?2 ORDER BY seq")?;
-    let rows = stmt.query_map(params![peer, after], |r| Ok(OutboxEntry { seq: r.get(0)?, body: r.get(1)? }))?;
+pub(crate) fn pending(
+    conn: &rusqlite::Connection,
+    peer: &str,
+    after: u64,
+) -> Result<Vec<OutboxEntry>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached("SELECT seq, body FROM outbox WHERE peer = ?1 AND seq > ?2 ORDER BY seq")?;
+    let rows = stmt.query_map(params![peer, after], |r| {
+        Ok(OutboxEntry {
+            seq: r.get(0)?,
+            body: r.get(1)?,
+        })
+    })?;
     Ok(rows.collect::<Result<_, _>>()?)
 }

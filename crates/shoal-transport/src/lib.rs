@@ -33,7 +33,7 @@ pub enum Frame {
     /// First frame from the node.
     Hello {
         /// What the node is and offers.
-        node: NodeInfo,
+        node: Box<NodeInfo>,
         /// Highest orchestrator message sequence the node has applied.
         applied_seq: u64,
         /// Join token, when the orchestrator requires one.
@@ -168,7 +168,10 @@ mod tests {
     fn frames_round_trip_as_json_text() {
         let f = Frame::Msg {
             seq: 7,
-            msg: Message::Cancel { execution_id: "e-1".into(), reason: "stop".into() },
+            msg: Message::Cancel {
+                execution_id: "e-1".into(),
+                reason: "stop".into(),
+            },
         };
         assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
     }

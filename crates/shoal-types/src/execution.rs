@@ -168,7 +168,11 @@ pub struct ExecutionState<T> {
 impl<T> ExecutionState<T> {
     /// A state with a message.
     pub fn new(state_type: T, message: impl Into<String>) -> Self {
-        ExecutionState { state_type, message: message.into(), details: Default::default() }
+        ExecutionState {
+            state_type,
+            message: message.into(),
+            details: Default::default(),
+        }
     }
 
     /// Whether the failure was marked as worth retrying on another node.
@@ -294,8 +298,14 @@ mod tests {
 
     #[test]
     fn states_serialise_as_bacalhau_integers() {
-        assert_eq!(serde_json::to_string(&ComputeStateType::Completed).unwrap(), "9");
-        assert_eq!(serde_json::to_string(&DesiredStateType::Stopped).unwrap(), "2");
+        assert_eq!(
+            serde_json::to_string(&ComputeStateType::Completed).unwrap(),
+            "9"
+        );
+        assert_eq!(
+            serde_json::to_string(&DesiredStateType::Stopped).unwrap(),
+            "2"
+        );
     }
 
     #[test]

@@ -33,7 +33,12 @@ pub struct Event {
 impl Event {
     /// An event with a topic and message, stamped with `timestamp`.
     pub fn new(topic: &str, message: impl Into<String>, timestamp: String) -> Self {
-        Event { message: message.into(), topic: topic.to_string(), timestamp, details: BTreeMap::new() }
+        Event {
+            message: message.into(),
+            topic: topic.to_string(),
+            timestamp,
+            details: BTreeMap::new(),
+        }
     }
 
     /// Adds a detail.
@@ -64,7 +69,11 @@ pub struct JobHistory {
     #[serde(default)]
     pub job_version: u64,
     /// The execution, for execution-level entries.
-    #[serde(rename = "ExecutionID", default, skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "ExecutionID",
+        default,
+        skip_serializing_if = "String::is_empty"
+    )]
     pub execution_id: String,
     /// What happened.
     pub event: Event,

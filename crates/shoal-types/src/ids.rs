@@ -73,7 +73,9 @@ macro_rules! typed_id {
 }
 
 fn short_form<'a>(id: &'a str, prefix: &str) -> &'a str {
-    let Some(rest) = id.strip_prefix(prefix) else { return id };
+    let Some(rest) = id.strip_prefix(prefix) else {
+        return id;
+    };
     match rest.find('-') {
         Some(dash) => &id[..prefix.len() + dash],
         None => id,

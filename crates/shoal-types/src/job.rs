@@ -29,7 +29,12 @@ pub enum JobType {
 
 impl JobType {
     /// Every job type, in the order the docs list them.
-    pub const ALL: [JobType; 4] = [JobType::Batch, JobType::Ops, JobType::Daemon, JobType::Service];
+    pub const ALL: [JobType; 4] = [
+        JobType::Batch,
+        JobType::Ops,
+        JobType::Daemon,
+        JobType::Service,
+    ];
 
     /// The lowercase wire name.
     pub fn as_str(self) -> &'static str {
@@ -43,7 +48,9 @@ impl JobType {
 
     /// Parses a wire name, case-insensitively.
     pub fn parse(s: &str) -> Option<JobType> {
-        JobType::ALL.into_iter().find(|t| t.as_str().eq_ignore_ascii_case(s))
+        JobType::ALL
+            .into_iter()
+            .find(|t| t.as_str().eq_ignore_ascii_case(s))
     }
 
     /// Whether executions of this type run until stopped rather than to completion.
@@ -171,7 +178,10 @@ pub struct SpecConfig {
 impl SpecConfig {
     /// A spec config with no parameters.
     pub fn of(kind: &str) -> Self {
-        SpecConfig { kind: kind.to_string(), params: Map::new() }
+        SpecConfig {
+            kind: kind.to_string(),
+            params: Map::new(),
+        }
     }
 
     /// Whether this is of the given type, ignoring case.
@@ -182,7 +192,10 @@ impl SpecConfig {
     /// Reads a parameter by name, ignoring the case of the key.
     pub fn param(&self, name: &str) -> Option<&Value> {
         self.params.get(name).or_else(|| {
-            self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+            self.params
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
         })
     }
 
@@ -265,7 +278,9 @@ impl NetworkType {
             ("http", NetworkType::Http),
             ("bridge", NetworkType::Bridge),
         ];
-        all.into_iter().find(|(n, _)| n.eq_ignore_ascii_case(s)).map(|(_, t)| t)
+        all.into_iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(s))
+            .map(|(_, t)| t)
     }
 
     /// Whether a job with this network type reaches outside its node.
@@ -357,7 +372,10 @@ pub enum JobStateType {
 impl JobStateType {
     /// Whether no further change will happen.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobStateType::Completed | JobStateType::Failed | JobStateType::Stopped)
+        matches!(
+            self,
+            JobStateType::Completed | JobStateType::Failed | JobStateType::Stopped
+        )
     }
 
     /// The name used on the wire and in tables.
@@ -397,6 +415,10 @@ pub struct JobState {
 impl JobState {
     /// A state with a message and no details.
     pub fn new(state_type: JobStateType, message: impl Into<String>) -> Self {
-        JobState { state_type, message: message.into(), details: BTreeMap::new() }
+        JobState {
+            state_type,
+            message: message.into(),
+            details: BTreeMap::new(),
+        }
     }
 }

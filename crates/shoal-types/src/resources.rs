@@ -65,10 +65,18 @@ impl Resources {
             return Some(("cpu", format_cpu(self.cpu), format_cpu(available.cpu)));
         }
         if self.memory > available.memory {
-            return Some(("memory", format_bytes(self.memory), format_bytes(available.memory)));
+            return Some((
+                "memory",
+                format_bytes(self.memory),
+                format_bytes(available.memory),
+            ));
         }
         if self.disk > available.disk {
-            return Some(("disk", format_bytes(self.disk), format_bytes(available.disk)));
+            return Some((
+                "disk",
+                format_bytes(self.disk),
+                format_bytes(available.disk),
+            ));
         }
         if self.gpu > available.gpu {
             return Some(("gpu", self.gpu.to_string(), available.gpu.to_string()));
@@ -115,12 +123,21 @@ fn parse_cpu(s: &str) -> Result<f64, ResourceError> {
     if s.is_empty() {
         return Ok(0.0);
     }
-    let err = || ResourceError { field: "CPU", value: s.to_string(), what: "a CPU amount", example: "500m, 0.5 or 2" };
+    let err = || ResourceError {
+        field: "CPU",
+        value: s.to_string(),
+        what: "a CPU amount",
+        example: "500m, 0.5 or 2",
+    };
     let v = match s.strip_suffix('m') {
         Some(milli) => milli.trim().parse::<f64>().map_err(|_| err())? / 1000.0,
         None => s.parse::<f64>().map_err(|_| err())?,
     };
-    if v.is_finite() && v >= 0.0 { Ok(v) } else { Err(err()) }
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(err())
+    }
 }
 
 fn parse_gpu(s: &str) -> Result<u64, ResourceError> {
@@ -143,7 +160,9 @@ pub fn parse_byte_size(s: &str) -> Option<u64> {
     if lower.is_empty() {
         return None;
     }
-    let split = lower.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(lower.len());
+    let split = lower
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(lower.len());
     let (num, unit) = lower.split_at(split);
     let num: f64 = num.parse().ok()?;
     let mult: f64 = match unit {
@@ -227,15 +246,33 @@ mod tests {
 
     #[test]
     fn shortfall_names_the_dimension_with_both_numbers() {
-        let want = Resources { cpu: 0.5, memory: 2 << 30, ..Default::default() };
-        let free = Resources { cpu: 4.0, memory: 1 << 30, disk: 0, gpu: 0 };
-        assert_eq!(want.shortfall(&free), Some(("memory", "2 GiB".into(), "1 GiB".into())));
+        let want = Resources {
+            cpu: 0.5,
+            memory: 2 << 30,
+            ..Default::default()
+        };
+        let free = Resources {
+            cpu: 4.0,
+            memory: 1 << 30,
+            disk: 0,
+            gpu: 0,
+        };
+        assert_eq!(
+            want.shortfall(&free),
+            Some(("memory", "2 GiB".into(), "1 GiB".into()))
+        );
     }
 
     #[test]
     fn parse_error_names_field_value_and_example() {
-        let cfg = ResourcesConfig { memory: "lots".into(), ..Default::default() };
+        let cfg = ResourcesConfig {
+            memory: "lots".into(),
+            ..Default::default()
+        };
         let err = Resources::parse(&cfg).unwrap_err().to_string();
-        assert_eq!(err, "Memory: cannot read \"lots\" as a size in bytes; write it like 512Mi, 1Gi, 512mb or 1GB");
+        assert_eq!(
+            err,
+            "Memory: cannot read \"lots\" as a size in bytes; write it like 512Mi, 1Gi, 512mb or 1GB"
+        );
     }
 }

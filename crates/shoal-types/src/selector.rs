@@ -30,7 +30,12 @@ pub fn describe(r: &LabelSelectorRequirement) -> String {
         "exists" => r.key.clone(),
         "!" | "doesnotexist" => format!("!{}", r.key),
         "in" | "notin" => format!("{} {} ({})", r.key, op, r.values.join(", ")),
-        _ => format!("{}{}{}", r.key, r.operator, r.values.first().map(String::as_str).unwrap_or("")),
+        _ => format!(
+            "{}{}{}",
+            r.key,
+            r.operator,
+            r.values.first().map(String::as_str).unwrap_or("")
+        ),
     }
 }
 
@@ -62,7 +67,10 @@ pub fn check(r: &LabelSelectorRequirement) -> Result<(), String> {
         return Err(format!("operator {:?} takes {need}, got {n}", r.operator));
     }
     if matches!(op.as_str(), "gt" | "lt") && r.values[0].parse::<i64>().is_err() {
-        return Err(format!("operator {:?} needs an integer value, got {:?}", r.operator, r.values[0]));
+        return Err(format!(
+            "operator {:?} needs an integer value, got {:?}",
+            r.operator, r.values[0]
+        ));
     }
     Ok(())
 }
@@ -75,7 +83,9 @@ fn matches_one(r: &LabelSelectorRequirement, labels: &BTreeMap<String, String>) 
         "exists" => value.is_some(),
         "!" | "doesnotexist" => value.is_none(),
         "gt" | "lt" => {
-            let (Some(v), Some(bound)) = (value, r.values.first()) else { return false };
+            let (Some(v), Some(bound)) = (value, r.values.first()) else {
+                return false;
+            };
             match (v.parse::<i64>(), bound.parse::<i64>()) {
                 (Ok(v), Ok(b)) if r.operator.eq_ignore_ascii_case("gt") => v > b,
                 (Ok(v), Ok(b)) => v < b,
@@ -99,7 +109,10 @@ mod tests {
     }
 
     fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -107,7 +120,10 @@ mod tests {
         let l = labels(&[("region", "eu"), ("cores", "8")]);
         assert!(matches(&[req("region", "in", &["eu", "us"])], &l));
         assert!(!matches(&[req("region", "notin", &["eu"])], &l));
-        assert!(matches(&[req("zone", "notin", &["a"])], &l), "notin holds when the label is absent");
+        assert!(
+            matches(&[req("zone", "notin", &["a"])], &l),
+            "notin holds when the label is absent"
+        );
         assert!(matches(&[req("region", "exists", &[])], &l));
         assert!(matches(&[req("gpu", "!", &[])], &l));
         assert!(matches(&[req("region", "=", &["eu"])], &l));
@@ -126,9 +142,21 @@ mod tests {
 
     #[test]
     fn check_rejects_unknown_operators_and_wrong_arity() {
-        assert!(check(&req("a", "~", &["x"])).unwrap_err().contains("unknown operator"));
-        assert!(check(&req("a", "in", &[])).unwrap_err().contains("at least one value"));
-        assert!(check(&req("a", "gt", &["x"])).unwrap_err().contains("integer"));
+        assert!(
+            check(&req("a", "~", &["x"]))
+                .unwrap_err()
+                .contains("unknown operator")
+        );
+        assert!(
+            check(&req("a", "in", &[]))
+                .unwrap_err()
+                .contains("at least one value")
+        );
+        assert!(
+            check(&req("a", "gt", &["x"]))
+                .unwrap_err()
+                .contains("integer")
+        );
         assert!(check(&req("a", "exists", &[])).is_ok());
     }
 }

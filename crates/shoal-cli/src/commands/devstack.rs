@@ -23,7 +23,10 @@ pub struct DevstackArgs {
 /// Runs devstack until interrupted.
 pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<ExitCode> {
     let data_dir = endpoint.data_dir().join("devstack");
-    let host = endpoint.api_host.clone().unwrap_or_else(|| "127.0.0.1".into());
+    let host = endpoint
+        .api_host
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
     let port = endpoint.port()?;
     let cfg = OrchestratorConfig::new(&data_dir);
     let (_orch, addr) = start_orchestrator(&host, port, cfg).await?;
@@ -33,12 +36,19 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         let mut cfg = ComputeConfig::new(data_dir.join(format!("node-{i}")), url.clone());
         cfg.node_id = Some(format!("n-devstack-{i}"));
         cfg.labels.insert("devstack-node".into(), i.to_string());
-        cfg.labels.insert("region".into(), ["eu", "us", "ap"][i % 3].into());
+        cfg.labels
+            .insert("region".into(), ["eu", "us", "ap"][i % 3].into());
         let id = cfg.node_id.clone().unwrap_or_default();
         agents.push(Agent::start(cfg, executors(&id).await).await?);
     }
-    let engines = agents.first().map(|a| a.node_info().compute_node_info.execution_engines.join(", ")).unwrap_or_default();
-    println!("Devstack is up: orchestrator on http://{addr}, {} compute nodes (engines: {engines}).", agents.len());
+    let engines = agents
+        .first()
+        .map(|a| a.node_info().compute_node_info.execution_engines.join(", "))
+        .unwrap_or_default();
+    println!(
+        "Devstack is up: orchestrator on http://{addr}, {} compute nodes (engines: {engines}).",
+        agents.len()
+    );
     println!("State lives in {}.", data_dir.display());
     println!("Try, in another terminal:");
     println!("  shoal wasm run examples/hello.wat");

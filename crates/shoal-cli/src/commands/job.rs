@@ -109,13 +109,18 @@ pub struct RunArgs {
 pub fn load(file: &str, vars: &[String], no_template: bool) -> anyhow::Result<Job> {
     let mut text = String::new();
     if file == "-" {
-        std::io::stdin().read_to_string(&mut text).context("cannot read the job from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("cannot read the job from stdin")?;
     } else {
-        text = std::fs::read_to_string(file).with_context(|| format!("cannot read job file {file}"))?;
+        text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read job file {file}"))?;
     }
     let mut map = BTreeMap::new();
     for v in vars {
-        let (k, val) = v.split_once('=').with_context(|| format!("template variable {v:?} must be key=value"))?;
+        let (k, val) = v
+            .split_once('=')
+            .with_context(|| format!("template variable {v:?} must be key=value"))?;
         map.insert(k.to_string(), val.to_string());
     }
     if !no_template && template::has_actions(&text) {
@@ -125,7 +130,10 @@ pub fn load(file: &str, vars: &[String], no_template: bool) -> anyhow::Result<Jo
         SpecError::Syntax(m) => anyhow::anyhow!("{file}: {m}"),
         SpecError::Invalid(errs) => anyhow::anyhow!(
             "{file} is not a valid job:\n{}",
-            errs.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n")
+            errs.iter()
+                .map(|e| format!("  {e}"))
+                .collect::<Vec<_>>()
+                .join("\n")
         ),
     })
 }
@@ -162,8 +170,16 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             }
         }
         JobCommand::Describe { id, output } => describe(endpoint, &id, output).await,
-        JobCommand::List { limit, next_token, oldest_first, output } => {
-            let page = endpoint.client()?.list_jobs(limit, &next_token, !oldest_first).await?;
+        JobCommand::List {
+            limit,
+            next_token,
+            oldest_first,
+            output,
+        } => {
+            let page = endpoint
+                .client()?
+                .list_jobs(limit, &next_token, !oldest_first)
+                .await?;
             if output != Format::Table {
                 output::structured(output, &page.items)?;
                 return Ok(ExitCode::SUCCESS);
@@ -171,11 +187,25 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             let rows = page
                 .items
                 .iter()
-                .map(|j| vec![output::time(j.create_time), short(&j.id), j.name.clone(), j.job_type.to_string(), j.state.state_type.to_string()])
+                .map(|j| {
+                    vec![
+                        output::time(j.create_time),
+                        short(&j.id),
+                        j.name.clone(),
+                        j.job_type.to_string(),
+                        j.state.state_type.to_string(),
+                    ]
+                })
                 .collect();
-            println!("{}", output::table(&["CREATED", "ID", "NAME", "TYPE", "STATE"], rows));
+            println!(
+                "{}",
+                output::table(&["CREATED", "ID", "NAME", "TYPE", "STATE"], rows)
+            );
             if !page.next_token.is_empty() {
-                println!("\nTo fetch more records use: shoal job list --limit {limit} --next-token {}", page.next_token);
+                println!(
+                    "\nTo fetch more records use: shoal job list --limit {limit} --next-token {}",
+                    page.next_token
+                );
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -197,14 +227,31 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             let rows = items
                 .iter()
                 .map(|h| {
-                    let level = if h.execution_id.is_empty() { "Job" } else { "Execution" };
-                    vec![h.time.get(..19).unwrap_or(&h.time).replace('T', " "), level.into(), short(&h.execution_id), h.event.topic.clone(), h.event.message.clone()]
+                    let level = if h.execution_id.is_empty() {
+                        "Job"
+                    } else {
+                        "Execution"
+                    };
+                    vec![
+                        h.time.get(..19).unwrap_or(&h.time).replace('T', " "),
+                        level.into(),
+                        short(&h.execution_id),
+                        h.event.topic.clone(),
+                        h.event.message.clone(),
+                    ]
                 })
                 .collect();
-            println!("{}", output::table(&["TIME", "LEVEL", "EXEC. ID", "TOPIC", "EVENT"], rows));
+            println!(
+                "{}",
+                output::table(&["TIME", "LEVEL", "EXEC. ID", "TOPIC", "EVENT"], rows)
+            );
             Ok(ExitCode::SUCCESS)
         }
-        JobCommand::Logs { id, follow, execution_id } => {
+        JobCommand::Logs {
+            id,
+            follow,
+            execution_id,
+        } => {
             endpoint
                 .client()?
                 .logs(&id, execution_id.as_deref(), follow, |l| {
@@ -244,7 +291,18 @@ fn executions_table(execs: &[shoal_types::Execution]) -> String {
             ]
         })
         .collect();
-    output::table(&["ID", "NODE", "PARTITION", "STATE", "DESIRED", "EXIT", "MESSAGE"], rows)
+    output::table(
+        &[
+            "ID",
+            "NODE",
+            "PARTITION",
+            "STATE",
+            "DESIRED",
+            "EXIT",
+            "MESSAGE",
+        ],
+        rows,
+    )
 }
 
 async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Result<ExitCode> {
@@ -252,7 +310,10 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
     if output != Format::Table {
         let history = view.history.as_ref().map(|h| &h.items);
         let execs = view.executions.as_ref().map(|e| &e.items);
-        output::structured(output, &serde_json::json!({ "Job": view.job, "History": history, "Executions": execs, "Placement": view.placement }))?;
+        output::structured(
+            output,
+            &serde_json::json!({ "Job": view.job, "History": history, "Executions": execs, "Placement": view.placement }),
+        )?;
         return Ok(ExitCode::SUCCESS);
     }
     let j = &view.job;
@@ -270,7 +331,11 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
     println!("Version       = {}", j.version);
     if !view.placement.is_empty() {
         println!("\nNodes not chosen:");
-        let rows = view.placement.iter().map(|p| vec![short(&p.node_id), p.reason.clone()]).collect();
+        let rows = view
+            .placement
+            .iter()
+            .map(|p| vec![short(&p.node_id), p.reason.clone()])
+            .collect();
         println!("{}", output::table(&["NODE", "REASON"], rows));
     }
     let execs = view.executions.map(|e| e.items).unwrap_or_default();
@@ -281,15 +346,29 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
         let rows = h
             .items
             .iter()
-            .map(|h| vec![h.time.get(11..19).unwrap_or("").to_string(), short(&h.execution_id), h.event.topic.clone(), h.event.message.clone()])
+            .map(|h| {
+                vec![
+                    h.time.get(11..19).unwrap_or("").to_string(),
+                    short(&h.execution_id),
+                    h.event.topic.clone(),
+                    h.event.message.clone(),
+                ]
+            })
             .collect();
-        println!("{}", output::table(&["TIME", "EXEC. ID", "TOPIC", "EVENT"], rows));
+        println!(
+            "{}",
+            output::table(&["TIME", "EXEC. ID", "TOPIC", "EVENT"], rows)
+        );
     }
     for e in &execs {
         if let Some(o) = &e.run_output
             && (!o.stdout.is_empty() || !o.stderr.is_empty())
         {
-            println!("\nOutput of {} on {}:", short(e.id.as_str()), short(e.node_id.as_str()));
+            println!(
+                "\nOutput of {} on {}:",
+                short(e.id.as_str()),
+                short(e.node_id.as_str())
+            );
             if !o.stdout.is_empty() {
                 println!("stdout:\n{}", o.stdout.trim_end());
             }

@@ -47,7 +47,11 @@ pub async fn version(endpoint: &Endpoint) -> anyhow::Result<ExitCode> {
 /// Submits a job and, unless told not to, waits and reports how it ended. The exit code is 0
 /// only when the job completed and every execution exited 0; a task's own non-zero exit code
 /// is passed through when there is one.
-pub async fn submit_and_report(client: &Client, job: &Job, flags: &RunFlags) -> anyhow::Result<ExitCode> {
+pub async fn submit_and_report(
+    client: &Client,
+    job: &Job,
+    flags: &RunFlags,
+) -> anyhow::Result<ExitCode> {
     let id = client.submit(job).await?;
     if flags.id_only {
         println!("{id}");
@@ -68,11 +72,17 @@ pub async fn submit_and_report(client: &Client, job: &Job, flags: &RunFlags) -> 
         wait::until_done(client, &id, quiet).await?
     };
     if flags.output != Format::Table {
-        output::structured(flags.output, &serde_json::json!({ "Job": view.job, "Executions": view.executions.as_ref().map(|e| &e.items) }))?;
+        output::structured(
+            flags.output,
+            &serde_json::json!({ "Job": view.job, "Executions": view.executions.as_ref().map(|e| &e.items) }),
+        )?;
     }
     let executions = view.executions.map(|e| e.items).unwrap_or_default();
     if !quiet && !flags.follow {
-        for e in executions.iter().filter(|e| e.compute_state.state_type == ComputeStateType::Completed) {
+        for e in executions
+            .iter()
+            .filter(|e| e.compute_state.state_type == ComputeStateType::Completed)
+        {
             if let Some(o) = &e.run_output {
                 print!("{}", o.stdout);
                 eprint!("{}", o.stderr);
@@ -82,12 +92,19 @@ pub async fn submit_and_report(client: &Client, job: &Job, flags: &RunFlags) -> 
     let state = view.job.state.state_type;
     if state != JobStateType::Completed {
         if !flags.id_only {
-            eprintln!("Job {id} {}: {}", state.as_str().to_lowercase(), view.job.state.message);
+            eprintln!(
+                "Job {id} {}: {}",
+                state.as_str().to_lowercase(),
+                view.job.state.message
+            );
             eprintln!("To see why, run: shoal job describe {id}");
         }
         return Ok(ExitCode::FAILURE);
     }
-    let nonzero = executions.iter().filter_map(|e| e.exit_code()).find(|c| *c != 0);
+    let nonzero = executions
+        .iter()
+        .filter_map(|e| e.exit_code())
+        .find(|c| *c != 0);
     if !quiet {
         eprintln!("To get more details about the run, run: shoal job describe {id}");
     }

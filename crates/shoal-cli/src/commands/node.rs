@@ -56,24 +56,64 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
                 .iter()
                 .map(|n| {
                     let c = &n.info.compute_node_info;
-                    let labels = n.info.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" ");
+                    let labels = n
+                        .info
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
                     vec![
                         n.info.node_id.clone(),
                         n.connection.to_string(),
                         n.membership.to_string(),
                         c.execution_engines.join(","),
-                        format!("{} / {}", format_cpu(c.available_capacity.cpu), format_cpu(c.max_capacity.cpu)),
-                        format!("{} / {}", format_bytes(c.available_capacity.memory), format_bytes(c.max_capacity.memory)),
-                        n.connection_state.last_heartbeat.get(11..19).unwrap_or("").to_string(),
+                        format!(
+                            "{} / {}",
+                            format_cpu(c.available_capacity.cpu),
+                            format_cpu(c.max_capacity.cpu)
+                        ),
+                        format!(
+                            "{} / {}",
+                            format_bytes(c.available_capacity.memory),
+                            format_bytes(c.max_capacity.memory)
+                        ),
+                        n.connection_state
+                            .last_heartbeat
+                            .get(11..19)
+                            .unwrap_or("")
+                            .to_string(),
                         labels,
                     ]
                 })
                 .collect();
-            println!("{}", output::table(&["ID", "STATUS", "APPROVAL", "ENGINES", "CPU FREE/TOTAL", "MEMORY FREE/TOTAL", "HEARTBEAT", "LABELS"], rows));
+            println!(
+                "{}",
+                output::table(
+                    &[
+                        "ID",
+                        "STATUS",
+                        "APPROVAL",
+                        "ENGINES",
+                        "CPU FREE/TOTAL",
+                        "MEMORY FREE/TOTAL",
+                        "HEARTBEAT",
+                        "LABELS"
+                    ],
+                    rows
+                )
+            );
         }
         NodeCommand::Describe { id, output } => {
             let node = client.node(&id).await?;
-            output::structured(if output == Format::Table { Format::Yaml } else { output }, &node)?;
+            output::structured(
+                if output == Format::Table {
+                    Format::Yaml
+                } else {
+                    output
+                },
+                &node,
+            )?;
         }
         NodeCommand::Approve { id } => {
             client.node_action(&id, "approve").await?;

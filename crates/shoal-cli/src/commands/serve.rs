@@ -50,7 +50,9 @@ pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>
         .iter()
         .filter(|s| !s.is_empty())
         .map(|s| {
-            let (k, v) = s.split_once('=').with_context(|| format!("label {s:?} must be key=value"))?;
+            let (k, v) = s
+                .split_once('=')
+                .with_context(|| format!("label {s:?} must be key=value"))?;
             Ok((k.trim().to_string(), v.trim().to_string()))
         })
         .collect()
@@ -91,7 +93,11 @@ pub async fn executors(node_id: &str) -> ExecutorRegistry {
 }
 
 /// Binds the API and starts the orchestrator behind it; returns the handle and the address.
-pub async fn start_orchestrator(host: &str, port: u16, cfg: OrchestratorConfig) -> anyhow::Result<(Orchestrator, SocketAddr)> {
+pub async fn start_orchestrator(
+    host: &str,
+    port: u16,
+    cfg: OrchestratorConfig,
+) -> anyhow::Result<(Orchestrator, SocketAddr)> {
     let orch = Orchestrator::start(cfg).context("cannot start the orchestrator")?;
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
         format!("cannot listen on {host}:{port}; is another shoal already running there? choose another port with --api-port")
@@ -126,7 +132,10 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
     let data_dir = endpoint.data_dir();
     let run_orchestrator = args.orchestrator || !args.compute;
     let labels = parse_labels(&args.labels)?;
-    let host = endpoint.api_host.clone().unwrap_or_else(|| "0.0.0.0".into());
+    let host = endpoint
+        .api_host
+        .clone()
+        .unwrap_or_else(|| "0.0.0.0".into());
     let port = endpoint.port()?;
     let mut dial = args.orchestrators.first().cloned();
     let mut token = args.token.clone();
@@ -136,22 +145,44 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         cfg.join_token = Some(t.clone());
         cfg.require_approval = args.require_approval;
         let (_orch, addr) = start_orchestrator(&host, port, cfg).await?;
-        println!("Orchestrator listening on http://{addr} (data dir {})", data_dir.display());
+        println!(
+            "Orchestrator listening on http://{addr} (data dir {})",
+            data_dir.display()
+        );
         println!("To add a compute node, run on it:");
-        println!("  shoal serve --compute --orchestrators ws://<this-host>:{} --token {t}", addr.port());
+        println!(
+            "  shoal serve --compute --orchestrators ws://<this-host>:{} --token {t}",
+            addr.port()
+        );
         dial.get_or_insert_with(|| format!("ws://127.0.0.1:{}", addr.port()));
         token = Some(t);
     }
     let _agent = if args.compute {
-        let url = dial.context("a compute node needs --orchestrators ws://HOST:PORT (the orchestrator it dials)")?;
+        let url = dial.context(
+            "a compute node needs --orchestrators ws://HOST:PORT (the orchestrator it dials)",
+        )?;
         let mut cfg = ComputeConfig::new(&data_dir, url.clone());
         cfg.token = token;
         cfg.labels = labels;
         cfg.node_id = args.name.clone();
-        cfg.allowed_paths = args.allow_paths.iter().map(|p| AllowedPath::parse(p)).collect();
+        cfg.allowed_paths = args
+            .allow_paths
+            .iter()
+            .map(|p| AllowedPath::parse(p))
+            .collect();
         let node_id = args.name.clone().unwrap_or_default();
-        let agent = Agent::start(cfg, executors(&node_id).await).await.context("cannot start the compute agent")?;
-        println!("Compute node {} dialling {url} (engines: {})", agent.node_id(), agent.node_info().compute_node_info.execution_engines.join(", "));
+        let agent = Agent::start(cfg, executors(&node_id).await)
+            .await
+            .context("cannot start the compute agent")?;
+        println!(
+            "Compute node {} dialling {url} (engines: {})",
+            agent.node_id(),
+            agent
+                .node_info()
+                .compute_node_info
+                .execution_engines
+                .join(", ")
+        );
         Some(agent)
     } else {
         None

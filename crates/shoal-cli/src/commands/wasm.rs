@@ -64,7 +64,11 @@ pub fn parse_constraints(s: &str) -> anyhow::Result<serde_json::Value> {
         } else {
             (part, "exists", "")
         };
-        let values: Vec<&str> = if value.is_empty() { vec![] } else { vec![value] };
+        let values: Vec<&str> = if value.is_empty() {
+            vec![]
+        } else {
+            vec![value]
+        };
         out.push(json!({ "Key": key.trim(), "Operator": op, "Values": values }));
     }
     Ok(serde_json::Value::Array(out))
@@ -73,13 +77,22 @@ pub fn parse_constraints(s: &str) -> anyhow::Result<serde_json::Value> {
 /// Runs a wasm command.
 pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCode> {
     let WasmCommand::Run(a) = cmd;
-    let bytes = std::fs::read(&a.module).with_context(|| format!("cannot read module {}", a.module))?;
-    let name = Path::new(&a.module).file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_else(|| "main.wasm".into());
+    let bytes =
+        std::fs::read(&a.module).with_context(|| format!("cannot read module {}", a.module))?;
+    let name = Path::new(&a.module)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| "main.wasm".into());
     let target = format!("/app/{name}");
-    let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(&bytes));
+    let url = format!(
+        "data:application/wasm;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(&bytes)
+    );
     let mut env = BTreeMap::new();
     for e in &a.env {
-        let (k, v) = e.split_once('=').with_context(|| format!("--env {e:?} must be KEY=VALUE"))?;
+        let (k, v) = e
+            .split_once('=')
+            .with_context(|| format!("--env {e:?} must be KEY=VALUE"))?;
         env.insert(k.to_string(), v.to_string());
     }
     let job = json!({
@@ -101,6 +114,14 @@ pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCo
     let mut job = spec::read_job_value(job).map_err(|e| anyhow::anyhow!("{e}"))?;
     spec::apply_defaults(&mut job);
     let errors = spec::validate_for_submit(&job);
-    anyhow::ensure!(errors.is_empty(), "{}", errors.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"));
+    anyhow::ensure!(
+        errors.is_empty(),
+        "{}",
+        errors
+            .iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
     submit_and_report(&endpoint.client()?, &job, &a.flags).await
 }

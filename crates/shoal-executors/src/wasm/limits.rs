@@ -17,7 +17,10 @@ impl MemoryCap {
     /// A cap of `bytes` per linear memory; 0 means no cap.
     pub fn new(bytes: u64) -> Self {
         let limit = (bytes > 0).then(|| usize::try_from(bytes).unwrap_or(usize::MAX));
-        MemoryCap { limit, refused: false }
+        MemoryCap {
+            limit,
+            refused: false,
+        }
     }
 
     /// Whether a growth (or an initial allocation) was refused because of the cap.
@@ -63,7 +66,10 @@ mod tests {
         let mut cap = MemoryCap::new(1 << 20);
         assert!(cap.memory_growing(0, 1 << 20, None).unwrap());
         assert!(!cap.refused());
-        assert!(!cap.memory_growing(1 << 20, (1 << 20) + 65536, None).unwrap());
+        assert!(
+            !cap.memory_growing(1 << 20, (1 << 20) + 65536, None)
+                .unwrap()
+        );
         assert!(cap.refused());
     }
 

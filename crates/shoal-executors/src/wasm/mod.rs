@@ -92,7 +92,11 @@ impl WasmExecutor {
         })?;
         start_epoch_ticker(&engine);
         Ok(WasmExecutor {
-            inner: Arc::new(Inner { engine, linker, cache: ModuleCache::default() }),
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                cache: ModuleCache::default(),
+            }),
         })
     }
 }
@@ -107,15 +111,17 @@ impl std::fmt::Debug for WasmExecutor {
 /// [`EPOCH_TICK`]). It holds only a weak reference, so it stops with the engine.
 fn start_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new().name("wasm-epoch".into()).spawn(move || {
-        loop {
-            std::thread::sleep(EPOCH_TICK);
-            match weak.upgrade() {
-                Some(engine) => engine.increment_epoch(),
-                None => break,
+    let spawned = std::thread::Builder::new()
+        .name("wasm-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
             }
-        }
-    });
+        });
     if let Err(e) = spawned {
         // Without ticks modules still run, but never yield: cancellation and timeouts would
         // wait for the module to return. Say so loudly rather than refuse to start.
@@ -189,10 +195,15 @@ impl Inner {
         stderr: LineForwarder,
     ) -> Result<Exit, ExecutorError> {
         let params = WasmParams::parse(&request.engine)?;
-        let entry = self.load("entry module", &params.entry_module, &request).await?;
+        let entry = self
+            .load("entry module", &params.entry_module, &request)
+            .await?;
         let mut imports = Vec::with_capacity(params.import_modules.len());
         for path in &params.import_modules {
-            imports.push((path.as_str(), self.load("import module", path, &request).await?));
+            imports.push((
+                path.as_str(),
+                self.load("import module", path, &request).await?,
+            ));
         }
 
         let mut wasi = WasiCtxBuilder::new();
@@ -202,20 +213,24 @@ impl Inner {
             .stdout(stdout)
             .stderr(stderr);
         for mount in plan_mounts(&request.inputs, &request.results_dir, &request.result_paths)? {
-            wasi.preopened_dir(&mount.host, &mount.guest, mount.perms()).map_err(|e| {
-                ExecutorError::transient(format!(
-                    "wasm engine: cannot open {} to mount it at {}: {e:#}; check the staged \
+            wasi.preopened_dir(&mount.host, &mount.guest, mount.perms())
+                .map_err(|e| {
+                    ExecutorError::transient(format!(
+                        "wasm engine: cannot open {} to mount it at {}: {e:#}; check the staged \
                      inputs and the results folder are still there",
-                    mount.host.display(),
-                    mount.guest
-                ))
-            })?;
+                        mount.host.display(),
+                        mount.guest
+                    ))
+                })?;
         }
 
         let memory = request.resources.memory;
         let mut store = Store::new(
             &self.engine,
-            TaskState { wasi: wasi.build_p1(), memory: MemoryCap::new(memory) },
+            TaskState {
+                wasi: wasi.build_p1(),
+                memory: MemoryCap::new(memory),
+            },
         );
         store.limiter(|state| &mut state.memory);
         store.set_epoch_deadline(1);
@@ -253,7 +268,11 @@ impl Inner {
         let instantiated = match (&linker, &entry.pre) {
             (None, Some(pre)) => pre.instantiate_async(&mut store).await,
             (Some(linker), _) => linker.instantiate_async(&mut store, &entry.module).await,
-            (None, None) => self.linker.instantiate_async(&mut store, &entry.module).await,
+            (None, None) => {
+                self.linker
+                    .instantiate_async(&mut store, &entry.module)
+                    .await
+            }
         };
         let instance = match instantiated {
             Ok(instance) => instance,
@@ -279,7 +298,11 @@ impl Inner {
                 .filter(|e| e.ty().func().is_some())
                 .map(|e| e.name())
                 .collect();
-            let exported = if exported.is_empty() { "none".into() } else { exported.join(", ") };
+            let exported = if exported.is_empty() {
+                "none".into()
+            } else {
+                exported.join(", ")
+            };
             return Err(ExecutorError::user(format!(
                 "wasm engine: {what} exports no function {entrypoint:?} (exported functions: \
                  {exported}); set Entrypoint to one of them"
@@ -312,7 +335,9 @@ impl Inner {
         request: &ExecutionRequest,
     ) -> Result<Arc<Compiled>, ExecutorError> {
         let host = resolve_module(role, task_path, &request.inputs)?;
-        self.cache.load(&self.engine, &self.linker, role, task_path, host).await
+        self.cache
+            .load(&self.engine, &self.linker, role, task_path, host)
+            .await
     }
 }
 
@@ -326,7 +351,10 @@ async fn initialize(store: &mut Store<TaskState>, instance: Instance) -> wasmtim
 
 /// argv[0]: the module's file name, as a shell would show a program's name.
 fn program_name(entry_module: &str) -> &str {
-    entry_module.rsplit('/').find(|s| !s.is_empty()).unwrap_or(entry_module)
+    entry_module
+        .rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or(entry_module)
 }
 
 /// The name an import module's exports are linked under: its name section when it has one,
@@ -335,7 +363,11 @@ fn import_name(path: &str, compiled: &Compiled) -> String {
     if let Some(name) = compiled.module.name() {
         return name.to_string();
     }
-    Path::new(path).file_stem().and_then(|s| s.to_str()).unwrap_or(path).to_string()
+    Path::new(path)
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or(path)
+        .to_string()
 }
 
 /// Turns how wasm stopped into an exit code or an engine error.
@@ -349,7 +381,9 @@ fn classify(
         return Ok(Exit { code: exit.0 });
     }
     if memory_refused {
-        return Err(ExecutorError::OutOfMemory { limit: format_bytes(memory_limit) });
+        return Err(ExecutorError::OutOfMemory {
+            limit: format_bytes(memory_limit),
+        });
     }
     if let Some(trap) = error.downcast_ref::<Trap>() {
         let place = error
@@ -358,9 +392,13 @@ fn classify(
             .and_then(|frame| frame.func_name())
             .map(|name| format!(" in function {name}"))
             .unwrap_or_default();
-        return Err(ExecutorError::user(format!("wasm engine: {what} trapped{place}: {trap}")));
+        return Err(ExecutorError::user(format!(
+            "wasm engine: {what} trapped{place}: {trap}"
+        )));
     }
-    Err(ExecutorError::user(format!("wasm engine: {what} failed: {error:#}")))
+    Err(ExecutorError::user(format!(
+        "wasm engine: {what} failed: {error:#}"
+    )))
 }
 
 #[cfg(test)]
@@ -382,6 +420,11 @@ mod tests {
     #[test]
     fn a_trap_after_a_refused_growth_is_out_of_memory_at_the_limit() {
         let outcome = classify(Trap::UnreachableCodeReached.into(), true, 1 << 20, "m");
-        assert_eq!(outcome, Err(ExecutorError::OutOfMemory { limit: "1 MiB".into() }));
+        assert_eq!(
+            outcome,
+            Err(ExecutorError::OutOfMemory {
+                limit: "1 MiB".into()
+            })
+        );
     }
 }

@@ -37,7 +37,11 @@ pub struct LineForwarder {
 impl LineForwarder {
     /// A forwarder for one stream.
     pub fn new(sink: LogSink, stream: Stream) -> Self {
-        LineForwarder { stream, sink, pending: Arc::new(Mutex::new(Vec::new())) }
+        LineForwarder {
+            stream,
+            sink,
+            pending: Arc::new(Mutex::new(Vec::new())),
+        }
     }
 
     fn push(&self, mut bytes: &[u8]) {
@@ -138,7 +142,9 @@ mod tests {
     use super::*;
 
     fn drain(rx: &mut tokio::sync::mpsc::UnboundedReceiver<crate::LogChunk>) -> Vec<String> {
-        std::iter::from_fn(|| rx.try_recv().ok()).map(|c| c.text).collect()
+        std::iter::from_fn(|| rx.try_recv().ok())
+            .map(|c| c.text)
+            .collect()
     }
 
     #[test]

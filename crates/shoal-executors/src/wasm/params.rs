@@ -167,7 +167,11 @@ mod tests {
             "Parameters": "a b",
         })))
         .unwrap_err();
-        assert!(err.to_string().starts_with("wasm engine: Parameters must be a list"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("wasm engine: Parameters must be a list"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -177,6 +181,10 @@ mod tests {
             "ImportModules": ["/a.wasm", ["/b.wasm"]],
         })))
         .unwrap_err();
-        assert!(err.to_string().contains("ImportModules[1] must be a string"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("ImportModules[1] must be a string"),
+            "{err}"
+        );
     }
 }

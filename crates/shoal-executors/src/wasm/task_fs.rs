@@ -34,7 +34,11 @@ pub struct Mount {
 impl Mount {
     /// The permissions wasmtime-wasi enforces on the preopen.
     pub fn perms(&self) -> FsPerms {
-        if self.writable { FsPerms::ReadWrite } else { FsPerms::ReadOnly }
+        if self.writable {
+            FsPerms::ReadWrite
+        } else {
+            FsPerms::ReadOnly
+        }
     }
 }
 
@@ -83,7 +87,8 @@ pub fn resolve_module(
         let host = if rest.is_empty() {
             input.host_path.clone()
         } else {
-            rest.iter().fold(input.host_path.clone(), |acc, part| acc.join(part))
+            rest.iter()
+                .fold(input.host_path.clone(), |acc, part| acc.join(part))
         };
         if best.as_ref().is_none_or(|(depth, _)| target.len() > *depth) {
             best = Some((target.len(), host));
@@ -93,13 +98,19 @@ pub fn resolve_module(
         return Ok(host);
     }
     let host = Path::new(path);
-    let module_like =
-        matches!(host.extension().and_then(|e| e.to_str()), Some("wasm") | Some("wat"));
+    let module_like = matches!(
+        host.extension().and_then(|e| e.to_str()),
+        Some("wasm") | Some("wat")
+    );
     if host.is_absolute() && module_like && host.is_file() {
         return Ok(host.to_path_buf());
     }
     let targets: Vec<String> = inputs.iter().map(|i| canonical(&i.target)).collect();
-    let known = if targets.is_empty() { "none".to_string() } else { targets.join(", ") };
+    let known = if targets.is_empty() {
+        "none".to_string()
+    } else {
+        targets.join(", ")
+    };
     Err(ExecutorError::user(format!(
         "wasm engine: {role} {path} is not among the task's inputs (input targets: {known}); \
          add an input whose Target is {}, or fix the path",
@@ -160,9 +171,17 @@ pub fn plan_mounts(
         let at_path = canonical(&result.path);
         let at_name = format!("/{}", name[0]);
         if at_path != at_name {
-            mounts.push(Mount { host: host.clone(), guest: at_path, writable: true });
+            mounts.push(Mount {
+                host: host.clone(),
+                guest: at_path,
+                writable: true,
+            });
         }
-        mounts.push(Mount { host, guest: at_name, writable: true });
+        mounts.push(Mount {
+            host,
+            guest: at_name,
+            writable: true,
+        });
     }
     Ok(mounts)
 }
@@ -172,7 +191,11 @@ mod tests {
     use super::*;
 
     fn input(host: &Path, target: &str) -> PreparedInput {
-        PreparedInput { host_path: host.to_path_buf(), target: target.into(), read_write: false }
+        PreparedInput {
+            host_path: host.to_path_buf(),
+            target: target.into(),
+            read_write: false,
+        }
     }
 
     #[test]
@@ -184,7 +207,10 @@ mod tests {
 
     #[test]
     fn module_path_inside_the_deepest_directory_input_resolves_below_it() {
-        let inputs = [input(Path::new("/outer"), "/app"), input(Path::new("/inner"), "/app/lib")];
+        let inputs = [
+            input(Path::new("/outer"), "/app"),
+            input(Path::new("/inner"), "/app/lib"),
+        ];
         let host = resolve_module("import module", "/app/lib/x/m.wasm", &inputs).unwrap();
         assert_eq!(host, Path::new("/inner/x/m.wasm"));
     }
@@ -209,10 +235,16 @@ mod tests {
     #[test]
     fn results_are_created_and_mounted_at_path_and_name() {
         let dir = tempfile::tempdir().unwrap();
-        let results = [ResultPath { name: "out".into(), path: "/outputs".into() }];
+        let results = [ResultPath {
+            name: "out".into(),
+            path: "/outputs".into(),
+        }];
         let mounts = plan_mounts(&[], dir.path(), &results).unwrap();
         assert!(dir.path().join("out").is_dir());
-        let guests: Vec<_> = mounts.iter().map(|m| (m.guest.as_str(), m.writable)).collect();
+        let guests: Vec<_> = mounts
+            .iter()
+            .map(|m| (m.guest.as_str(), m.writable))
+            .collect();
         assert_eq!(guests, [("/outputs", true), ("/out", true)]);
     }
 
@@ -224,7 +256,11 @@ mod tests {
         let mounts = plan_mounts(&[input(&file, "/app/main.wasm")], dir.path(), &[]).unwrap();
         assert_eq!(
             mounts,
-            [Mount { host: dir.path().to_path_buf(), guest: "/app".into(), writable: false }]
+            [Mount {
+                host: dir.path().to_path_buf(),
+                guest: "/app".into(),
+                writable: false
+            }]
         );
     }
 }
