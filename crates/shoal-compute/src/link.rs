@@ -65,8 +65,9 @@ pub(crate) fn link_url(orchestrator: &str) -> String {
 
 async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Result<(), String> {
     let url = link_url(&agent.cfg.orchestrator);
+    // Nagle's algorithm (with delayed ACKs) would hold small link frames back by tens of ms.
     let (ws, _) = tokio::select! {
-        r = tokio_tungstenite::connect_async(url.as_str()) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
+        r = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
         _ = shutdown.cancelled() => return Ok(()),
     };
     let (mut sink, mut stream) = ws.split();
