@@ -42,3 +42,12 @@ pub fn time(nanos: i64) -> String {
     let s = shoal_types::time::rfc3339(nanos);
     s.get(..19).map(|t| t.replace('T', " ")).unwrap_or(s)
 }
+
+/// Prints a log chunk to the stream it came from (stderr for 2, stdout otherwise).
+pub fn log_line(l: shoal_client::LogLine) {
+    if l.stream == 2 {
+        eprint!("{}", l.line);
+    } else {
+        print!("{}", l.line);
+    }
+}

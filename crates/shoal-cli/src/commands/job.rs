@@ -254,13 +254,12 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
         } => {
             endpoint
                 .client()?
-                .logs(&id, execution_id.as_deref(), follow, |l| {
-                    if l.stream == 2 {
-                        eprint!("{}", l.line);
-                    } else {
-                        print!("{}", l.line);
-                    }
-                })
+                .logs(
+                    &id,
+                    execution_id.as_deref(),
+                    follow,
+                    crate::output::log_line,
+                )
                 .await?;
             Ok(ExitCode::SUCCESS)
         }

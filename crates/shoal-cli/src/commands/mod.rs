@@ -129,14 +129,6 @@ async fn follow_logs(client: &Client, id: &str) -> anyhow::Result<()> {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
     }
-    client
-        .logs(id, None, true, |l| {
-            if l.stream == 2 {
-                eprint!("{}", l.line);
-            } else {
-                print!("{}", l.line);
-            }
-        })
-        .await?;
+    client.logs(id, None, true, crate::output::log_line).await?;
     Ok(())
 }
