@@ -8,7 +8,7 @@ use axum::extract::{Path, Query, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use shoal_orchestrator::LogEvent;
+use shoal_orchestrator::{LogEvent, SubmitOptions};
 use shoal_store::JobFilter;
 use shoal_types::spec::{self, SpecError};
 
@@ -43,9 +43,28 @@ pub(crate) async fn submit(
     if !errors.is_empty() {
         return Err(spec_error(SpecError::Invalid(errors)));
     }
-    let outcome = s.orchestrator.submit(job).await?;
+    let force = match &body {
+        Value::Object(map) => map
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("force"))
+            .and_then(|(_, v)| v.as_bool())
+            .unwrap_or(false),
+        _ => false,
+    };
+    let outcome = s
+        .orchestrator
+        .submit_with(job, SubmitOptions { force })
+        .await?;
+    let warnings: Vec<String> = if outcome.version > 1 {
+        vec![format!(
+            "job {} updated to version {}: executions of older versions are replaced",
+            outcome.job_id, outcome.version
+        )]
+    } else {
+        vec![]
+    };
     Ok(Json(
-        json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": [] }),
+        json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": warnings }),
     ))
 }
 

@@ -87,6 +87,15 @@ pub struct Client {
     http: reqwest::Client,
 }
 
+/// The answer to a job submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The job's id (an update keeps the existing job's id).
+    pub job_id: String,
+    /// What the orchestrator wants the user to know, e.g. that an existing job was updated.
+    pub warnings: Vec<String>,
+}
+
 impl Client {
     /// A client for `http://host:port`.
     pub fn new(host: &str, port: u16) -> Client {
@@ -148,17 +157,35 @@ impl Client {
 
     /// Submits a job; returns its id.
     pub async fn submit(&self, job: &Job) -> Result<String, ClientError> {
+        Ok(self.submit_with(job, false).await?.job_id)
+    }
+
+    /// Submits a job; `force` submits a new version even when a job of the same name already
+    /// has this spec. Returns the id and the orchestrator's warnings (e.g. "updated").
+    pub async fn submit_with(&self, job: &Job, force: bool) -> Result<Submitted, ClientError> {
         let v = self
             .call(
                 self.http
                     .put(self.u("/orchestrator/jobs"))
-                    .json(&json!({ "Job": job })),
+                    .json(&json!({ "Job": job, "Force": force })),
             )
             .await?;
-        v.get("JobID")
+        let job_id = v
+            .get("JobID")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ClientError::Decode("no JobID in the answer".into()))
+            .ok_or_else(|| ClientError::Decode("no JobID in the answer".into()))?;
+        let warnings = v
+            .get("Warnings")
+            .and_then(Value::as_array)
+            .map(|w| {
+                w.iter()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Submitted { job_id, warnings })
     }
 
     /// A job, optionally with history and executions.

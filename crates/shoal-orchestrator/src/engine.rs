@@ -21,7 +21,7 @@ use tokio::sync::oneshot;
 use crate::config::OrchestratorConfig;
 use crate::error::OrchestratorError;
 use crate::evaluate::evaluate;
-use crate::handle::SubmitOutcome;
+use crate::handle::{SubmitOptions, SubmitOutcome};
 use crate::logs::LogRegistry;
 use crate::nodes::{Links, LiveNode, NodeTable, Session};
 
@@ -31,6 +31,7 @@ type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
 pub(crate) enum Command {
     Submit {
         job: Box<Job>,
+        options: SubmitOptions,
         reply: Reply<SubmitOutcome>,
     },
     Stop {
@@ -187,8 +188,12 @@ impl Engine {
 
     fn handle(&mut self, cmd: Command) {
         match cmd {
-            Command::Submit { job, reply } => {
-                let r = self.with_tx(|tx, st, out| submit(tx, st, out, *job));
+            Command::Submit {
+                job,
+                options,
+                reply,
+            } => {
+                let r = self.with_tx(|tx, st, out| submit(tx, st, out, *job, options));
                 let _ = reply.send(r);
             }
             Command::Stop {
@@ -327,29 +332,73 @@ fn submit(
     st: &mut EngineState,
     out: &mut Outgoing,
     mut job: Job,
+    options: SubmitOptions,
 ) -> Result<SubmitOutcome, OrchestratorError> {
     let t = now();
-    job.id = JobId::generate().to_string();
-    if job.name.is_empty() {
-        job.name = job.id.clone();
-    }
+    let existing = if job.name.is_empty() {
+        None
+    } else {
+        tx.read().job_by_name(&job.namespace, &job.name)?
+    };
+    let submission = match existing {
+        Some(old) => {
+            if !options.force && same_spec(&old, &job) {
+                return Err(OrchestratorError::Conflict(format!(
+                    "job {:?} ({}) already has this spec (version {}, {}); nothing to update. \
+                     Change the spec to update it, resubmit with --force (API: \"Force\": true) \
+                     to run it again as a new version, or give the job another Name",
+                    old.name, old.id, old.version, old.state.state_type
+                )));
+            }
+            job.id = old.id.clone();
+            job.version = old.version + 1;
+            job.revision = old.revision + 1;
+            job.create_time = old.create_time;
+            event("Submission", "Job updated").with("Version", job.version.to_string())
+        }
+        None => {
+            job.id = JobId::generate().to_string();
+            if job.name.is_empty() {
+                job.name = job.id.clone();
+            }
+            job.version = 1;
+            job.revision = 1;
+            job.create_time = t;
+            event("Submission", "Job submitted")
+        }
+    };
     job.state = JobState::new(JobStateType::Pending, "");
-    job.version = 1;
-    job.revision = 1;
-    job.create_time = t;
     job.modify_time = t;
     job.meta.insert(
         "bacalhau.org/orchestrator.id".into(),
         st.cfg.node_id.clone(),
     );
     tx.put_job(&job)?;
-    tx.append_history(history(&job, None, event("Submission", "Job submitted")))?;
+    tx.append_history(history(&job, None, submission))?;
     evaluate(tx, st, out, &job.id)?;
     let stored = tx.read().job(&job.id)?.unwrap_or(job);
     Ok(SubmitOutcome {
         job_id: stored.id.clone(),
         state: stored.state,
+        version: stored.version,
     })
+}
+
+/// Whether two job specs are the same for an update: system fields (id, state, version,
+/// revision, times) and the orchestrator's own `bacalhau.org/` metadata are ignored.
+fn same_spec(old: &Job, new: &Job) -> bool {
+    fn comparable(job: &Job) -> Job {
+        let mut j = job.clone();
+        j.id.clear();
+        j.state = JobState::new(JobStateType::Pending, "");
+        j.version = 0;
+        j.revision = 0;
+        j.create_time = 0;
+        j.modify_time = 0;
+        j.meta.retain(|k, _| !k.starts_with("bacalhau.org/"));
+        j
+    }
+    serde_json::to_value(comparable(old)).ok() == serde_json::to_value(comparable(new)).ok()
 }
 
 fn stop(
@@ -534,9 +583,24 @@ fn apply_report(
         return Ok(());
     }
     if e.is_terminal() {
-        // Already settled here (e.g. failed as lost while the node was away): the first
-        // outcome counts, the late one is only recorded.
+        // Already settled here (e.g. failed as lost while the node was away, and replaced):
+        // the first outcome counts. The late one is recorded in the job's history so that what
+        // the node produced is visible, and the node already has a durable Cancel for it.
         tracing::info!(execution = %e.id, state = %r.state, "late report for a settled execution ignored");
+        if r.state.is_terminal()
+            && let Some(job) = tx.read().job(e.job_id.as_str())?
+        {
+            let message = format!(
+                "late {} report from node {node_id} not counted: the execution was already {} ({})",
+                r.state.as_str().to_lowercase(),
+                e.compute_state.state_type.as_str().to_lowercase(),
+                e.compute_state.message
+            );
+            let ev = event("Execution", message)
+                .with("NodeID", node_id)
+                .with("LateReport", "true");
+            tx.append_history(history(&job, Some(e.id.as_str()), ev))?;
+        }
         return Ok(());
     }
     let t = now();

@@ -20,10 +20,19 @@ use crate::nodes::{Links, Session};
 /// The result of a submission.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SubmitOutcome {
-    /// The new job's id.
+    /// The job's id (an update keeps the id of the job it updates).
     pub job_id: String,
     /// Its state right after the first placement attempt (Failed when no node can run it).
     pub state: JobState,
+    /// The job's version: 1 for a new job, the new version for an update.
+    pub version: u64,
+}
+
+/// How a submission treats an existing job of the same name.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SubmitOptions {
+    /// Submit a new version even when the spec is unchanged (a rerun).
+    pub force: bool,
 }
 
 /// Why a node was not chosen for a job.
@@ -128,9 +137,22 @@ impl Orchestrator {
     }
 
     /// Submits a validated job; returns its id and its state after the first placement.
+    ///
+    /// A job whose `Name` is already taken in its namespace updates that job (Bacalhau v1.8
+    /// semantics): a new version replaces the old version's executions.
     pub async fn submit(&self, job: Job) -> Result<SubmitOutcome, OrchestratorError> {
+        self.submit_with(job, SubmitOptions::default()).await
+    }
+
+    /// [`Orchestrator::submit`] with options (`force` reruns an unchanged spec).
+    pub async fn submit_with(
+        &self,
+        job: Job,
+        options: SubmitOptions,
+    ) -> Result<SubmitOutcome, OrchestratorError> {
         self.ask(|reply| Command::Submit {
             job: Box::new(job),
+            options,
             reply,
         })
         .await

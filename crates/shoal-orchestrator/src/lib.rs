@@ -20,6 +20,6 @@ mod nodes;
 
 pub use config::OrchestratorConfig;
 pub use error::OrchestratorError;
-pub use handle::{JobDetails, Orchestrator, Placement, SubmitOutcome};
+pub use handle::{JobDetails, Orchestrator, Placement, SubmitOptions, SubmitOutcome};
 pub use link::serve_link;
 pub use logs::{LogEvent, LogStream};

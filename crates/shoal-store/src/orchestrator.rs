@@ -101,6 +101,19 @@ impl Reader<'_> {
         body.map(|b| from_json("job", &b)).transpose()
     }
 
+    /// The newest job with this name in this namespace: names are unique per namespace, and a
+    /// job submitted under an existing name updates that job.
+    pub fn job_by_name(&self, namespace: &str, name: &str) -> Result<Option<Job>, StoreError> {
+        let body: Option<String> = self
+            .0
+            .prepare_cached(
+                "SELECT body FROM jobs WHERE namespace = ?1 AND name = ?2 ORDER BY create_time DESC LIMIT 1",
+            )?
+            .query_row(params![namespace, name], |r| r.get(0))
+            .optional()?;
+        body.map(|b| from_json("job", &b)).transpose()
+    }
+
     /// Jobs whose id starts with `prefix` or whose name equals it (at most `limit`).
     pub fn jobs_matching(&self, key: &str, limit: usize) -> Result<Vec<Job>, StoreError> {
         let mut stmt = self.0.prepare_cached(

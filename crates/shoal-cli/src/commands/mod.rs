@@ -32,6 +32,10 @@ pub struct RunFlags {
     /// Output format of the final job view.
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// Submit even when a job of the same name already has this exact spec (runs it again as
+    /// a new version). A changed spec under an existing name always updates that job.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `shoal version`.
@@ -52,7 +56,11 @@ pub async fn submit_and_report(
     job: &Job,
     flags: &RunFlags,
 ) -> anyhow::Result<ExitCode> {
-    let id = client.submit(job).await?;
+    let submitted = client.submit_with(job, flags.force).await?;
+    for w in &submitted.warnings {
+        eprintln!("warning: {w}");
+    }
+    let id = submitted.job_id;
     if flags.id_only {
         println!("{id}");
     } else {

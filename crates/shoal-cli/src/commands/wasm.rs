@@ -95,8 +95,9 @@ pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCo
             .with_context(|| format!("--env {e:?} must be KEY=VALUE"))?;
         env.insert(k.to_string(), v.to_string());
     }
+    // No Name: a job named after the module would be *updated* by the next `wasm run` of the
+    // same module (names are unique per namespace); each run is its own job instead.
     let job = json!({
-        "Name": name,
         "Type": if a.target == "all" { "ops" } else { "batch" },
         "Count": 1,
         "Constraints": match &a.constraints { Some(c) => parse_constraints(c)?, None => json!([]) },

@@ -1,0 +1,124 @@
+//! `shoal-bench`: runs Shoal's benchmark scenarios and rewrites `bench/RESULTS.md`.
+//!
+//! Each scenario measures Shoal beside the machine's floor or a peer in the same run, so the
+//! figure quoted is a ratio with the absolute numbers beside it. Run it through `bench/run.sh`,
+//! which builds the release binaries first; scenario definitions are in
+//! `../shared/reference/perf.md` and the issue texts.
+
+mod floor;
+mod jobs;
+mod peers;
+mod proc;
+mod report;
+mod s01_placement;
+mod s02_latency;
+mod s06_wasm;
+mod s09_footprint;
+mod s10_durable;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::Parser;
+
+/// Shoal's benchmarks: speed and scale figures beside the machine's limits and the peers.
+#[derive(Parser)]
+#[command(name = "shoal-bench")]
+struct Args {
+    /// A few minutes in all: fewer runs and smaller fleets (the figures say which mode made them).
+    #[arg(long)]
+    quick: bool,
+    /// Only these scenarios (e.g. `S2,S10`); all by default.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+    /// The `shoal` binary to measure (default: the one next to this program).
+    #[arg(long)]
+    shoal: Option<PathBuf>,
+    /// Where scenario fragments are kept.
+    #[arg(long, default_value = "bench/results")]
+    fragments: PathBuf,
+    /// The page assembled from the fragments.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    out: PathBuf,
+}
+
+/// What every scenario gets.
+pub struct Ctx {
+    /// Quick mode.
+    pub quick: bool,
+    /// The `shoal` binary.
+    pub shoal: PathBuf,
+}
+
+const SCENARIOS: &[&str] = &["S1", "S2", "S6", "S9", "S10"];
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let ctx = Ctx {
+        quick: args.quick,
+        shoal: args.shoal.clone().unwrap_or_else(proc::default_shoal_bin),
+    };
+    if !ctx.shoal.exists() {
+        eprintln!(
+            "error: the shoal binary {} does not exist; build it with `cargo build --release -p shoal-cli` or pass --shoal PATH",
+            ctx.shoal.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let wanted: Vec<String> = if args.only.is_empty() {
+        SCENARIOS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.only.iter().map(|s| s.to_uppercase()).collect()
+    };
+    if let Some(bad) = wanted.iter().find(|w| !SCENARIOS.contains(&w.as_str())) {
+        eprintln!(
+            "error: unknown scenario {bad:?}; known: {}",
+            SCENARIOS.join(", ")
+        );
+        return ExitCode::FAILURE;
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let mode = if ctx.quick { "quick" } else { "full" };
+    let mut failed = false;
+    for name in &wanted {
+        eprintln!("== {name} ({mode})");
+        let t0 = Instant::now();
+        let result = runtime.block_on(async {
+            match name.as_str() {
+                "S1" => s01_placement::run(&ctx).await,
+                "S2" => s02_latency::run(&ctx).await,
+                "S6" => s06_wasm::run(&ctx).await,
+                "S9" => s09_footprint::run(&ctx).await,
+                "S10" => s10_durable::run(&ctx).await,
+                _ => unreachable!("checked above"),
+            }
+        });
+        match result {
+            Ok(section) => {
+                eprintln!("{}", section.body);
+                let secs = t0.elapsed().as_secs_f64();
+                if let Err(e) = report::write_fragment(&args.fragments, &section, mode, secs) {
+                    eprintln!("error: {e:#}");
+                    failed = true;
+                }
+            }
+            Err(e) => {
+                // A scenario that cannot run is reported, and the others still run.
+                eprintln!("error: {name} did not complete: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if let Err(e) = report::assemble(&args.fragments, &args.out) {
+        eprintln!("error: {e:#}");
+        return ExitCode::FAILURE;
+    }
+    eprintln!("wrote {}", args.out.display());
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
