@@ -12,7 +12,9 @@ pub struct OrchestratorConfig {
     pub data_dir: PathBuf,
     /// The id this orchestrator reports in job metadata.
     pub node_id: String,
-    /// A node whose heartbeats stop for this long is marked disconnected.
+    /// A node whose heartbeats stop for this long is marked disconnected. The default is three
+    /// heartbeat intervals of an agent with default settings (5 s); a closed link is noticed at
+    /// once.
     pub disconnect_timeout: Duration,
     /// Token compute nodes must present; `None` accepts every node (devstack only).
     pub join_token: Option<String>,
@@ -28,7 +30,7 @@ impl OrchestratorConfig {
         OrchestratorConfig {
             data_dir: data_dir.into(),
             node_id: "orchestrator".into(),
-            disconnect_timeout: Duration::from_secs(30),
+            disconnect_timeout: Duration::from_secs(15),
             join_token: None,
             require_approval: false,
             scheduler: SchedulerConfig::default(),

@@ -172,6 +172,7 @@ pub fn schedule(input: SchedulerInput<'_>) -> Plan {
         return planner.finish();
     }
     settle::stop_old_versions(&mut planner);
+    settle::wake_at_grace_end(&mut planner);
     if let Err(message) = planner.request() {
         planner.fail(message);
         return planner.finish();

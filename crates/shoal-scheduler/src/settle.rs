@@ -1,7 +1,7 @@
 //! Steps every job type shares, run before its reconciler: settling work on lost nodes,
 //! stopping everything of a finished job, retiring executions of older job versions.
 
-use shoal_types::time::UnixNanos;
+use shoal_types::time::{NODE_LOST_GRACE_META, UnixNanos, parse_duration};
 use shoal_types::{ConnectionStatus, ExecutionId, JobStateType, JobType, NodeId};
 
 use crate::ops::UNREACHABLE_PREFIX;
@@ -39,14 +39,47 @@ pub(crate) fn lost_reason(p: &Planner, node_id: &NodeId) -> Option<String> {
         )),
         Some(node) if node.state.connection == ConnectionStatus::Disconnected => {
             let away = p.now - node.last_seen;
-            (away >= p.config.node_lost_grace).then(|| {
+            let grace = node_lost_grace(p)?;
+            (away >= grace).then(|| {
                 format!(
-                    "node {node_id} lost: disconnected for {}",
-                    go_duration(away)
+                    "node {node_id} lost: disconnected for {} (grace {})",
+                    go_duration(away),
+                    go_duration(grace)
                 )
             })
         }
         Some(_) => None,
+    }
+}
+
+/// How long this job's work waits for a disconnected node: the job's
+/// `Meta["shoal.io/node-lost-grace"]` when set (`None` for `never`), else the orchestrator's
+/// default. An unparsable value (refused at submit) falls back to the default.
+pub(crate) fn node_lost_grace(p: &Planner) -> Option<UnixNanos> {
+    match p.job.meta.get(NODE_LOST_GRACE_META).map(String::as_str) {
+        Some("never") => None,
+        Some(v) => Some(parse_duration(v).unwrap_or(p.config.node_lost_grace)),
+        None => Some(p.config.node_lost_grace),
+    }
+}
+
+/// Asks to be evaluated again when a disconnected node's grace runs out, so its work is
+/// re-placed on time whatever the job's grace.
+pub(crate) fn wake_at_grace_end(p: &mut Planner) {
+    let Some(grace) = node_lost_grace(p) else {
+        return;
+    };
+    let due = p
+        .executions()
+        .iter()
+        .filter(|e| !e.is_terminal())
+        .filter_map(|e| p.node(&e.node_id))
+        .filter(|n| n.state.connection == ConnectionStatus::Disconnected)
+        .map(|n| n.last_seen + grace + 1)
+        .filter(|&at| at > p.now)
+        .min();
+    if let Some(at) = due {
+        p.retry_at(at);
     }
 }
 

@@ -35,3 +35,73 @@ mod tests {
         assert_eq!(rfc3339(n), "2023-11-14T22:13:20.123456789Z");
     }
 }
+
+/// The job `Meta` key that sets, per job, how long a node may be disconnected before its
+/// batch and service work is re-placed elsewhere: a duration (`90s`, `30m`, `2h`, `1h30m`) or
+/// `never` (wait for the node however long it is away). Bacalhau ignores unknown `Meta` keys,
+/// so the job file stays valid for Bacalhau.
+pub const NODE_LOST_GRACE_META: &str = "shoal.io/node-lost-grace";
+
+/// Parses a Go-style duration (`90s`, `1h30m`, `500ms`; a bare number is seconds) into nanos.
+pub fn parse_duration(s: &str) -> Result<UnixNanos, String> {
+    let s = s.trim();
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(secs as i64 * 1_000_000_000);
+    }
+    let mut total: i64 = 0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err("empty duration; use e.g. 90s, 30m or 2h".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit() && c != '.')
+            .ok_or_else(|| format!("{s:?} has a number without a unit; use s, m or h"))?;
+        let (num, tail) = rest.split_at(digits);
+        let value: f64 = num
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration; use e.g. 90s, 30m or 2h"))?;
+        let unit_len = tail
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(tail.len());
+        let (unit, next) = tail.split_at(unit_len);
+        let scale: f64 = match unit {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            other => {
+                return Err(format!(
+                    "{s:?} has an unknown unit {other:?}; use ms, s, m or h"
+                ));
+            }
+        };
+        total = total.saturating_add((value * scale) as i64);
+        rest = next;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+
+    const S: i64 = 1_000_000_000;
+
+    #[test]
+    fn go_durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(90 * S));
+        assert_eq!(parse_duration("1h30m"), Ok(5400 * S));
+        assert_eq!(parse_duration("500ms"), Ok(S / 2));
+        assert_eq!(parse_duration("45"), Ok(45 * S));
+    }
+
+    #[test]
+    fn bad_durations_say_what_to_write() {
+        assert!(parse_duration("soon").unwrap_err().contains("90s"));
+        assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("").is_err());
+    }
+}

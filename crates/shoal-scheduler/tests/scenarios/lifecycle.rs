@@ -54,11 +54,54 @@ fn disconnected_node_keeps_work_until_grace_passes() {
     assert_eq!(lost.execution_id.as_str(), "e-001");
     assert_eq!(lost.compute, Some(ComputeStateType::Failed));
     assert!(lost.retryable);
-    assert_eq!(lost.message, "node n-a lost: disconnected for 6m0s");
+    assert_eq!(
+        lost.message,
+        "node n-a lost: disconnected for 6m0s (grace 5m0s)"
+    );
     assert_eq!(
         placed_on(&plan),
         ["n-b"],
         "the partition moves to a node that is here"
+    );
+}
+
+#[test]
+fn a_job_can_set_its_own_node_lost_grace() {
+    let mut job = batch(1);
+    job.meta
+        .insert("shoal.io/node-lost-grace".into(), "30s".into());
+    let mut c = Cluster::new(job, vec![node("n-a"), node("n-b")]);
+    c.step();
+    c.disconnect("n-a");
+    let plan = c.step();
+    assert!(plan.updates.is_empty(), "within the job's grace: {plan:#?}");
+    assert_eq!(
+        plan.retry_at,
+        Some(c.now + 30 * SEC + 1),
+        "the orchestrator is asked to look again when the grace ends"
+    );
+    c.advance(31);
+    let plan = c.step();
+    assert_eq!(
+        plan.updates[0].message,
+        "node n-a lost: disconnected for 31s (grace 30s)"
+    );
+    assert_eq!(placed_on(&plan), ["n-b"]);
+}
+
+#[test]
+fn a_job_with_grace_never_waits_for_its_node() {
+    let mut job = batch(1);
+    job.meta
+        .insert("shoal.io/node-lost-grace".into(), "never".into());
+    let mut c = Cluster::new(job, vec![node("n-a"), node("n-b")]);
+    c.step();
+    c.disconnect("n-a");
+    c.advance(48 * 3600);
+    let plan = c.step();
+    assert!(
+        plan.updates.is_empty() && plan.new_executions.is_empty(),
+        "the work stays with its node: {plan:#?}"
     );
 }
 

@@ -11,7 +11,7 @@ fn service_replaces_execution_on_lost_node() {
     let plan = c.step();
     assert_eq!(
         plan.updates[0].message,
-        "node n-b lost: disconnected for 6m0s"
+        "node n-b lost: disconnected for 6m0s (grace 5m0s)"
     );
     assert_eq!(placed_on(&plan), ["n-c"]);
     assert_eq!(plan.new_executions[0].partition_index, 1);

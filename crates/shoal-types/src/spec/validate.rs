@@ -37,6 +37,15 @@ impl Errors {
 
 fn check(job: &Job, strict: bool) -> Vec<FieldError> {
     let mut errs = Errors(Vec::new());
+    if let Some(grace) = job.meta.get(crate::time::NODE_LOST_GRACE_META)
+        && grace != "never"
+        && let Err(why) = crate::time::parse_duration(grace)
+    {
+        errs.add(
+            format!("Meta.{}", crate::time::NODE_LOST_GRACE_META),
+            format!("{why}, or `never` to wait for the node however long it is away"),
+        );
+    }
     if job.tasks.is_empty() {
         errs.add(
             "Tasks",
