@@ -185,6 +185,7 @@ impl AgentInner {
                 max_job_requirements: self.capacity,
                 running_executions: self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
                     as u32,
+                unavailable_engines: self.executors.unavailable().clone(),
                 ..Default::default()
             },
             version: BuildVersionInfo::current(),

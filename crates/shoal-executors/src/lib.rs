@@ -184,10 +184,12 @@ pub trait Executor: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Exit, ExecutorError>>;
 }
 
-/// The executors a node offers, by engine name.
+/// The executors a node offers, by engine name, and why the engines it knows of but does not
+/// offer are unavailable.
 #[derive(Clone, Default)]
 pub struct ExecutorRegistry {
     executors: BTreeMap<&'static str, Arc<dyn Executor>>,
+    unavailable: BTreeMap<String, String>,
 }
 
 impl ExecutorRegistry {
@@ -212,5 +214,18 @@ impl ExecutorRegistry {
     /// Engine names, sorted.
     pub fn engines(&self) -> Vec<String> {
         self.executors.keys().map(|s| s.to_string()).collect()
+    }
+
+    /// Records that `engine` is not offered and why (`docker daemon at ... does not answer`), so
+    /// that the node can tell operators and the scheduler can tell users.
+    pub fn mark_unavailable(&mut self, engine: &str, reason: impl Into<String>) -> &mut Self {
+        self.unavailable
+            .insert(engine.to_ascii_lowercase(), reason.into());
+        self
+    }
+
+    /// Engines known but not offered, with the reason for each.
+    pub fn unavailable(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
     }
 }

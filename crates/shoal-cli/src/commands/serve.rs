@@ -68,7 +68,10 @@ pub async fn executors(node_id: &str) -> ExecutorRegistry {
         Ok(w) => {
             registry.register(Arc::new(w));
         }
-        Err(e) => tracing::warn!(error = %e, "wasm engine unavailable"),
+        Err(e) => {
+            tracing::warn!(error = %e, "wasm engine unavailable");
+            registry.mark_unavailable("wasm", e.to_string());
+        }
     }
     #[cfg(feature = "docker")]
     match shoal_executors::docker::DockerExecutor::connect() {
@@ -81,10 +84,16 @@ pub async fn executors(node_id: &str) -> ExecutorRegistry {
                     }
                     registry.register(Arc::new(d));
                 }
-                Err(e) => tracing::info!(reason = %e, "docker engine unavailable"),
+                Err(e) => {
+                    tracing::info!(reason = %e, "docker engine unavailable");
+                    registry.mark_unavailable("docker", e);
+                }
             }
         }
-        Err(e) => tracing::info!(reason = %e, "docker engine unavailable"),
+        Err(e) => {
+            tracing::info!(reason = %e, "docker engine unavailable");
+            registry.mark_unavailable("docker", e.to_string());
+        }
     }
     #[cfg(feature = "query")]
     registry.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
