@@ -164,6 +164,9 @@ impl ExecutorError {
     }
 }
 
+/// Receives progress lines of an executor's preparation (`pulling image x: 3/5 layers`).
+pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
+
 /// A way of running tasks.
 pub trait Executor: Send + Sync + 'static {
     /// The engine type this executor runs (`wasm`, `docker`, ...), lowercase.
@@ -172,6 +175,21 @@ pub trait Executor: Send + Sync + 'static {
     /// Checks the engine params without running anything, so that bad specs fail at admission
     /// with a message naming the parameter.
     fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError>;
+
+    /// Gets what the task needs on this node before it can start (a container image), sending
+    /// progress lines to `progress` as it goes. The agent calls this in the execution's
+    /// `Preparing` phase, before [`run`](Self::run), under the node's preparation time limit
+    /// (separate from the run-time limit); the future may be dropped when that limit passes or
+    /// the execution is cancelled. Engines with nothing to fetch keep the default, which does
+    /// nothing.
+    fn prepare(
+        &self,
+        request: &ExecutionRequest,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let _ = (request, progress);
+        Box::pin(async { Ok(()) })
+    }
 
     /// Runs the task to its end, streaming output to `logs`. Returns when the task exits, its
     /// time limit passes (`Timeout`) or `cancel` fires (`Cancelled`); in every case nothing the

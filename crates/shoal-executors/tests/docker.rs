@@ -387,7 +387,7 @@ async fn prepare_uses_a_present_image_without_pulling() {
     require_docker!();
     let lines = std::sync::Mutex::new(Vec::new());
     executor()
-        .prepare(&engine(json!({ "Image": BUSYBOX })), |l| {
+        .ensure_image(&engine(json!({ "Image": BUSYBOX })), |l| {
             lines.lock().unwrap().push(l)
         })
         .await

@@ -42,6 +42,14 @@ pub struct ServeArgs {
     /// Node id for a compute node (default: generated once and kept in the data dir).
     #[arg(long)]
     pub name: Option<String>,
+    /// Compute node: refuse jobs that ask for a network (task `Network.Type` other than
+    /// `None`); `job describe` shows the refusal.
+    #[arg(long)]
+    pub reject_networked_jobs: bool,
+    /// Compute node: seconds an execution may spend preparing (pulling its image) before it
+    /// fails; separate from the job's run-time limit.
+    #[arg(long, default_value_t = shoal_compute::DEFAULT_PREPARE_TIMEOUT.as_secs())]
+    pub prepare_timeout: u64,
 }
 
 /// Parses `k=v` labels, naming the bad one.
@@ -174,6 +182,8 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         cfg.token = token;
         cfg.labels = labels;
         cfg.node_id = args.name.clone();
+        cfg.reject_networked_jobs = args.reject_networked_jobs;
+        cfg.prepare_timeout = std::time::Duration::from_secs(args.prepare_timeout);
         cfg.allowed_paths = args
             .allow_paths
             .iter()
