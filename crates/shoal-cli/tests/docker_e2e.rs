@@ -103,7 +103,12 @@ impl Node {
 
     fn shoal(&self, args: &[&str]) -> Output {
         Command::new(BIN)
-            .args(["--api-host", "127.0.0.1", "--api-port", &self.port.to_string()])
+            .args([
+                "--api-host",
+                "127.0.0.1",
+                "--api-port",
+                &self.port.to_string(),
+            ])
             .args(args)
             .output()
             .expect("shoal runs")
@@ -158,7 +163,11 @@ impl Node {
 
     fn assert_no_container_left(&self) {
         let left = self.containers(None);
-        assert!(left.is_empty(), "containers left by {}: {left:?}", self.name);
+        assert!(
+            left.is_empty(),
+            "containers left by {}: {left:?}",
+            self.name
+        );
     }
 }
 
@@ -304,7 +313,13 @@ fn job_stop_stops_and_removes_the_container() {
     require_docker!();
     let node = Node::start("stop", &[], &[]);
     let (id, out) = node.submit(&[
-        "docker", "run", "--wait=false", BUSYBOX, "--", "sleep", "600",
+        "docker",
+        "run",
+        "--wait=false",
+        BUSYBOX,
+        "--",
+        "sleep",
+        "600",
     ]);
     assert!(out.status.success(), "{}", text(&out));
     let label = format!("shoal.job-id={id}");
@@ -340,10 +355,7 @@ fn networked_job_is_refused_by_a_node_that_rejects_them() {
     ]);
     assert!(!out.status.success(), "{}", text(&out));
     let described = node.describe(&id);
-    assert!(
-        described.contains("refuses networked jobs"),
-        "{described}"
-    );
+    assert!(described.contains("refuses networked jobs"), "{described}");
     assert!(!described.contains("should not run\n"), "{described}");
 
     // The same node still runs jobs without a network.
@@ -396,7 +408,9 @@ impl Registry {
             .into_iter()
             .find(|p| Path::new(p).exists());
         let Some(binary) = binary else {
-            eprintln!("skipping: docker-registry is not installed (Debian package docker-registry; .ci/run installs it)");
+            eprintln!(
+                "skipping: docker-registry is not installed (Debian package docker-registry; .ci/run installs it)"
+            );
             return None;
         };
         let dir = tempfile::tempdir().unwrap();
@@ -489,7 +503,9 @@ fn image_missing_from_the_registry_fails_once_naming_it() {
     assert!(!out.status.success(), "{}", text(&out));
     let described = node.describe(&id);
     assert!(
-        described.contains(&format!("image {image:?} not found locally and could not be pulled")),
+        described.contains(&format!(
+            "image {image:?} not found locally and could not be pulled"
+        )),
         "{described}"
     );
     assert_eq!(node.executions(&id).len(), 1, "{described}");

@@ -4,11 +4,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_executors::{ExecutionRequest, Executor, ExecutorError, LogSink, Progress};
+use shoal_store::{LocalExecution, LocalState};
 use shoal_transport::ExecutionReport;
+use shoal_types::{ComputeStateType, Resources, RunOutput};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use shoal_store::{LocalExecution, LocalState};
-use shoal_types::{ComputeStateType, Resources, RunOutput};
 use tracing::Instrument;
 
 use crate::agent::{AgentInner, report};
