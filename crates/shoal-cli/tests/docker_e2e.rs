@@ -284,7 +284,8 @@ Tasks:
 fn memory_limit_fails_the_job_with_out_of_memory_in_describe() {
     require_docker!();
     let node = Node::start("oom", &[], &[]);
-    // `tail` keeps a line in memory until it ends, and 100 MiB of zeros has no newline.
+    // dd reads into one 64 MiB buffer: the kernel charges it to the container at once, so the
+    // limit is hit by one allocation (a pipeline can instead thrash for minutes just under it).
     let (id, out) = node.submit(&[
         "docker",
         "run",
@@ -292,9 +293,11 @@ fn memory_limit_fails_the_job_with_out_of_memory_in_describe() {
         "16Mi",
         BUSYBOX,
         "--",
-        "sh",
-        "-c",
-        "head -c 100m /dev/zero | tail",
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
     ]);
     assert!(!out.status.success(), "{}", text(&out));
     let described = node.describe(&id);
