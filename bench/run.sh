@@ -23,4 +23,16 @@ fi
 if ! command -v salt-minion >/dev/null 2>&1; then
   pip install --quiet salt >/dev/null 2>&1 || echo "bench: could not install salt; the Salt peer figures will say so"
 fi
+# The Docker scenario is a script of its own (it writes bench/results/s03-docker.md); run it
+# with the others unless --only leaves it out.
+QUICK=""; ONLY=""
+for a in "$@"; do case "$a" in --quick) QUICK=--quick ;; esac; done
+for ((i = 1; i <= $#; i++)); do [ "${!i}" = --only ] && { j=$((i + 1)); ONLY="${!j}"; }; done
+if [ -z "$ONLY" ] || [[ ",${ONLY^^}," == *,DOCKER,* ]]; then
+  if docker info >/dev/null 2>&1; then
+    bash bench/docker.sh $QUICK || echo "bench: the Docker scenario failed; its old figures are kept"
+  else
+    echo "bench: no Docker daemon answers; the Docker scenario is skipped"
+  fi
+fi
 exec "$CARGO_TARGET_DIR/$DIR/shoal-bench" --shoal "$CARGO_TARGET_DIR/$DIR/shoal" "$@"

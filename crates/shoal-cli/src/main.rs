@@ -39,6 +39,9 @@ enum Command {
     /// Run WebAssembly modules.
     #[command(subcommand)]
     Wasm(commands::wasm::WasmCommand),
+    /// Run container images with the docker engine.
+    #[command(subcommand)]
+    Docker(commands::docker::DockerCommand),
     /// List and manage compute nodes.
     #[command(subcommand)]
     Node(commands::node::NodeCommand),
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
             Command::Devstack(args) => commands::devstack::run(&cli.endpoint, args).await,
             Command::Job(cmd) => commands::job::run(&cli.endpoint, cmd).await,
             Command::Wasm(cmd) => commands::wasm::run(&cli.endpoint, cmd).await,
+            Command::Docker(cmd) => commands::docker::run(&cli.endpoint, cmd).await,
             Command::Node(cmd) => commands::node::run(&cli.endpoint, cmd).await,
             Command::Version => commands::version(&cli.endpoint).await,
         }

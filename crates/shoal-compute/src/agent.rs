@@ -9,7 +9,8 @@ use shoal_store::{ComputeStore, LocalExecution, LocalState, StoreError};
 use shoal_transport::{ExecutionReport, Frame, Message, PROTOCOL};
 use shoal_types::node::{BuildVersionInfo, go_arch};
 use shoal_types::{
-    ComputeNodeInfo, ComputeStateType, Execution, NodeId, NodeInfo, NodeType, Resources,
+    ComputeNodeInfo, ComputeStateType, Execution, NetworkType, NodeId, NodeInfo, NodeType,
+    Resources,
 };
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
@@ -185,6 +186,7 @@ impl AgentInner {
                 max_job_requirements: self.capacity,
                 running_executions: self.running.lock().unwrap_or_else(|p| p.into_inner()).len()
                     as u32,
+                unavailable_engines: self.executors.unavailable().clone(),
                 ..Default::default()
             },
             version: BuildVersionInfo::current(),
@@ -323,6 +325,13 @@ impl AgentInner {
                 self.executors.engines().join(", ")
             ));
         };
+        let network = job.task().network.kind;
+        if self.cfg.reject_networked_jobs && network != NetworkType::None {
+            return reject(format!(
+                "node {} refuses networked jobs (reject networked jobs is set) and the task asks for network {network:?}; set the task's Network.Type to None (shoal docker run --network none) or run it on another node",
+                self.node_id
+            ));
+        }
         if let Err(e) = executor.validate(engine) {
             let r = report(execution, ComputeStateType::Failed, &e.to_string(), false);
             return (LocalState::Failed, r);

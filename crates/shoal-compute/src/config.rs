@@ -54,7 +54,15 @@ pub struct ComputeConfig {
     pub heartbeat_interval: Duration,
     /// Host paths jobs may mount with `local`/`localDirectory` inputs.
     pub allowed_paths: Vec<AllowedPath>,
+    /// Refuse at admission every job whose task asks for a network (`Network.Type` other than
+    /// `None`); the refusal names this setting.
+    pub reject_networked_jobs: bool,
+    /// Limit on an execution's `Preparing` phase (image pull), separate from its run-time limit.
+    pub prepare_timeout: Duration,
 }
+
+/// The default [`ComputeConfig::prepare_timeout`]: generous for large images on slow links.
+pub const DEFAULT_PREPARE_TIMEOUT: Duration = Duration::from_secs(600);
 
 impl ComputeConfig {
     /// Defaults for a data dir and an orchestrator address.
@@ -68,6 +76,8 @@ impl ComputeConfig {
             capacity: None,
             heartbeat_interval: Duration::from_secs(5),
             allowed_paths: Vec::new(),
+            reject_networked_jobs: false,
+            prepare_timeout: DEFAULT_PREPARE_TIMEOUT,
         }
     }
 }

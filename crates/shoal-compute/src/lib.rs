@@ -21,4 +21,4 @@ mod logs;
 mod runner;
 
 pub use agent::Agent;
-pub use config::{AllowedPath, ComputeConfig};
+pub use config::{AllowedPath, ComputeConfig, DEFAULT_PREPARE_TIMEOUT};

@@ -3,9 +3,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_executors::{ExecutionRequest, ExecutorError, LogSink};
+use shoal_executors::{ExecutionRequest, Executor, ExecutorError, LogSink, Progress};
 use shoal_store::{LocalExecution, LocalState};
+use shoal_transport::ExecutionReport;
 use shoal_types::{ComputeStateType, Resources, RunOutput};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::agent::{AgentInner, report};
@@ -127,6 +130,9 @@ async fn execute(
         network: task.network.clone(),
         timeout: (limit > 0).then(|| Duration::from_secs(limit)),
     };
+    if let Err(ended) = prepare(agent, local, executor.as_ref(), &request, &cancel).await {
+        return ended;
+    }
     let running = LocalExecution {
         execution: e.clone(),
         state: LocalState::Running,
@@ -181,5 +187,97 @@ async fn execute(
             r.run_output = Some(output);
             (LocalState::Failed, r)
         }
+    }
+}
+
+/// How often at most a progress line of the `Preparing` phase becomes a report.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+
+/// The `Preparing` phase: the engine fetches what the task needs (a container image) under the
+/// node's preparation limit, which is separate from the run-time limit. Progress lines are sent
+/// as `BidAccepted` reports (the task has not started): the first at once, then at most one per
+/// [`PROGRESS_EVERY`], and the last one, so that a long pull shows in the job's history without
+/// flooding it. An engine with nothing to fetch sends nothing, and this costs no report.
+async fn prepare(
+    agent: &Arc<AgentInner>,
+    local: &LocalExecution,
+    executor: &dyn Executor,
+    request: &ExecutionRequest,
+    cancel: &CancellationToken,
+) -> Result<(), (LocalState, ExecutionReport)> {
+    let e = &local.execution;
+    let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+    let progress: Progress = Arc::new(move |line| {
+        let _ = tx.send(line);
+    });
+    let send = |line: &str| {
+        let r = report(
+            e,
+            ComputeStateType::BidAccepted,
+            &format!("preparing: {line}"),
+            false,
+        );
+        if let Err(err) = agent.record(local, r) {
+            tracing::warn!(error = %err, "could not record preparation progress");
+        }
+    };
+    let limit = agent.cfg.prepare_timeout;
+    let work = executor.prepare(request, progress);
+    let deadline = tokio::time::sleep(limit);
+    tokio::pin!(work, deadline);
+    let mut last_sent: Option<tokio::time::Instant> = None;
+    let mut unsent: Option<String> = None;
+    let outcome = loop {
+        tokio::select! {
+            done = &mut work => break Some(done),
+            Some(line) = rx.recv() => {
+                if last_sent.is_none_or(|t| t.elapsed() >= PROGRESS_EVERY) {
+                    send(&line);
+                    last_sent = Some(tokio::time::Instant::now());
+                    unsent = None;
+                } else {
+                    unsent = Some(line);
+                }
+            }
+            () = &mut deadline => break None,
+            () = cancel.cancelled() => break Some(Err(ExecutorError::Cancelled)),
+        }
+    };
+    while let Ok(line) = rx.try_recv() {
+        unsent = Some(line);
+    }
+    if let Some(line) = unsent {
+        send(&line);
+    }
+    let failed = |message: &str, retryable: bool| {
+        (
+            LocalState::Failed,
+            report(e, ComputeStateType::Failed, message, retryable),
+        )
+    };
+    match outcome {
+        Some(Ok(())) => Ok(()),
+        Some(Err(ExecutorError::Cancelled)) => Err((
+            LocalState::Cancelled,
+            report(
+                e,
+                ComputeStateType::Cancelled,
+                "execution cancelled while preparing",
+                false,
+            ),
+        )),
+        Some(Err(err)) => Err(failed(
+            &format!("preparing failed: {err}"),
+            err.is_retryable(),
+        )),
+        // Another node may have the image already or a faster link: worth a retry there.
+        None => Err(failed(
+            &format!(
+                "preparing (image pull) took longer than node {}'s limit of {}s; load the image on the node beforehand (docker load) or raise the node's --prepare-timeout",
+                agent.node_id,
+                limit.as_secs()
+            ),
+            true,
+        )),
     }
 }

@@ -164,6 +164,9 @@ impl ExecutorError {
     }
 }
 
+/// Receives progress lines of an executor's preparation (`pulling image x: 3/5 layers`).
+pub type Progress = Arc<dyn Fn(String) + Send + Sync>;
+
 /// A way of running tasks.
 pub trait Executor: Send + Sync + 'static {
     /// The engine type this executor runs (`wasm`, `docker`, ...), lowercase.
@@ -172,6 +175,21 @@ pub trait Executor: Send + Sync + 'static {
     /// Checks the engine params without running anything, so that bad specs fail at admission
     /// with a message naming the parameter.
     fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError>;
+
+    /// Gets what the task needs on this node before it can start (a container image), sending
+    /// progress lines to `progress` as it goes. The agent calls this in the execution's
+    /// `Preparing` phase, before [`run`](Self::run), under the node's preparation time limit
+    /// (separate from the run-time limit); the future may be dropped when that limit passes or
+    /// the execution is cancelled. Engines with nothing to fetch keep the default, which does
+    /// nothing.
+    fn prepare(
+        &self,
+        request: &ExecutionRequest,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let _ = (request, progress);
+        Box::pin(async { Ok(()) })
+    }
 
     /// Runs the task to its end, streaming output to `logs`. Returns when the task exits, its
     /// time limit passes (`Timeout`) or `cancel` fires (`Cancelled`); in every case nothing the
@@ -184,10 +202,12 @@ pub trait Executor: Send + Sync + 'static {
     ) -> BoxFuture<'static, Result<Exit, ExecutorError>>;
 }
 
-/// The executors a node offers, by engine name.
+/// The executors a node offers, by engine name, and why the engines it knows of but does not
+/// offer are unavailable.
 #[derive(Clone, Default)]
 pub struct ExecutorRegistry {
     executors: BTreeMap<&'static str, Arc<dyn Executor>>,
+    unavailable: BTreeMap<String, String>,
 }
 
 impl ExecutorRegistry {
@@ -212,5 +232,18 @@ impl ExecutorRegistry {
     /// Engine names, sorted.
     pub fn engines(&self) -> Vec<String> {
         self.executors.keys().map(|s| s.to_string()).collect()
+    }
+
+    /// Records that `engine` is not offered and why (`docker daemon at ... does not answer`), so
+    /// that the node can tell operators and the scheduler can tell users.
+    pub fn mark_unavailable(&mut self, engine: &str, reason: impl Into<String>) -> &mut Self {
+        self.unavailable
+            .insert(engine.to_ascii_lowercase(), reason.into());
+        self
+    }
+
+    /// Engines known but not offered, with the reason for each.
+    pub fn unavailable(&self) -> &BTreeMap<String, String> {
+        &self.unavailable
     }
 }

@@ -251,8 +251,14 @@ async fn read_only_input_cannot_be_written() {
 #[tokio::test]
 async fn memory_hog_over_its_limit_is_out_of_memory() {
     require_docker!();
-    // `tail` keeps a line in memory until it ends, and 100 MiB of zeros has no newline.
-    let mut f = fixture("oom", sh("head -c 100m /dev/zero | tail"));
+    // dd reads into one 64 MiB buffer: the kernel charges it to the container at once, so the
+    // limit is hit by one allocation (a pipeline can instead thrash for minutes just under it).
+    let mut f = fixture(
+        "oom",
+        engine(
+            json!({ "Image": BUSYBOX, "Parameters": ["dd", "if=/dev/zero", "of=/dev/null", "bs=64M", "count=1"] }),
+        ),
+    );
     f.request.resources.memory = 16 << 20;
     let id = f.request.execution_id.clone();
     let (result, _) = run(f.request).await;
@@ -387,7 +393,7 @@ async fn prepare_uses_a_present_image_without_pulling() {
     require_docker!();
     let lines = std::sync::Mutex::new(Vec::new());
     executor()
-        .prepare(&engine(json!({ "Image": BUSYBOX })), |l| {
+        .ensure_image(&engine(json!({ "Image": BUSYBOX })), |l| {
             lines.lock().unwrap().push(l)
         })
         .await

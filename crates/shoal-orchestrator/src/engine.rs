@@ -604,6 +604,10 @@ fn apply_report(
         return Ok(());
     }
     let t = now();
+    // A node that accepted an execution reports its `Preparing` phase (image pull) as further
+    // `BidAccepted` reports whose message is the progress.
+    let preparing = e.compute_state.state_type == ComputeStateType::BidAccepted
+        && r.state == ComputeStateType::BidAccepted;
     e.compute_state.state_type = r.state;
     e.compute_state.message = r.message.clone();
     if r.retryable {
@@ -635,6 +639,7 @@ fn apply_report(
             (ComputeStateType::Completed, Some(o)) => {
                 format!("execution completed with exit code {}", o.exit_code)
             }
+            (ComputeStateType::BidAccepted, _) if preparing => r.message.clone(),
             (ComputeStateType::BidAccepted, _) => format!("accepted by node {node_id}"),
             (s, _) => format!("execution {}", s.as_str().to_lowercase()),
         };

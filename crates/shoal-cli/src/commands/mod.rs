@@ -1,6 +1,7 @@
 //! One module per command group.
 
 pub mod devstack;
+pub mod docker;
 pub mod job;
 pub mod node;
 pub mod serve;

@@ -42,6 +42,14 @@ pub struct ServeArgs {
     /// Node id for a compute node (default: generated once and kept in the data dir).
     #[arg(long)]
     pub name: Option<String>,
+    /// Compute node: refuse jobs that ask for a network (task `Network.Type` other than
+    /// `None`); `job describe` shows the refusal.
+    #[arg(long)]
+    pub reject_networked_jobs: bool,
+    /// Compute node: seconds an execution may spend preparing (pulling its image) before it
+    /// fails; separate from the job's run-time limit.
+    #[arg(long, default_value_t = shoal_compute::DEFAULT_PREPARE_TIMEOUT.as_secs())]
+    pub prepare_timeout: u64,
 }
 
 /// Parses `k=v` labels, naming the bad one.
@@ -68,7 +76,10 @@ pub async fn executors(node_id: &str) -> ExecutorRegistry {
         Ok(w) => {
             registry.register(Arc::new(w));
         }
-        Err(e) => tracing::warn!(error = %e, "wasm engine unavailable"),
+        Err(e) => {
+            tracing::warn!(error = %e, "wasm engine unavailable");
+            registry.mark_unavailable("wasm", e.to_string());
+        }
     }
     #[cfg(feature = "docker")]
     match shoal_executors::docker::DockerExecutor::connect() {
@@ -81,10 +92,16 @@ pub async fn executors(node_id: &str) -> ExecutorRegistry {
                     }
                     registry.register(Arc::new(d));
                 }
-                Err(e) => tracing::info!(reason = %e, "docker engine unavailable"),
+                Err(e) => {
+                    tracing::info!(reason = %e, "docker engine unavailable");
+                    registry.mark_unavailable("docker", e);
+                }
             }
         }
-        Err(e) => tracing::info!(reason = %e, "docker engine unavailable"),
+        Err(e) => {
+            tracing::info!(reason = %e, "docker engine unavailable");
+            registry.mark_unavailable("docker", e.to_string());
+        }
     }
     #[cfg(feature = "query")]
     registry.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
@@ -165,6 +182,8 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         cfg.token = token;
         cfg.labels = labels;
         cfg.node_id = args.name.clone();
+        cfg.reject_networked_jobs = args.reject_networked_jobs;
+        cfg.prepare_timeout = std::time::Duration::from_secs(args.prepare_timeout);
         cfg.allowed_paths = args
             .allow_paths
             .iter()

@@ -74,7 +74,7 @@ async fn pull(
         .collect::<Vec<_>>()
         .join(" ");
         if !line.is_empty() {
-            progress(line);
+            progress(format!("pulling {image}: {line}"));
         }
     }
     Ok(())

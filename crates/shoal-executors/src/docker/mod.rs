@@ -2,9 +2,10 @@
 //!
 //! Parameters, mounts, limits and network follow Bacalhau's Docker executor (see
 //! [`DockerParams`] and the `container` module). Images are used from the node when present
-//! and pulled once otherwise ([`DockerExecutor::prepare`]). Output is followed live, stdout and stderr
-//! apart; the exit code comes from the container's state, so a non-zero exit is an
-//! `Ok(Exit)`, and an OOM kill is [`ExecutorError::OutOfMemory`]. Every container carries the
+//! and pulled once otherwise, in the execution's `Preparing` phase ([`Executor::prepare`]).
+//! Output is followed live, stdout and stderr apart; the exit code comes from the container's
+//! state, so a non-zero exit is an `Ok(Exit)`, and an OOM kill is
+//! [`ExecutorError::OutOfMemory`]. Every container carries the
 //! `shoal.managed`, `shoal.job-id` and `shoal.execution-id` labels and is removed when its
 //! execution ends; [`DockerExecutor::cleanup_orphans`] removes those a crashed agent left.
 
@@ -17,7 +18,7 @@ use shoal_types::SpecConfig;
 use tokio::sync::OnceCell;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink};
+use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink, Progress};
 
 mod container;
 mod daemon;
@@ -87,8 +88,9 @@ impl DockerExecutor {
     /// otherwise pulls it once, reporting the pull's progress lines to `progress`. Fails with a
     /// user error naming the image when it can be neither found nor pulled, and with a transient
     /// one when it is built for another platform than the daemon's. [`Executor::run`] calls this
-    /// itself; calling it earlier only moves the pull out of the execution's run time.
-    pub async fn prepare(
+    /// itself; calling it earlier ([`Executor::prepare`]) moves the pull out of the execution's
+    /// run time and into its `Preparing` phase.
+    pub async fn ensure_image(
         &self,
         engine: &SpecConfig,
         progress: impl Fn(String) + Send + Sync,
@@ -168,6 +170,19 @@ impl Executor for DockerExecutor {
 
     fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError> {
         DockerParams::parse(engine).map(|_| ())
+    }
+
+    fn prepare(
+        &self,
+        request: &ExecutionRequest,
+        progress: Progress,
+    ) -> BoxFuture<'static, Result<(), ExecutorError>> {
+        let (executor, engine) = (self.clone(), request.engine.clone());
+        Box::pin(async move {
+            executor
+                .ensure_image(&engine, move |line| progress(line))
+                .await
+        })
     }
 
     fn run(
