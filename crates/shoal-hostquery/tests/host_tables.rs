@@ -382,13 +382,13 @@ fn docker_containers_shows_a_container_the_test_started() {
         .unwrap();
     assert!(started.status.success(), "{started:?}");
     let id = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    let _cleanup = RemoveContainer(name.clone());
     let r = run_query(
         &format!(
             "SELECT id, name, image, state, pid, net_namespace FROM docker_containers WHERE name = '/{name}'"
         ),
         &QueryLimits::default(),
     );
-    let _ = Command::new("docker").args(["rm", "-f", &name]).output();
     let r = r.unwrap();
     assert_eq!(r.rows.len(), 1, "{r:?}");
     assert_eq!(text(&r.rows[0][0]), id);
@@ -401,6 +401,15 @@ fn docker_containers_shows_a_container_the_test_started() {
         format!("net:[{}]", text(&r.rows[0][5])),
         ns.to_string_lossy()
     );
+}
+
+/// Removes the test's container however the test ends.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
 }
 
 #[test]
