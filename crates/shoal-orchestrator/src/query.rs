@@ -17,10 +17,12 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 use shoal_hostquery::{QueryError, QueryLimits, Value, run_over_rows};
-use shoal_types::{ComputeStateType, Execution, Job, LabelSelectorRequirement};
+pub use shoal_types::answer::{
+    Coverage, MergeAnswer, NodeAnswer, Outcome, QueryEvent, QueryRequest,
+};
+use shoal_types::{ComputeStateType, Execution, Job};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::error::OrchestratorError;
@@ -38,59 +40,37 @@ pub const QUERY_META: &str = "shoal.io/query";
 /// The name of the merge stage's table.
 pub const RESULTS_TABLE: &str = "results";
 
-/// A fleet query as the API receives it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct QueryRequest {
-    /// One SELECT statement, SQLite dialect, over osquery's tables.
-    pub query: String,
-    /// Node label constraints (all nodes when empty).
-    #[serde(default)]
-    pub constraints: Vec<LabelSelectorRequirement>,
-    /// Node ids to ask (all matching nodes when empty).
-    #[serde(default)]
-    pub nodes: Vec<String>,
-    /// Seconds after which nodes that have not answered count as unreachable (default 60).
-    #[serde(default)]
-    pub timeout: u64,
-    /// Row limit per node (the node's own limit when absent or higher).
-    #[serde(default)]
-    pub max_rows: Option<u64>,
-    /// Second stage over the union of answers, as `SELECT ... FROM results ...`.
-    #[serde(default)]
-    pub merge: Option<String>,
-}
-
 /// Default query timeout.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
-impl QueryRequest {
-    /// The ops job that asks the question.
-    pub fn to_job(&self) -> Result<Job, OrchestratorError> {
-        let sql = self.query.trim();
+/// The ops job that asks a fleet query's question.
+pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
+    {
+        let this = request;
+        let sql = this.query.trim();
         if sql.is_empty() {
             return Err(OrchestratorError::BadRequest(
                 "query is empty: send one SELECT statement in \"Query\"".into(),
             ));
         }
-        let mut constraints = serde_json::to_value(&self.constraints)
+        let mut constraints = serde_json::to_value(&this.constraints)
             .map_err(|e| OrchestratorError::BadRequest(format!("bad constraints: {e}")))?;
-        if !self.nodes.is_empty()
+        if !this.nodes.is_empty()
             && let Json::Array(list) = &mut constraints
         {
-            list.push(json!({ "Key": NODE_ID_LABEL, "Operator": "in", "Values": self.nodes }));
+            list.push(json!({ "Key": NODE_ID_LABEL, "Operator": "in", "Values": this.nodes }));
         }
-        let timeout = if self.timeout == 0 {
+        let timeout = if this.timeout == 0 {
             DEFAULT_TIMEOUT_SECS
         } else {
-            self.timeout
+            this.timeout
         };
         let mut params = json!({ "Query": sql, "TimeoutMs": timeout * 1000 });
-        if let Some(rows) = self.max_rows {
+        if let Some(rows) = this.max_rows {
             params["MaxRows"] = rows.into();
         }
         let mut meta = json!({ QUERY_META: sql });
-        if let Some(m) = self
+        if let Some(m) = this
             .merge
             .as_deref()
             .map(str::trim)
@@ -169,166 +149,64 @@ impl QueryHub {
     }
 }
 
-/// How a node's part of a query ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Outcome {
-    /// The node answered (possibly with no rows).
-    Answered,
-    /// The node could not answer: the query failed there (bad SQL, limit, refusal).
-    Errored,
-    /// The node did not answer before the timeout, or was lost.
-    Unreachable,
-}
-
-/// One node's answer, as streamed to clients.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NodeAnswer {
-    /// The node.
-    pub node_id: String,
-    /// Its execution.
-    pub execution_id: String,
-    /// How it ended.
-    pub outcome: Outcome,
-    /// Column names (answered only).
-    #[serde(default)]
-    pub columns: Vec<String>,
-    /// Rows, typed JSON values in column order (answered only).
-    #[serde(default)]
-    pub rows: Vec<Vec<Json>>,
-    /// Warnings the node gave with its answer.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub warnings: Vec<String>,
-    /// Milliseconds the node spent answering.
-    #[serde(default)]
-    pub wall_ms: u64,
-    /// Why there is no answer (errored and unreachable).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl NodeAnswer {
-    /// Reads a settled execution of a query job.
-    pub fn from_execution(e: &Execution) -> NodeAnswer {
-        let mut a = NodeAnswer {
-            node_id: e.node_id.to_string(),
-            execution_id: e.id.to_string(),
-            outcome: Outcome::Errored,
-            columns: vec![],
-            rows: vec![],
-            warnings: vec![],
-            wall_ms: 0,
-            error: None,
-        };
-        let msg = &e.compute_state.message;
-        let unreachable = msg.starts_with(shoal_scheduler::UNREACHABLE_PREFIX)
-            || e.compute_state
-                .details
-                .get("Unreachable")
-                .is_some_and(|v| v == "true");
-        match e.compute_state.state_type {
-            ComputeStateType::Completed => match e.run_output.as_ref().and_then(|o| o.answer.as_ref()) {
-                Some(answer) => {
-                    a.outcome = Outcome::Answered;
-                    a.columns = answer.columns.clone();
-                    a.rows = answer.rows.clone();
-                    a.warnings = answer.warnings.clone();
-                    a.wall_ms = answer.wall_ms;
-                }
-                None => {
-                    a.error = Some(
-                        "the node completed without an answer (is its query engine older than this orchestrator?)"
-                            .into(),
-                    )
-                }
-            },
-            // The deadline cancels work on connected nodes: they were silent until then.
-            ComputeStateType::Cancelled => {
-                a.outcome = Outcome::Unreachable;
-                a.error = Some(if msg.is_empty() {
-                    "no answer before the timeout".into()
-                } else {
-                    format!("no answer: {msg}")
-                });
+/// Reads a settled execution of a query job.
+pub fn node_answer(e: &Execution) -> NodeAnswer {
+    let mut a = NodeAnswer {
+        node_id: e.node_id.to_string(),
+        execution_id: e.id.to_string(),
+        outcome: Outcome::Errored,
+        columns: vec![],
+        rows: vec![],
+        warnings: vec![],
+        wall_ms: 0,
+        error: None,
+    };
+    let msg = &e.compute_state.message;
+    let unreachable = msg.starts_with(shoal_scheduler::UNREACHABLE_PREFIX)
+        || e.compute_state
+            .details
+            .get("Unreachable")
+            .is_some_and(|v| v == "true");
+    match e.compute_state.state_type {
+        ComputeStateType::Completed => match e.run_output.as_ref().and_then(|o| o.answer.as_ref()) {
+            Some(answer) => {
+                a.outcome = Outcome::Answered;
+                a.columns = answer.columns.clone();
+                a.rows = answer.rows.clone();
+                a.warnings = answer.warnings.clone();
+                a.wall_ms = answer.wall_ms;
             }
-            _ if unreachable => {
-                a.outcome = Outcome::Unreachable;
-                a.error = Some(msg.clone());
+            None => {
+                a.error = Some(
+                    "the node completed without an answer (is its query engine older than this orchestrator?)"
+                        .into(),
+                )
             }
-            _ => {
-                let error = e
-                    .run_output
-                    .as_ref()
-                    .map(|o| o.error_msg.clone())
-                    .filter(|m| !m.is_empty())
-                    .unwrap_or_else(|| msg.clone());
-                a.error = Some(error);
-            }
+        },
+        // The deadline cancels work on connected nodes: they were silent until then.
+        ComputeStateType::Cancelled => {
+            a.outcome = Outcome::Unreachable;
+            a.error = Some(if msg.is_empty() {
+                "no answer before the timeout".into()
+            } else {
+                format!("no answer: {msg}")
+            });
         }
-        a
+        _ if unreachable => {
+            a.outcome = Outcome::Unreachable;
+            a.error = Some(msg.clone());
+        }
+        _ => {
+            let error = e
+                .run_output
+                .as_ref()
+                .map(|o| o.error_msg.clone())
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| msg.clone());
+            a.error = Some(error);
+        }
     }
-}
-
-/// The fleet coverage of a query, sent last.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Coverage {
-    /// Nodes asked (matching at submission), including those not connected then.
-    pub targeted: usize,
-    /// Nodes that answered.
-    pub answered: usize,
-    /// Nodes where the query failed.
-    pub errored: usize,
-    /// Nodes that did not answer in time, were lost, or were disconnected at submission.
-    pub unreachable: usize,
-    /// Rows in all answers.
-    pub rows: usize,
-    /// Milliseconds from submission to the last answer.
-    pub wall_ms: u64,
-}
-
-/// The merge stage's answer.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MergeAnswer {
-    /// The statement.
-    pub sql: String,
-    /// Column names.
-    pub columns: Vec<String>,
-    /// Rows.
-    pub rows: Vec<Vec<Json>>,
-    /// Why it failed, if it did (then `rows` is empty).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// How many nodes' answers it covers, of how many targeted.
-    pub answered: usize,
-    /// Nodes targeted.
-    pub targeted: usize,
-}
-
-/// What a query stream yields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum QueryEvent {
-    /// Sent first.
-    Started {
-        /// The ops job.
-        job_id: String,
-        /// The SQL.
-        query: String,
-        /// Nodes asked so far (executions placed).
-        targeted: usize,
-    },
-    /// One node's answer or failure.
-    Answer(NodeAnswer),
-    /// Sent last.
-    Done {
-        /// Coverage.
-        coverage: Coverage,
-        /// The merge stage, when one was asked for.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        merge: Option<MergeAnswer>,
-        /// The job's final state message.
-        message: String,
-    },
+    a
 }
 
 /// Streams a query's answers: replayed from the store, then live, each once.
@@ -387,7 +265,7 @@ impl QueryStream {
         if !e.is_terminal() || !seen.insert(e.id.to_string()) {
             return None;
         }
-        let a = NodeAnswer::from_execution(e);
+        let a = node_answer(e);
         answers.push(a.clone());
         Some(QueryEvent::Answer(a))
     }
@@ -529,7 +407,7 @@ impl crate::Orchestrator {
         &self,
         request: &QueryRequest,
     ) -> Result<crate::SubmitOutcome, OrchestratorError> {
-        let job = request.to_job()?;
+        let job = query_job(request)?;
         self.submit(job).await
     }
 
@@ -674,14 +552,13 @@ mod tests {
 
     #[test]
     fn a_query_becomes_an_ops_job_with_the_query_engine_and_node_targets() {
-        let job = QueryRequest {
+        let job = query_job(&QueryRequest {
             query: "SELECT hostname FROM system_info".into(),
             nodes: vec!["n-1".into()],
             timeout: 5,
             merge: Some("SELECT count(*) FROM results".into()),
             ..QueryRequest::default()
-        }
-        .to_job()
+        })
         .unwrap();
         assert_eq!(job.job_type, shoal_types::JobType::Ops);
         assert_eq!(job.task().engine.kind, "query");
@@ -697,7 +574,7 @@ mod tests {
 
     #[test]
     fn an_empty_query_is_refused_before_it_reaches_any_node() {
-        let err = QueryRequest::default().to_job().unwrap_err();
+        let err = query_job(&QueryRequest::default()).unwrap_err();
         assert!(err.to_string().contains("query is empty"), "{err}");
     }
 

@@ -3,6 +3,7 @@
 pub mod devstack;
 pub mod job;
 pub mod node;
+pub mod query;
 pub mod serve;
 pub mod wasm;
 
