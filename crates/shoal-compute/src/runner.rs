@@ -162,7 +162,7 @@ async fn execute(
     match outcome {
         Ok(exit) => {
             output.exit_code = exit.code;
-            output.answer = answer.take();
+            output.answer = answer.take().map(Box::new);
             let _ = tokio::fs::write(results_dir.join("exitCode"), exit.code.to_string()).await;
             let mut r = report(e, ComputeStateType::Completed, "", false);
             r.run_output = Some(output);

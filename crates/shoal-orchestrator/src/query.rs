@@ -45,64 +45,61 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
 /// The ops job that asks a fleet query's question.
 pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
-    {
-        let this = request;
-        let sql = this.query.trim();
-        if sql.is_empty() {
-            return Err(OrchestratorError::BadRequest(
-                "query is empty: send one SELECT statement in \"Query\"".into(),
-            ));
-        }
-        let mut constraints = serde_json::to_value(&this.constraints)
-            .map_err(|e| OrchestratorError::BadRequest(format!("bad constraints: {e}")))?;
-        if !this.nodes.is_empty()
-            && let Json::Array(list) = &mut constraints
-        {
-            list.push(json!({ "Key": NODE_ID_LABEL, "Operator": "in", "Values": this.nodes }));
-        }
-        let timeout = if this.timeout == 0 {
-            DEFAULT_TIMEOUT_SECS
-        } else {
-            this.timeout
-        };
-        let mut params = json!({ "Query": sql, "TimeoutMs": timeout * 1000 });
-        if let Some(rows) = this.max_rows {
-            params["MaxRows"] = rows.into();
-        }
-        let mut meta = json!({ QUERY_META: sql });
-        if let Some(m) = this
-            .merge
-            .as_deref()
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-        {
-            meta[MERGE_META] = m.into();
-        }
-        let name: String = sql.chars().take(60).collect();
-        let job = json!({
-            "Name": format!("query: {name}"),
-            "Type": "ops",
-            "Meta": meta,
-            "Constraints": constraints,
-            "Tasks": [{
-                "Name": "query",
-                "Engine": { "Type": "query", "Params": params },
-                "Timeouts": { "TotalTimeout": timeout, "ExecutionTimeout": timeout },
-            }],
-        });
-        let mut job = shoal_types::spec::read_job_value(job)
-            .map_err(|e| OrchestratorError::BadRequest(format!("invalid query: {e}")))?;
-        shoal_types::spec::apply_defaults(&mut job);
-        let errors = shoal_types::spec::validate_for_submit(&job);
-        if !errors.is_empty() {
-            let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-            return Err(OrchestratorError::BadRequest(format!(
-                "invalid query: {}",
-                text.join("; ")
-            )));
-        }
-        Ok(job)
+    let sql = request.query.trim();
+    if sql.is_empty() {
+        return Err(OrchestratorError::BadRequest(
+            "query is empty: send one SELECT statement in \"Query\"".into(),
+        ));
     }
+    let mut constraints = serde_json::to_value(&request.constraints)
+        .map_err(|e| OrchestratorError::BadRequest(format!("bad constraints: {e}")))?;
+    if !request.nodes.is_empty()
+        && let Json::Array(list) = &mut constraints
+    {
+        list.push(json!({ "Key": NODE_ID_LABEL, "Operator": "in", "Values": request.nodes }));
+    }
+    let timeout = if request.timeout == 0 {
+        DEFAULT_TIMEOUT_SECS
+    } else {
+        request.timeout
+    };
+    let mut params = json!({ "Query": sql, "TimeoutMs": timeout * 1000 });
+    if let Some(rows) = request.max_rows {
+        params["MaxRows"] = rows.into();
+    }
+    let mut meta = json!({ QUERY_META: sql });
+    if let Some(m) = request
+        .merge
+        .as_deref()
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+    {
+        meta[MERGE_META] = m.into();
+    }
+    let name: String = sql.chars().take(60).collect();
+    let job = json!({
+        "Name": format!("query: {name}"),
+        "Type": "ops",
+        "Meta": meta,
+        "Constraints": constraints,
+        "Tasks": [{
+            "Name": "query",
+            "Engine": { "Type": "query", "Params": params },
+            "Timeouts": { "TotalTimeout": timeout, "ExecutionTimeout": timeout },
+        }],
+    });
+    let mut job = shoal_types::spec::read_job_value(job)
+        .map_err(|e| OrchestratorError::BadRequest(format!("invalid query: {e}")))?;
+    shoal_types::spec::apply_defaults(&mut job);
+    let errors = shoal_types::spec::validate_for_submit(&job);
+    if !errors.is_empty() {
+        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        return Err(OrchestratorError::BadRequest(format!(
+            "invalid query: {}",
+            text.join("; ")
+        )));
+    }
+    Ok(job)
 }
 
 /// What the engine tells watchers, after the transaction that made it true committed.

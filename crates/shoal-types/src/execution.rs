@@ -204,7 +204,7 @@ pub struct RunOutput {
     pub error_msg: String,
     /// The engine's structured answer, in full (Shoal extension; the `query` engine's rows).
     #[serde(rename = "Answer", default, skip_serializing_if = "Option::is_none")]
-    pub answer: Option<crate::Answer>,
+    pub answer: Option<Box<crate::Answer>>,
 }
 
 /// One attempt to run a job's task on one node.

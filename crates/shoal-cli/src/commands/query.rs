@@ -170,7 +170,7 @@ impl Printer {
     fn row(&mut self, node: Option<&str>, columns: &[String], row: &[Json]) {
         let mut names: Vec<String> = node.map(|_| "node_id".to_string()).into_iter().collect();
         names.extend(columns.iter().cloned());
-        let mut values: Vec<Json> = node.map(|n| Json::from(n)).into_iter().collect();
+        let mut values: Vec<Json> = node.map(Json::from).into_iter().collect();
         values.extend(row.iter().cloned());
         let mut out = std::io::stdout().lock();
         match self.format {
