@@ -8,11 +8,12 @@ mod error;
 mod jobs;
 mod link;
 mod nodes;
+mod queries;
 
 use std::future::Future;
 
 use axum::Router;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use shoal_orchestrator::Orchestrator;
 use shoal_types::node::BuildVersionInfo;
 
@@ -48,6 +49,11 @@ pub fn router(orchestrator: Orchestrator) -> Router {
         )
         .route("/api/v1/orchestrator/jobs/{id}/results", get(jobs::results))
         .route("/api/v1/orchestrator/jobs/{id}/logs", get(jobs::logs))
+        .route("/api/v1/orchestrator/queries", post(queries::submit))
+        .route(
+            "/api/v1/orchestrator/queries/{id}/stream",
+            get(queries::stream),
+        )
         .route(
             "/api/v1/orchestrator/nodes",
             get(nodes::list).post(nodes::update_legacy),

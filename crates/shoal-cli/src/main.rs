@@ -45,6 +45,11 @@ enum Command {
     /// List and manage compute nodes.
     #[command(subcommand)]
     Node(commands::node::NodeCommand),
+    /// Ask every node (or a labelled subset) one question in osquery's SQL; answers stream
+    /// back tagged with node_id, then the fleet coverage.
+    ///
+    /// Example: shoal query "SELECT hostname FROM system_info" --output csv
+    Query(commands::query::QueryArgs),
     /// Print the client's and the orchestrator's versions.
     Version,
 }
@@ -78,6 +83,7 @@ fn main() -> ExitCode {
             Command::Wasm(cmd) => commands::wasm::run(&cli.endpoint, cmd).await,
             Command::Docker(cmd) => commands::docker::run(&cli.endpoint, cmd).await,
             Command::Node(cmd) => commands::node::run(&cli.endpoint, cmd).await,
+            Command::Query(args) => commands::query::run(&cli.endpoint, args).await,
             Command::Version => commands::version(&cli.endpoint).await,
         }
     });

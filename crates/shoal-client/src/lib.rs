@@ -3,6 +3,7 @@
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shoal_types::answer::{QueryEvent, QueryRequest};
 use shoal_types::{Execution, Job, JobHistory, NodeState};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -327,5 +328,66 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Submits a fleet query (an ops job with the `query` engine); returns its job id.
+    pub async fn submit_query(&self, request: &QueryRequest) -> Result<String, ClientError> {
+        let v = self
+            .call(
+                self.http
+                    .post(self.u("/orchestrator/queries"))
+                    .json(request),
+            )
+            .await?;
+        v.get("JobID")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .ok_or_else(|| ClientError::Decode("no JobID in the answer".into()))
+    }
+
+    /// Streams a fleet query's events, calling `on_event` for each as nodes answer, until
+    /// the `done` event (returned) or the stream breaks.
+    pub async fn query_stream(
+        &self,
+        job_id: &str,
+        mut on_event: impl FnMut(&QueryEvent),
+    ) -> Result<QueryEvent, ClientError> {
+        let ws_base = self
+            .base
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1);
+        let url = format!("{ws_base}/api/v1/orchestrator/queries/{job_id}/stream");
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: self.base.clone(),
+                message: e.to_string(),
+            })?;
+        while let Some(msg) = ws.next().await {
+            match msg {
+                Ok(WsMessage::Text(t)) => {
+                    let v: Value = serde_json::from_str(t.as_str())
+                        .map_err(|e| ClientError::Decode(e.to_string()))?;
+                    if v["type"] == "error" {
+                        return Err(ClientError::Api {
+                            status: 0,
+                            message: v["message"].as_str().unwrap_or("query failed").to_string(),
+                        });
+                    }
+                    let ev: QueryEvent = serde_json::from_value(v)
+                        .map_err(|e| ClientError::Decode(format!("query stream: {e}")))?;
+                    on_event(&ev);
+                    if matches!(ev, QueryEvent::Done { .. }) {
+                        return Ok(ev);
+                    }
+                }
+                Ok(WsMessage::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::Decode(format!("query stream broke: {e}"))),
+            }
+        }
+        Err(ClientError::Decode(
+            "query stream ended before the fleet's answer was complete".into(),
+        ))
     }
 }

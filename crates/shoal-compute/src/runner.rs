@@ -141,6 +141,7 @@ async fn execute(
         tracing::warn!(error = %err, "could not record the start of an execution");
     }
     let (sink, rx) = LogSink::channel();
+    let answer = sink.answer_slot();
     let live = agent.hub.open(e.id.as_str());
     let drain = {
         let (exec_dir, results_dir) = (exec_dir.clone(), results_dir.clone());
@@ -162,10 +163,12 @@ async fn execute(
         stderr_truncated: captured.stderr_truncated,
         exit_code: 0,
         error_msg: String::new(),
+        answer: None,
     };
     match outcome {
         Ok(exit) => {
             output.exit_code = exit.code;
+            output.answer = answer.take().map(Box::new);
             let _ = tokio::fs::write(results_dir.join("exitCode"), exit.code.to_string()).await;
             let mut r = report(e, ComputeStateType::Completed, "", false);
             r.run_output = Some(output);

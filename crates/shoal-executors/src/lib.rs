@@ -49,23 +49,57 @@ pub struct LogChunk {
 /// Where an engine sends output as it is produced.
 ///
 /// The compute agent owns the receiving end: it appends every chunk to the execution's log
-/// file (so logs survive the run) and fans it out to live followers.
+/// file (so logs survive the run) and fans it out to live followers. An engine that produces
+/// structured data (the `query` engine's rows) also hands it over here with
+/// [`LogSink::answer`]; the agent sends it whole in the execution's report.
 #[derive(Debug, Clone)]
-pub struct LogSink(mpsc::UnboundedSender<LogChunk>);
+pub struct LogSink {
+    tx: mpsc::UnboundedSender<LogChunk>,
+    answer: AnswerSlot,
+}
+
+/// Where the agent picks up an engine's structured answer after the run (see
+/// [`LogSink::answer`]).
+#[derive(Debug, Clone, Default)]
+pub struct AnswerSlot(Arc<std::sync::Mutex<Option<shoal_types::Answer>>>);
+
+impl AnswerSlot {
+    /// Takes the answer the engine left, if any.
+    pub fn take(&self) -> Option<shoal_types::Answer> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take()
+    }
+}
 
 impl LogSink {
     /// A sink and the receiver that drains it.
     pub fn channel() -> (LogSink, mpsc::UnboundedReceiver<LogChunk>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (LogSink(tx), rx)
+        (
+            LogSink {
+                tx,
+                answer: AnswerSlot::default(),
+            },
+            rx,
+        )
     }
 
     /// Sends text; a closed receiver is ignored (nobody is listening any more).
     pub fn write(&self, stream: Stream, text: impl Into<String>) {
-        let _ = self.0.send(LogChunk {
+        let _ = self.tx.send(LogChunk {
             stream,
             text: text.into(),
         });
+    }
+
+    /// Leaves the execution's structured answer for the agent, replacing an earlier one.
+    /// The engine is responsible for bounding it (its row and size limits).
+    pub fn answer(&self, answer: shoal_types::Answer) {
+        *self.answer.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(answer);
+    }
+
+    /// The slot the agent reads the answer from once the engine returned.
+    pub fn answer_slot(&self) -> AnswerSlot {
+        self.answer.clone()
     }
 }
 

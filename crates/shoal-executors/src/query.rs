@@ -6,9 +6,14 @@
 //! node's limits, never raise them; the execution's own timeout also applies.
 //!
 //! Output: one JSON object per row on stdout (keys are column names, values are strings as
-//! `osqueryi --json` prints them), warnings on stderr, and the whole answer as a JSON array
-//! in `<results_dir>/query/rows.json`. SQL errors, refused writes and limit breaches are
-//! user errors: the same query fails the same way on every node.
+//! `osqueryi --json` prints them), warnings on stderr, the whole answer as a JSON array in
+//! `<results_dir>/query/rows.json`, and the whole answer with typed values as the
+//! execution's structured [`Answer`](shoal_types::Answer), which the agent sends to the
+//! orchestrator in full (fleet SQL streams and merges it). SQL errors, refused writes and
+//! limit breaches are user errors: the same query fails the same way on every node.
+//!
+//! The answer is bounded by the node's limits; [`QueryExecutor::default`] keeps answers
+//! under [`DEFAULT_MAX_ANSWER_BYTES`] because an answer travels in one link message.
 
 use std::path::Path;
 use std::time::Duration;
@@ -21,10 +26,24 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink, Stream};
 
+/// Largest answer (approximate bytes, see `QueryLimits::max_result_bytes`) the default
+/// executor returns: an answer travels whole in one agent-link message.
+pub const DEFAULT_MAX_ANSWER_BYTES: usize = 8 << 20;
+
 /// Runs SQL over the host tables.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct QueryExecutor {
     limits: QueryLimits,
+}
+
+impl Default for QueryExecutor {
+    /// `QueryLimits::default()` with answers capped at [`DEFAULT_MAX_ANSWER_BYTES`].
+    fn default() -> Self {
+        QueryExecutor::new(QueryLimits {
+            max_result_bytes: DEFAULT_MAX_ANSWER_BYTES,
+            ..QueryLimits::default()
+        })
+    }
 }
 
 /// The parsed engine params.
@@ -150,8 +169,19 @@ fn classify(e: QueryError, limits: &QueryLimits) -> ExecutorError {
     }
 }
 
-/// Streams the rows to stdout, warnings to stderr, and writes `query/rows.json`.
+/// Streams the rows to stdout, warnings to stderr, writes `query/rows.json` and leaves the
+/// typed answer for the report.
 fn emit(result: &QueryResult, logs: &LogSink, results_dir: &Path) {
+    logs.answer(shoal_types::Answer {
+        columns: result.columns.clone(),
+        rows: result
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_json()).collect())
+            .collect(),
+        warnings: result.warnings.clone(),
+        wall_ms: result.cost.wall.as_millis() as u64,
+    });
     let rows = result.osquery_rows();
     for row in &rows {
         logs.write(Stream::Stdout, format!("{}\n", Json::Object(row.clone())));
@@ -241,6 +271,29 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.path().join("query/rows.json")).unwrap())
                 .unwrap();
         assert_eq!(saved, serde_json::json!([{"uid": "0", "username": "root"}]));
+    }
+
+    #[tokio::test]
+    async fn the_whole_answer_is_left_typed_for_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let (sink, _rx) = LogSink::channel();
+        let slot = sink.answer_slot();
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 3000) SELECT x, 'r' || x AS label FROM c";
+        let out = QueryExecutor::default()
+            .run(
+                request(serde_json::json!({ "Query": sql }), dir.path()),
+                sink,
+                CancellationToken::new(),
+            )
+            .await;
+        assert_eq!(out, Ok(Exit { code: 0 }));
+        let answer = slot.take().expect("an answer");
+        assert_eq!(answer.columns, vec!["x", "label"]);
+        assert_eq!(answer.rows.len(), 3000, "every row, not a log head");
+        assert_eq!(
+            answer.rows[2999],
+            vec![Json::from(3000), Json::from("r3000")]
+        );
     }
 
     #[tokio::test]

@@ -22,7 +22,9 @@ pub mod tables;
 mod value;
 mod vtab;
 
-pub use query::{QueryCost, QueryError, QueryLimits, QueryResult, run_query, table_names};
+pub use query::{
+    QueryCost, QueryError, QueryLimits, QueryResult, run_over_rows, run_query, table_names,
+};
 pub use table::{
     Column, ColumnType, Constraints, HostTable, Row, ScanContext, TableDef, TableError,
 };

@@ -174,10 +174,71 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
     let deadline = start.checked_add(limits.timeout);
     let state = Arc::new(QueryState::new(deadline));
     let denied: Arc<Mutex<Option<String>>> = Arc::default();
-    let mut conn =
-        open(limits, &state, &denied).map_err(|e| sql_error(e, &state, &denied, limits))?;
-    let fail = |e: rusqlite::Error| sql_error(e, &state, &denied, limits);
+    let conn = open(limits, &state, &denied).map_err(|e| sql_error(e, &state, &denied, limits))?;
+    collect(conn, sql, limits, start, &state, &denied)
+}
 
+/// Runs one read-only SQL statement over rows held in memory, presented as the table
+/// `table` with the given columns (values keep their types; SQLite's dialect and the same
+/// guardrails as [`run_query`]). Fleet SQL's merge stage runs here over the union of every
+/// node's answer.
+pub fn run_over_rows(
+    sql: &str,
+    table: &str,
+    columns: &[String],
+    rows: &[Vec<Value>],
+    limits: &QueryLimits,
+) -> Result<QueryResult, QueryError> {
+    let start = Instant::now();
+    let deadline = start.checked_add(limits.timeout);
+    let state = Arc::new(QueryState::new(deadline));
+    let denied: Arc<Mutex<Option<String>>> = Arc::default();
+    let fail = |e| sql_error(e, &state, &denied, limits);
+    let mut conn = Connection::open_in_memory().map_err(fail)?;
+    conn.pragma_update(None, "cache_size", -16384)
+        .map_err(fail)?;
+    let quoted: Vec<String> = columns
+        .iter()
+        .map(|c| format!("\"{}\"", c.replace('"', "\"\"")))
+        .collect();
+    let load = conn.transaction().map_err(fail)?;
+    load.execute_batch(&format!(
+        "CREATE TABLE \"{}\" ({})",
+        table.replace('"', "\"\""),
+        quoted.join(", ")
+    ))
+    .map_err(fail)?;
+    {
+        let marks = vec!["?"; columns.len()].join(", ");
+        let mut insert = load
+            .prepare(&format!("INSERT INTO \"{table}\" VALUES ({marks})"))
+            .map_err(fail)?;
+        for row in rows {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(QueryError::Timeout {
+                    limit: limits.timeout,
+                });
+            }
+            insert
+                .execute(rusqlite::params_from_iter(row.iter()))
+                .map_err(fail)?;
+        }
+    }
+    load.commit().map_err(fail)?;
+    guard(&mut conn, limits, &state, &denied).map_err(fail)?;
+    collect(conn, sql, limits, start, &state, &denied)
+}
+
+/// Prepares `sql` on a guarded connection and collects its rows within the limits.
+fn collect(
+    mut conn: Connection,
+    sql: &str,
+    limits: &QueryLimits,
+    start: Instant,
+    state: &Arc<QueryState>,
+    denied: &Arc<Mutex<Option<String>>>,
+) -> Result<QueryResult, QueryError> {
+    let fail = |e: rusqlite::Error| sql_error(e, state, denied, limits);
     if sql.trim().trim_matches(';').trim().is_empty() {
         return Err(QueryError::Empty);
     }
@@ -215,6 +276,7 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
     drop(stmt);
     // Drop the handlers' closures before reading the shared state they hold.
     let _ = conn.progress_handler(0, None::<fn() -> bool>);
+    let _ = conn.authorizer(None::<fn(AuthContext<'_>) -> Authorization>);
     let warnings = state
         .warnings
         .lock()
@@ -259,6 +321,18 @@ fn open(
     for table in tables::ALL {
         vtab::register(&conn, *table, state)?;
     }
+    guard(&mut conn, limits, state, denied)?;
+    Ok(conn)
+}
+
+/// Installs the guardrails: value and statement size limits, no `ATTACH`, the time limit's
+/// progress handler and the read-only authorizer.
+fn guard(
+    conn: &mut Connection,
+    limits: &QueryLimits,
+    state: &Arc<QueryState>,
+    denied: &Arc<Mutex<Option<String>>>,
+) -> rusqlite::Result<()> {
     let value_bytes = i32::try_from(limits.max_value_bytes)
         .unwrap_or(i32::MAX)
         .max(1);
@@ -289,7 +363,7 @@ fn open(
             Authorization::Deny
         }
     }))?;
-    Ok(conn)
+    Ok(())
 }
 
 /// What is refused, named for the error message; `None` allows the action.

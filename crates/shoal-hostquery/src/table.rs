@@ -213,6 +213,12 @@ impl<'a> ScanContext<'a> {
         }
     }
 
+    /// When the query's time limit ends, if it has one. Tables that wait on another
+    /// process (a daemon's API) bound their waits by it.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     /// Records a warning for the query's caller.
     pub fn warn(&mut self, message: impl Into<String>) {
         self.warnings.push(message.into());

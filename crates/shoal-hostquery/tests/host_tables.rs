@@ -281,3 +281,169 @@ fn the_known_tables_include_every_priority_table() {
         assert!(names.contains(&t), "{t} missing from {names:?}");
     }
 }
+
+#[test]
+fn block_devices_match_sys_block_with_their_sizes() {
+    let r = query("SELECT name, size, parent FROM block_devices");
+    let mut disks: Vec<String> = std::fs::read_dir("/sys/block")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    disks.sort();
+    assert!(!disks.is_empty(), "this host lists no block devices");
+    for disk in &disks {
+        let size: i64 = std::fs::read_to_string(format!("/sys/block/{disk}/size"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let row = r
+            .rows
+            .iter()
+            .find(|row| text(&row[0]) == format!("/dev/{disk}"))
+            .unwrap_or_else(|| panic!("/dev/{disk} missing from {r:?}"));
+        assert_eq!(row[1], Value::Integer(size), "size of {disk}");
+        assert_eq!(
+            text(&row[2]),
+            "",
+            "{disk} is a whole disk, it has no parent"
+        );
+    }
+    let by_name = query(&format!(
+        "SELECT name FROM block_devices WHERE name = '/dev/{}'",
+        disks[0]
+    ));
+    assert_eq!(by_name.rows.len(), 1);
+}
+
+#[test]
+fn systemd_units_lists_the_unit_files_of_this_host() {
+    let Ok(entries) = std::fs::read_dir("/lib/systemd/system") else {
+        eprintln!("skipped: this host has no /lib/systemd/system");
+        return;
+    };
+    let some_service = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".service") && !n.contains('@'))
+        .min()
+        .expect("a service unit file");
+    let r = query(&format!(
+        "SELECT id, load_state, active_state, unit_file_state FROM systemd_units WHERE id = '{some_service}'"
+    ));
+    assert_eq!(r.rows.len(), 1, "{r:?}");
+    assert_eq!(text(&r.rows[0][0]), some_service);
+    assert!(
+        ["loaded", "masked", "not-found"].contains(&text(&r.rows[0][1]).as_str()),
+        "{r:?}"
+    );
+    if !std::path::Path::new("/run/systemd/system").is_dir() {
+        assert_eq!(text(&r.rows[0][2]), "unknown");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("systemd is not running")),
+            "{:?}",
+            r.warnings
+        );
+    }
+    assert!(
+        ["enabled", "disabled", "static", "masked"].contains(&text(&r.rows[0][3]).as_str()),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn docker_containers_shows_a_container_the_test_started() {
+    let docker_runs = Command::new("docker")
+        .args(["image", "inspect", "shoal-test/busybox:latest"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !docker_runs {
+        // .ci/run builds the image (scripts/build-test-images.sh); without a daemon the
+        // table must still answer, empty.
+        let r = query("SELECT id FROM docker_containers");
+        assert!(r.rows.is_empty());
+        eprintln!("skipped: no Docker daemon with shoal-test/busybox here");
+        return;
+    }
+    let name = format!("shoal-hostquery-test-{}", std::process::id());
+    let started = Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--rm",
+            "--name",
+            &name,
+            "shoal-test/busybox:latest",
+            "sleep",
+            "60",
+        ])
+        .output()
+        .unwrap();
+    assert!(started.status.success(), "{started:?}");
+    let id = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    let _cleanup = RemoveContainer(name.clone());
+    let r = run_query(
+        &format!(
+            "SELECT id, name, image, state, pid, net_namespace FROM docker_containers WHERE name = '/{name}'"
+        ),
+        &QueryLimits::default(),
+    );
+    let r = r.unwrap();
+    assert_eq!(r.rows.len(), 1, "{r:?}");
+    assert_eq!(text(&r.rows[0][0]), id);
+    assert_eq!(text(&r.rows[0][2]), "shoal-test/busybox:latest");
+    assert_eq!(text(&r.rows[0][3]), "running");
+    let pid = r.rows[0][4].as_integer().unwrap();
+    assert!(pid > 0, "{r:?}");
+    let ns = std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap();
+    assert_eq!(
+        format!("net:[{}]", text(&r.rows[0][5])),
+        ns.to_string_lossy()
+    );
+}
+
+/// Removes the test's container however the test ends.
+struct RemoveContainer(String);
+
+impl Drop for RemoveContainer {
+    fn drop(&mut self) {
+        let _ = Command::new("docker").args(["rm", "-f", &self.0]).output();
+    }
+}
+
+#[test]
+fn merge_stage_runs_read_only_sql_over_rows_in_memory() {
+    use shoal_hostquery::run_over_rows;
+    let columns = vec!["node_id".to_string(), "n".to_string()];
+    let rows = vec![
+        vec![Value::from("n-a"), Value::Integer(2)],
+        vec![Value::from("n-b"), Value::Integer(3)],
+        vec![Value::from("n-a"), Value::Integer(5)],
+    ];
+    let limits = QueryLimits::default();
+    let r = run_over_rows(
+        "SELECT node_id, sum(n) AS total FROM results GROUP BY node_id ORDER BY node_id",
+        "results",
+        &columns,
+        &rows,
+        &limits,
+    )
+    .unwrap();
+    assert_eq!(
+        r.rows,
+        vec![
+            vec![Value::from("n-a"), Value::Integer(7)],
+            vec![Value::from("n-b"), Value::Integer(3)]
+        ]
+    );
+    let err =
+        run_over_rows("DELETE FROM results", "results", &columns, &rows, &limits).unwrap_err();
+    assert!(matches!(err, QueryError::ReadOnly { .. }), "{err}");
+    let few = QueryLimits {
+        max_rows: 2,
+        ..QueryLimits::default()
+    };
+    let err = run_over_rows("SELECT * FROM results", "results", &columns, &rows, &few).unwrap_err();
+    assert!(matches!(err, QueryError::TooManyRows { limit: 2 }), "{err}");
+}

@@ -24,6 +24,7 @@ use crate::evaluate::evaluate;
 use crate::handle::{SubmitOptions, SubmitOutcome};
 use crate::logs::LogRegistry;
 use crate::nodes::{Links, LiveNode, NodeTable, Session};
+use crate::query::{HubEvent, QueryHub};
 
 type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
 
@@ -69,19 +70,33 @@ pub(crate) enum Command {
     },
 }
 
-/// Frames to send once the transaction that produced them has committed.
+/// Frames to send, and query watchers to tell, once the transaction that produced them has
+/// committed.
 #[derive(Default)]
-pub(crate) struct Outgoing(Vec<(String, Frame)>);
+pub(crate) struct Outgoing {
+    frames: Vec<(String, Frame)>,
+    queries: Vec<(String, HubEvent)>,
+}
 
 impl Outgoing {
     pub fn push(&mut self, node_id: &str, frame: Frame) {
-        self.0.push((node_id.to_string(), frame));
+        self.frames.push((node_id.to_string(), frame));
     }
 
-    fn flush(self, links: &Links) {
-        for (node, frame) in self.0 {
+    /// Tells the watchers of `job_id` (fleet query streams), if any, after the commit.
+    pub fn query_event(&mut self, hub: &QueryHub, job_id: &str, event: impl FnOnce() -> HubEvent) {
+        if hub.watched(job_id) {
+            self.queries.push((job_id.to_string(), event()));
+        }
+    }
+
+    fn flush(self, links: &Links, hub: &QueryHub) {
+        for (node, frame) in self.frames {
             // A node that is away gets durable messages from its outbox when it returns.
             links.send(&node, frame);
+        }
+        for (job, event) in self.queries {
+            hub.publish(&job, event);
         }
     }
 }
@@ -92,6 +107,7 @@ pub(crate) struct EngineState {
     pub nodes: NodeTable,
     pub links: Links,
     pub logs: LogRegistry,
+    pub queries: QueryHub,
     /// (when, job id) pairs to re-evaluate; job id `*` means every active job.
     pub timers: BTreeSet<(UnixNanos, String)>,
 }
@@ -132,6 +148,7 @@ impl Engine {
         cfg: OrchestratorConfig,
         links: Links,
         logs: LogRegistry,
+        queries: QueryHub,
     ) -> Result<Self, StoreError> {
         let t = now();
         let mut nodes = NodeTable::new();
@@ -162,6 +179,7 @@ impl Engine {
                 nodes,
                 links,
                 logs,
+                queries,
                 timers,
             },
         })
@@ -298,7 +316,7 @@ impl Engine {
         let tx = self.store.begin()?;
         let value = f(&tx, &mut self.st, &mut out)?;
         tx.commit()?;
-        out.flush(&self.st.links);
+        out.flush(&self.st.links, &self.st.queries);
         Ok(value)
     }
 }
@@ -634,6 +652,11 @@ fn apply_report(
     e.revision += 1;
     e.modify_time = t;
     tx.put_execution(&e)?;
+    if r.state.is_terminal() {
+        out.query_event(&st.queries, e.job_id.as_str(), || {
+            HubEvent::Settled(Box::new(e.clone()))
+        });
+    }
     if let Some(job) = tx.read().job(e.job_id.as_str())? {
         let mut message = match (r.state, &r.run_output) {
             (ComputeStateType::Completed, Some(o)) => {

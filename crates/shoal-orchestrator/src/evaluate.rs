@@ -13,6 +13,7 @@ use shoal_types::{
 use crate::engine::{EngineState, Outgoing, allocated, event, history, now};
 use crate::error::OrchestratorError;
 use crate::handle::Placement;
+use crate::query::HubEvent;
 
 /// Re-evaluates one job and applies the resulting plan in `tx`.
 pub(crate) fn evaluate(
@@ -70,6 +71,11 @@ fn apply(
         if settled_here && let Some(n) = st.nodes.get_mut(e.node_id.as_str()) {
             n.allocated.remove(e.id.as_str());
         }
+        if settled_here && !was_terminal {
+            out.query_event(&st.queries, &job.id, || {
+                HubEvent::Settled(Box::new(e.clone()))
+            });
+        }
         if update.desired == DesiredStateType::Stopped && !was_terminal {
             // Tell the node even when the orchestrator settled the state itself: a node that
             // comes back must not keep running work that was given up on.
@@ -89,6 +95,9 @@ fn apply(
         job.revision += 1;
         job.modify_time = t;
         tx.put_job(&job)?;
+        if state.state_type.is_terminal() {
+            out.query_event(&st.queries, &job.id, || HubEvent::Finished);
+        }
     }
 
     for new in &plan.new_executions {

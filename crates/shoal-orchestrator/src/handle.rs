@@ -16,6 +16,7 @@ use crate::engine::{Command, Engine};
 use crate::error::OrchestratorError;
 use crate::logs::{LogRegistry, LogStream};
 use crate::nodes::{Links, Session};
+use crate::query::QueryHub;
 
 /// The result of a submission.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +73,7 @@ struct Inner {
     reader: SharedReader,
     links: Links,
     logs: LogRegistry,
+    queries: QueryHub,
     sessions: AtomicU64,
     config: OrchestratorConfig,
 }
@@ -83,7 +85,14 @@ impl Orchestrator {
         let reader = store.reader()?;
         let links = Links::default();
         let logs = LogRegistry::default();
-        let engine = Engine::new(store, config.clone(), links.clone(), logs.clone())?;
+        let queries = QueryHub::default();
+        let engine = Engine::new(
+            store,
+            config.clone(),
+            links.clone(),
+            logs.clone(),
+            queries.clone(),
+        )?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("shoal-engine".into())
@@ -97,6 +106,7 @@ impl Orchestrator {
                 reader,
                 links,
                 logs,
+                queries,
                 sessions: AtomicU64::new(0),
                 config,
             }),
@@ -324,6 +334,10 @@ impl Orchestrator {
             id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1,
             tx,
         }
+    }
+
+    pub(crate) fn query_hub(&self) -> &QueryHub {
+        &self.inner.queries
     }
 
     pub(crate) fn log_registry(&self) -> &LogRegistry {

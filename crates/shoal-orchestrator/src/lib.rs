@@ -17,9 +17,11 @@ mod handle;
 mod link;
 mod logs;
 mod nodes;
+pub mod query;
 
 pub use config::OrchestratorConfig;
 pub use error::OrchestratorError;
 pub use handle::{JobDetails, Orchestrator, Placement, SubmitOptions, SubmitOutcome};
 pub use link::serve_link;
 pub use logs::{LogEvent, LogStream};
+pub use query::{QueryEvent, QueryRequest, QueryStream};

@@ -88,8 +88,14 @@ impl LiveNode {
     }
 
     pub fn view(&self) -> NodeView {
+        let mut state = self.state.clone();
+        // Lets a job target nodes by id (fleet queries' `--node`).
+        state.info.labels.insert(
+            crate::query::NODE_ID_LABEL.to_string(),
+            state.info.node_id.clone(),
+        );
         NodeView {
-            state: self.state.clone(),
+            state,
             free: self.free(),
             last_seen: self.last_seen,
         }

@@ -202,6 +202,9 @@ pub struct RunOutput {
     /// Set when the engine failed rather than the task.
     #[serde(rename = "ErrorMsg", default)]
     pub error_msg: String,
+    /// The engine's structured answer, in full (Shoal extension; the `query` engine's rows).
+    #[serde(rename = "Answer", default, skip_serializing_if = "Option::is_none")]
+    pub answer: Option<Box<crate::Answer>>,
 }
 
 /// One attempt to run a job's task on one node.

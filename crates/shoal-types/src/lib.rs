@@ -6,6 +6,7 @@
 //! inside Shoal the same structs are used, with typed helpers for the parts that need meaning
 //! (resources, selectors, engine kinds).
 
+pub mod answer;
 pub mod execution;
 pub mod history;
 pub mod ids;
@@ -17,6 +18,7 @@ pub mod spec;
 pub mod template;
 pub mod time;
 
+pub use answer::Answer;
 pub use execution::{ComputeStateType, DesiredStateType, Execution, ExecutionState, RunOutput};
 pub use history::{Event, HistoryType, JobHistory};
 pub use ids::{ExecutionId, IdError, JobId, NodeId};

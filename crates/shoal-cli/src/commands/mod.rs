@@ -4,6 +4,7 @@ pub mod devstack;
 pub mod docker;
 pub mod job;
 pub mod node;
+pub mod query;
 pub mod serve;
 pub mod wasm;
 

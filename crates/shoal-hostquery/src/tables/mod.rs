@@ -5,9 +5,11 @@
 use crate::table::TableDef;
 
 pub mod authorized_keys;
+pub mod block_devices;
 pub mod cpu_info;
 pub mod crontab;
 pub mod deb_packages;
+pub mod docker_containers;
 pub mod etc_hosts;
 pub mod file;
 pub mod groups;
@@ -26,6 +28,7 @@ pub mod process_open_sockets;
 pub mod processes;
 pub mod routes;
 pub mod system_info;
+pub mod systemd_units;
 pub mod time;
 pub mod uptime;
 pub mod user_ssh_keys;
@@ -34,9 +37,11 @@ pub mod users;
 /// Every table a query can use.
 pub static ALL: &[&dyn TableDef] = &[
     &authorized_keys::AuthorizedKeys,
+    &block_devices::BlockDevices,
     &cpu_info::CpuInfo,
     &crontab::Crontab,
     &deb_packages::DebPackages,
+    &docker_containers::DockerContainers,
     &etc_hosts::EtcHosts,
     &file::File,
     &groups::Groups,
@@ -55,6 +60,7 @@ pub static ALL: &[&dyn TableDef] = &[
     &processes::Processes,
     &routes::Routes,
     &system_info::SystemInfo,
+    &systemd_units::SystemdUnits,
     &time::Time,
     &uptime::Uptime,
     &user_ssh_keys::UserSshKeys,

@@ -1,0 +1,268 @@
+//! Fleet SQL end to end: the real `shoal` binary as a devstack (an orchestrator and three
+//! compute agents over real WebSockets), asked with `shoal query`.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+const NODES: usize = 3;
+
+struct Devstack {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Devstack {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts a devstack and waits (bounded) until its nodes are connected: start-up has no
+/// event to wait on from outside the process.
+fn devstack() -> Devstack {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let child = Command::new(BIN)
+        .args(["devstack", "--computes", &NODES.to_string()])
+        .args(["--api-port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("shoal starts");
+    let d = Devstack {
+        child,
+        port,
+        _dir: dir,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = d.shoal(&["node", "list", "--output", "json"]);
+        let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let up = nodes
+            .as_array()
+            .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
+            .unwrap_or(0);
+        if up == NODES {
+            return d;
+        }
+        assert!(Instant::now() < deadline, "devstack did not come up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Devstack {
+    fn shoal(&self, args: &[&str]) -> Output {
+        Command::new(BIN)
+            .args(["--api-port", &self.port.to_string()])
+            .args(args)
+            .output()
+            .expect("shoal runs")
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn every_node_answers_with_the_real_hostname_tagged_with_its_node_id() {
+    let d = devstack();
+    let out = d.shoal(&[
+        "query",
+        "SELECT computer_name FROM system_info",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(rows.len(), NODES, "{rows:?}");
+    let mut nodes: Vec<&str> = rows
+        .iter()
+        .map(|r| r["node_id"].as_str().unwrap())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["n-devstack-0", "n-devstack-1", "n-devstack-2"]);
+    assert!(
+        rows.iter()
+            .all(|r| r["computer_name"] == hostname().as_str())
+    );
+    assert!(
+        stderr(&out)
+            .contains("Fleet coverage: 3 targeted, 3 answered, 0 errored, 0 unreachable; 3 rows"),
+        "{}",
+        stderr(&out)
+    );
+    // The query is an ops job like any other.
+    let jobs = d.shoal(&["job", "list", "--output", "json"]);
+    let jobs: Value = serde_json::from_slice(&jobs.stdout).unwrap();
+    assert!(
+        jobs.as_array().unwrap().iter().any(|j| j["Type"] == "ops"
+            && j["Name"]
+                .as_str()
+                .unwrap()
+                .starts_with("query: SELECT computer_name")),
+        "{jobs}"
+    );
+}
+
+#[test]
+fn merge_counts_over_the_union_of_answers_and_states_its_coverage() {
+    let d = devstack();
+    let out = d.shoal(&[
+        "query",
+        "SELECT computer_name AS host FROM system_info",
+        "--merge",
+        "SELECT host, count(*) AS nodes, count(DISTINCT node_id) AS distinct_nodes FROM results GROUP BY host",
+        "--output",
+        "ndjson",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let lines: Vec<Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![serde_json::json!({ "host": hostname(), "nodes": 3, "distinct_nodes": 3 })]
+    );
+    assert!(
+        stderr(&out).contains("Merge covers 3 of 3 targeted nodes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_bad_query_is_reported_once_with_the_number_of_nodes_and_fails() {
+    let d = devstack();
+    let out = d.shoal(&["query", "SELECT * FROM no_such_table"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert_eq!(
+        err.matches("no such table: no_such_table").count(),
+        1,
+        "{err}"
+    );
+    assert!(
+        err.contains("error on 3 nodes: no such table: no_such_table"),
+        "{err}"
+    );
+    assert!(err.contains("0 answered, 3 errored"), "{err}");
+    assert_eq!(stdout(&out).trim(), "", "no rows on stdout");
+}
+
+#[test]
+fn csv_and_ndjson_rows_carry_the_node_id_first() {
+    let d = devstack();
+    let out = d.shoal(&["query", "SELECT 'a,b' AS text, 7 AS n", "--output", "csv"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.remove(0), "node_id,text,n");
+    lines.sort();
+    assert_eq!(
+        lines,
+        vec![
+            "n-devstack-0,\"a,b\",7",
+            "n-devstack-1,\"a,b\",7",
+            "n-devstack-2,\"a,b\",7"
+        ]
+    );
+    let out = d.shoal(&["query", "SELECT 7 AS n", "--output", "ndjson"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), NODES);
+    for line in text.lines() {
+        assert!(line.starts_with("{\"node_id\":\"n-devstack-"), "{line}");
+        assert!(line.ends_with(",\"n\":7}"), "{line}");
+    }
+}
+
+#[test]
+fn constraints_and_node_ids_ask_only_a_subset() {
+    let d = devstack();
+    // devstack labels nodes region=eu/us/ap in turn.
+    let out = d.shoal(&[
+        "query",
+        "SELECT 1 AS one",
+        "--constraints",
+        "region=us",
+        "--output",
+        "ndjson",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), r#"{"node_id":"n-devstack-1","one":1}"#);
+    assert!(
+        stderr(&out).contains("1 targeted, 1 answered"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = d.shoal(&[
+        "query",
+        "SELECT 1 AS one",
+        "--node",
+        "n-devstack-0",
+        "--node",
+        "n-devstack-2",
+        "--output",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let mut rows: Vec<&str> = text.lines().skip(1).collect();
+    rows.sort();
+    assert_eq!(rows, vec!["n-devstack-0,1", "n-devstack-2,1"]);
+
+    let out = d.shoal(&["query", "SELECT 1", "--node", "n-nope"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("--node n-nope: no such node"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn answers_are_complete_beyond_the_log_head() {
+    let d = devstack();
+    let out = d.shoal(&[
+        "query",
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 2000) SELECT x FROM c",
+        "--node",
+        "n-devstack-0",
+        "--output",
+        "csv",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 2001, "header plus every row");
+    assert_eq!(text.lines().last(), Some("n-devstack-0,2000"));
+}
