@@ -124,10 +124,10 @@ fn every_node_answers_with_the_real_hostname_tagged_with_its_node_id() {
     let jobs: Value = serde_json::from_slice(&jobs.stdout).unwrap();
     assert!(
         jobs.as_array().unwrap().iter().any(|j| j["Type"] == "ops"
-            && j["Name"]
+            && j["Meta"]["shoal.io/query"]
                 .as_str()
-                .unwrap()
-                .starts_with("query: SELECT computer_name")),
+                .unwrap_or_default()
+                .starts_with("SELECT computer_name")),
         "{jobs}"
     );
 }

@@ -196,12 +196,68 @@ impl Engine {
                 .unwrap_or(t + 1_000_000_000);
             let wait = Duration::from_nanos((next_timer - t).clamp(0, 1_000_000_000) as u64);
             match rx.recv_timeout(wait) {
-                Ok(cmd) => self.handle(cmd),
+                Ok(cmd) => {
+                    // Take whatever else is already queued, so that a burst of node traffic
+                    // (a fleet answering a query, a reconnect storm) is applied in a few
+                    // transactions with one evaluation per job, not one of each per message.
+                    let mut batch = vec![cmd];
+                    while batch.len() < MAX_BATCH {
+                        match rx.try_recv() {
+                            Ok(c) => batch.push(c),
+                            Err(_) => break,
+                        }
+                    }
+                    self.handle_batch(batch);
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
             }
             self.tick();
         }
+    }
+
+    /// Handles queued commands in order. Runs of node traffic (messages, acks, heartbeats)
+    /// share one transaction, and every job they touch is evaluated once at its end; other
+    /// commands are handled one by one.
+    fn handle_batch(&mut self, batch: Vec<Command>) {
+        let mut traffic = Vec::new();
+        for cmd in batch {
+            if matches!(
+                cmd,
+                Command::Inbound { .. } | Command::Ack { .. } | Command::Heartbeat { .. }
+            ) {
+                traffic.push(cmd);
+            } else {
+                self.handle_traffic(std::mem::take(&mut traffic));
+                self.handle(cmd);
+            }
+        }
+        self.handle_traffic(traffic);
+    }
+
+    fn handle_traffic(&mut self, traffic: Vec<Command>) {
+        if traffic.is_empty() {
+            return;
+        }
+        log_err(self.with_tx(|tx, st, out| {
+            let mut dirty = BTreeSet::new();
+            for cmd in traffic {
+                match cmd {
+                    Command::Inbound { node_id, seq, msg } => {
+                        if let Some(job) = inbound(tx, st, out, &node_id, seq, msg)? {
+                            dirty.insert(job);
+                        }
+                    }
+                    Command::Ack { node_id, seq } => tx.outbox_ack(&node_id, seq)?,
+                    Command::Heartbeat { node_id } => heartbeat(st, &node_id),
+                    _ => unreachable!("only node traffic is batched"),
+                }
+            }
+            for job in &dirty {
+                evaluate(tx, st, out, job)?;
+            }
+            Ok(())
+        }));
     }
 
     fn handle(&mut self, cmd: Command) {
@@ -234,17 +290,8 @@ impl Engine {
                 });
                 let _ = reply.send(r.unwrap_or_else(|e| Err(e.to_string())));
             }
-            Command::Inbound { node_id, seq, msg } => {
-                log_err(self.with_tx(|tx, st, out| inbound(tx, st, out, &node_id, seq, msg)));
-            }
-            Command::Ack { node_id, seq } => {
-                log_err(self.with_tx(|tx, _, _| Ok(tx.outbox_ack(&node_id, seq)?)));
-            }
-            Command::Heartbeat { node_id } => {
-                if let Some(n) = self.st.nodes.get_mut(&node_id) {
-                    n.last_seen = now();
-                    n.state.connection_state.last_heartbeat = rfc3339(n.last_seen);
-                }
+            cmd @ (Command::Inbound { .. } | Command::Ack { .. } | Command::Heartbeat { .. }) => {
+                self.handle_traffic(vec![cmd]);
             }
             Command::Disconnected {
                 node_id,
@@ -318,6 +365,16 @@ impl Engine {
         tx.commit()?;
         out.flush(&self.st.links, &self.st.queries);
         Ok(value)
+    }
+}
+
+/// Commands taken from the queue at once.
+const MAX_BATCH: usize = 1024;
+
+fn heartbeat(st: &mut EngineState, node_id: &str) {
+    if let Some(n) = st.nodes.get_mut(node_id) {
+        n.last_seen = now();
+        n.state.connection_state.last_heartbeat = rfc3339(n.last_seen);
     }
 }
 
@@ -563,6 +620,8 @@ fn node_lost_link(
     evaluate_active(tx, st, out)
 }
 
+/// Applies one message from a node; returns the job to re-evaluate, if any. The caller
+/// evaluates each affected job once per batch of messages.
 fn inbound(
     tx: &Tx<'_>,
     st: &mut EngineState,
@@ -570,17 +629,17 @@ fn inbound(
     node_id: &str,
     seq: u64,
     msg: Message,
-) -> Result<(), OrchestratorError> {
+) -> Result<Option<String>, OrchestratorError> {
     let fresh = tx.mark_applied(node_id, seq)?;
     out.push(node_id, Frame::Ack { seq });
     if !fresh {
-        return Ok(());
+        return Ok(None);
     }
     match msg {
         Message::Update(report) => apply_report(tx, st, out, node_id, report),
         other => {
             tracing::warn!(node = %node_id, ?other, "unexpected message from a node");
-            Ok(())
+            Ok(None)
         }
     }
 }
@@ -591,14 +650,14 @@ fn apply_report(
     out: &mut Outgoing,
     node_id: &str,
     r: ExecutionReport,
-) -> Result<(), OrchestratorError> {
+) -> Result<Option<String>, OrchestratorError> {
     let Some(mut e) = tx.read().execution(&r.execution_id)? else {
         tracing::warn!(node = %node_id, execution = %r.execution_id, "report for an unknown execution ignored");
-        return Ok(());
+        return Ok(None);
     };
     if e.node_id.as_str() != node_id {
         tracing::warn!(node = %node_id, execution = %r.execution_id, "report from a node that does not own the execution ignored");
-        return Ok(());
+        return Ok(None);
     }
     if e.is_terminal() {
         // Already settled here (e.g. failed as lost while the node was away, and replaced):
@@ -619,7 +678,7 @@ fn apply_report(
                 .with("LateReport", "true");
             tx.append_history(history(&job, Some(e.id.as_str()), ev))?;
         }
-        return Ok(());
+        return Ok(None);
     }
     let t = now();
     // A node that accepted an execution reports its `Preparing` phase (image pull) as further
@@ -682,7 +741,7 @@ fn apply_report(
         }
         tx.append_history(history(&job, Some(e.id.as_str()), ev))?;
     }
-    evaluate(tx, st, out, e.job_id.as_str())
+    Ok(Some(e.job_id.to_string()))
 }
 
 fn node_action(

@@ -76,9 +76,9 @@ pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
     {
         meta[MERGE_META] = m.into();
     }
-    let name: String = sql.chars().take(60).collect();
+    // No Name: names are unique per namespace, and a second query under the same name would
+    // update the first query's job instead of asking again. The SQL is in the job's Meta.
     let job = json!({
-        "Name": format!("query: {name}"),
         "Type": "ops",
         "Meta": meta,
         "Constraints": constraints,
