@@ -54,6 +54,9 @@ pub struct ComputeConfig {
     pub heartbeat_interval: Duration,
     /// Host paths jobs may mount with `local`/`localDirectory` inputs.
     pub allowed_paths: Vec<AllowedPath>,
+    /// Keep the ledger in memory instead of `data_dir/compute/state.db`: for simulated fleets
+    /// in tests and benchmarks only, since the agent then forgets everything when it stops.
+    pub in_memory_store: bool,
 }
 
 impl ComputeConfig {
@@ -68,6 +71,7 @@ impl ComputeConfig {
             capacity: None,
             heartbeat_interval: Duration::from_secs(5),
             allowed_paths: Vec::new(),
+            in_memory_store: false,
         }
     }
 }

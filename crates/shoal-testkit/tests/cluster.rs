@@ -189,3 +189,24 @@ async fn a_stopped_agent_restarts_with_its_id_and_takes_work_again() {
     assert_eq!(job.state.state_type, JobStateType::Completed);
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_in_memory_stores_run_jobs_without_ledger_files() {
+    let cluster = Cluster::start(ClusterConfig::new(2).noop_only().in_memory_stores())
+        .await
+        .unwrap();
+    cluster.wait_for_nodes(2).await.unwrap();
+    let id = cluster.client().submit(&noop_batch(2)).await.unwrap();
+    let job = cluster
+        .wait_job_state(&id, |j| j.state.state_type.is_terminal())
+        .await
+        .unwrap();
+    assert_eq!(job.state.state_type, JobStateType::Completed);
+    for i in 0..2 {
+        let ledger = cluster
+            .data_dir()
+            .join(format!("agent-{i}/compute/state.db"));
+        assert!(!ledger.exists(), "{} was written", ledger.display());
+    }
+    cluster.shutdown().await;
+}
