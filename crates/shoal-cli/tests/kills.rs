@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+use shoal_types::resources::format_cpu;
 use shoal_types::{ComputeStateType, Execution, JobHistory};
 
 const BIN: &str = env!("CARGO_BIN_EXE_shoal");
@@ -368,6 +369,17 @@ fn orchestrator_killed_while_a_job_runs_restarts_and_the_job_completes_with_its_
         "{info}"
     );
     assert_eq!(info["RunningExecutions"], 1, "{info}");
+    let table = String::from_utf8_lossy(&shoal(port, &["node", "list"]).stdout).to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains(node.as_str()))
+        .expect("the node has a row")
+        .to_string();
+    let cpu = |v: &serde_json::Value| format_cpu(v["CPU"].as_f64().unwrap());
+    assert!(
+        row.contains(&format!("{} / {}", cpu(free), cpu(max))),
+        "the table shows live free/total CPU: {row}"
+    );
 
     let before = history(port, &job);
     fleet.orchestrator.kill9();
