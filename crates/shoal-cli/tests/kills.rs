@@ -343,7 +343,7 @@ fn killed_agent_that_stays_down_has_its_work_replaced_after_the_node_lost_grace(
 fn orchestrator_killed_while_a_job_runs_restarts_and_the_job_completes_with_its_history() {
     let mut fleet = Fleet::start("10m");
     let port = fleet.port;
-    let job = submit(port, &sleep_job(fleet.dir.path(), 2500));
+    let job = submit(port, &sleep_job(fleet.dir.path(), 4000));
     let node = running_on(port, &job);
 
     // While it runs, node list shows the orchestrator's live accounting: 1 CPU and 1 GiB of
@@ -382,6 +382,10 @@ fn orchestrator_killed_while_a_job_runs_restarts_and_the_job_completes_with_its_
     );
 
     let before = history(port, &job);
+    assert!(
+        !before.iter().any(|h| h.event.message.contains("completed")),
+        "the job must still be running when the orchestrator is killed: {before:?}"
+    );
     fleet.orchestrator.kill9();
     fleet.restart_orchestrator();
     eventually("agents to reconnect", || connected_nodes(port) == 2);
