@@ -277,3 +277,47 @@ async fn stream_logs(s: AppState, id: String, q: LogsQuery, mut socket: WebSocke
     }
     let _ = socket.send(WsMessage::Close(None)).await;
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn get(uri: &str) -> (StatusCode, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = shoal_orchestrator::Orchestrator::start(
+            shoal_orchestrator::OrchestratorConfig::new(dir.path()),
+        )
+        .unwrap();
+        let res = crate::router(orch)
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn list_accepts_python_style_booleans() {
+        // bacalhau-apiclient (Python) sends `reverse=False`.
+        let (status, body) = get("/api/v1/orchestrator/jobs?limit=5&reverse=False").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["Items"].is_array(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_string_is_answered_in_bacalhaus_error_body() {
+        let (status, body) = get("/api/v1/orchestrator/jobs?reverse=maybe").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["Code"], "BadRequest", "{body}");
+        let message = body["Message"].as_str().unwrap();
+        assert!(
+            message.contains("\"maybe\" is not a boolean; use true or false"),
+            "{message}"
+        );
+    }
+}
