@@ -210,3 +210,93 @@ async fn agents_with_in_memory_stores_run_jobs_without_ledger_files() {
     }
     cluster.shutdown().await;
 }
+
+/// A batch job running a WASI module that sleeps `ms` milliseconds, reserving 1 CPU and 1 GiB.
+#[cfg(feature = "wasm")]
+fn sleeping_wasm_job(ms: u64) -> Job {
+    let wat = format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (func (export "_start")
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const {}))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#,
+        ms * 1_000_000
+    );
+    let mut job = shoal_types::spec::read_job_value(serde_json::json!({
+        "Type": "batch",
+        "Count": 1,
+        "Tasks": [{
+            "Name": "main",
+            "Engine": { "Type": "wasm", "Params": { "EntryModule": "/app/sleep.wat" } },
+            "InputSources": [{ "Target": "/app/sleep.wat",
+                "Source": { "Type": "inline", "Params": { "URL": wat } } }],
+            "Resources": { "CPU": "1", "Memory": "1Gi" },
+        }],
+    }))
+    .expect("a valid spec");
+    shoal_types::spec::apply_defaults(&mut job);
+    job
+}
+
+#[cfg(feature = "wasm")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_capacity_shows_what_running_executions_reserve() {
+    let cluster = Cluster::start(ClusterConfig::new(1)).await.unwrap();
+    cluster.wait_for_nodes(1).await.unwrap();
+    let id = cluster
+        .client()
+        .submit(&sleeping_wasm_job(1500))
+        .await
+        .unwrap();
+    let nodes = cluster
+        .wait_nodes("the execution to hold resources", |nodes| {
+            nodes[0].info.compute_node_info.running_executions == 1
+        })
+        .await
+        .unwrap();
+    let info = &nodes[0].info.compute_node_info;
+    assert_eq!(info.available_capacity.cpu, info.max_capacity.cpu - 1.0);
+    assert_eq!(
+        info.available_capacity.memory,
+        info.max_capacity.memory - (1 << 30)
+    );
+
+    cluster
+        .wait_job_state(&id, |j| j.state.state_type == JobStateType::Completed)
+        .await
+        .unwrap();
+    let info = cluster.nodes().await[0].info.compute_node_info.clone();
+    assert_eq!(info.available_capacity, info.max_capacity, "released");
+    assert_eq!(info.running_executions, 0);
+    cluster.shutdown().await;
+}
+
+#[cfg(feature = "wasm")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_survives_an_agent_stopped_and_started_while_it_runs() {
+    let mut cluster = Cluster::start(ClusterConfig::new(1)).await.unwrap();
+    cluster.wait_for_nodes(1).await.unwrap();
+    let id = cluster
+        .client()
+        .submit(&sleeping_wasm_job(1000))
+        .await
+        .unwrap();
+    cluster
+        .wait_nodes("the execution to run", |nodes| {
+            nodes[0].info.compute_node_info.running_executions == 1
+        })
+        .await
+        .unwrap();
+    cluster.stop_agent(0).await.unwrap();
+    cluster.start_agent(0).await.unwrap();
+    let job = cluster
+        .wait_job_state(&id, |j| j.state.state_type.is_terminal())
+        .await
+        .unwrap();
+    let execs = cluster.client().executions(&id).await.unwrap();
+    assert_eq!(job.state.state_type, JobStateType::Completed, "{execs:#?}");
+    cluster.shutdown().await;
+}
