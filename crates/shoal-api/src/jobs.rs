@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::response::Response;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -12,6 +12,7 @@ use shoal_orchestrator::{LogEvent, SubmitOptions};
 use shoal_store::JobFilter;
 use shoal_types::spec::{self, SpecError};
 
+use crate::error::ApiQuery;
 use crate::{ApiError, AppState};
 
 fn spec_error(e: SpecError) -> ApiError {
@@ -73,13 +74,28 @@ pub(crate) struct ListQuery {
     namespace: Option<String>,
     limit: Option<usize>,
     next_token: Option<String>,
+    #[serde(default, deserialize_with = "query_bool")]
     reverse: Option<bool>,
+}
+
+/// A boolean query parameter as clients spell it: Go's `true`/`false`, Python's `True`/`False`
+/// (the generated Python client sends those), `1`/`0`, or empty for unset.
+fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    let s = String::deserialize(d)?;
+    match s.to_ascii_lowercase().as_str() {
+        "" => Ok(None),
+        "true" | "1" => Ok(Some(true)),
+        "false" | "0" => Ok(Some(false)),
+        _ => Err(serde::de::Error::custom(format!(
+            "{s:?} is not a boolean; use true or false"
+        ))),
+    }
 }
 
 /// `GET /jobs`.
 pub(crate) async fn list(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let offset = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => t.parse::<usize>().map_err(|_| {
@@ -118,7 +134,7 @@ pub(crate) struct DescribeQuery {
 pub(crate) async fn describe(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<DescribeQuery>,
+    ApiQuery(q): ApiQuery<DescribeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let d = s.orchestrator.job_details(&id).await?;
     let include = q.include.unwrap_or_default().to_ascii_lowercase();
@@ -142,7 +158,7 @@ pub(crate) struct StopBody {
 pub(crate) async fn stop(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<BTreeMap<String, String>>,
+    ApiQuery(q): ApiQuery<BTreeMap<String, String>>,
     body: Option<Json<StopBody>>,
 ) -> Result<Json<Value>, ApiError> {
     let reason = body
@@ -165,7 +181,7 @@ pub(crate) struct HistoryQuery {
 pub(crate) async fn history(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<HistoryQuery>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let after = q
         .next_token
@@ -226,6 +242,7 @@ pub(crate) async fn results(
 #[derive(Deserialize, Default)]
 pub(crate) struct LogsQuery {
     execution_id: Option<String>,
+    #[serde(default, deserialize_with = "query_bool")]
     follow: Option<bool>,
 }
 
@@ -234,7 +251,7 @@ pub(crate) struct LogsQuery {
 pub(crate) async fn logs(
     State(s): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<LogsQuery>,
+    ApiQuery(q): ApiQuery<LogsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.on_upgrade(move |socket| stream_logs(s, id, q, socket))
@@ -278,4 +295,48 @@ async fn stream_logs(s: AppState, id: String, q: LogsQuery, mut socket: WebSocke
         }
     }
     let _ = socket.send(WsMessage::Close(None)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    async fn get(uri: &str) -> (StatusCode, serde_json::Value) {
+        let dir = tempfile::tempdir().unwrap();
+        let orch = shoal_orchestrator::Orchestrator::start(
+            shoal_orchestrator::OrchestratorConfig::new(dir.path()),
+        )
+        .unwrap();
+        let res = crate::router(orch)
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let bytes = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    #[tokio::test]
+    async fn list_accepts_python_style_booleans() {
+        // bacalhau-apiclient (Python) sends `reverse=False`.
+        let (status, body) = get("/api/v1/orchestrator/jobs?limit=5&reverse=False").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["Items"].is_array(), "{body}");
+    }
+
+    #[tokio::test]
+    async fn a_bad_query_string_is_answered_in_bacalhaus_error_body() {
+        let (status, body) = get("/api/v1/orchestrator/jobs?reverse=maybe").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["Code"], "BadRequest", "{body}");
+        let message = body["Message"].as_str().unwrap();
+        assert!(
+            message.contains("\"maybe\" is not a boolean; use true or false"),
+            "{message}"
+        );
+    }
 }

@@ -59,7 +59,11 @@ impl Agent {
         cfg: ComputeConfig,
         executors: ExecutorRegistry,
     ) -> Result<Agent, AgentError> {
-        let store = ComputeStore::open(&cfg.data_dir)?;
+        let store = if cfg.in_memory_store {
+            ComputeStore::open_in_memory()?
+        } else {
+            ComputeStore::open(&cfg.data_dir)?
+        };
         let node_id = match (&cfg.node_id, store.meta("node_id")?) {
             (Some(id), _) => id.clone(),
             (None, Some(id)) => id,

@@ -59,6 +59,9 @@ pub struct ComputeConfig {
     pub reject_networked_jobs: bool,
     /// Limit on an execution's `Preparing` phase (image pull), separate from its run-time limit.
     pub prepare_timeout: Duration,
+    /// Keep the ledger in memory instead of `data_dir/compute/state.db`: for simulated fleets
+    /// in tests and benchmarks only, since the agent then forgets everything when it stops.
+    pub in_memory_store: bool,
 }
 
 /// The default [`ComputeConfig::prepare_timeout`]: generous for large images on slow links.
@@ -78,6 +81,7 @@ impl ComputeConfig {
             allowed_paths: Vec::new(),
             reject_networked_jobs: false,
             prepare_timeout: DEFAULT_PREPARE_TIMEOUT,
+            in_memory_store: false,
         }
     }
 }

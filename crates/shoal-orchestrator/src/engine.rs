@@ -5,7 +5,7 @@
 //! the commit ([`Outgoing::flush`]). Timers (queue back-off, deadlines, node-lost grace) and
 //! heartbeat checks run between commands.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -23,7 +23,7 @@ use crate::error::OrchestratorError;
 use crate::evaluate::evaluate;
 use crate::handle::{SubmitOptions, SubmitOutcome};
 use crate::logs::LogRegistry;
-use crate::nodes::{Links, LiveNode, NodeTable, Session};
+use crate::nodes::{Links, LiveNode, NodeTable, Session, Usage};
 use crate::query::{HubEvent, QueryHub};
 
 type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
@@ -67,6 +67,10 @@ pub(crate) enum Command {
         node_id: String,
         action: String,
         reply: Reply<()>,
+    },
+    /// Live free capacity of every known node.
+    Usage {
+        reply: oneshot::Sender<HashMap<String, Usage>>,
     },
 }
 
@@ -311,6 +315,15 @@ impl Engine {
                 let r = self.with_tx(|tx, st, out| node_action(tx, st, out, &node_id, &action));
                 let _ = reply.send(r);
             }
+            Command::Usage { reply } => {
+                let usage = self
+                    .st
+                    .nodes
+                    .iter()
+                    .map(|(id, n)| (id.clone(), n.usage()))
+                    .collect();
+                let _ = reply.send(usage);
+            }
         }
     }
 
@@ -327,7 +340,7 @@ impl Engine {
             .collect();
         for id in silent {
             self.st.links.remove_if(&id, None);
-            let why = format!("no heartbeat for {}s", timeout / 1_000_000_000);
+            let why = format!("no heartbeat for {:?}", self.st.cfg.disconnect_timeout);
             log_err(self.with_tx(|tx, st, out| node_lost_link(tx, st, out, &id, &why)));
         }
         let mut due = Vec::new();

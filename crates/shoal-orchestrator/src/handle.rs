@@ -243,13 +243,25 @@ impl Orchestrator {
         self.read(move |r| r.history(&id, after)).await
     }
 
-    /// Every known node, with live connection state.
+    /// Every known node, with live connection state and the orchestrator's live accounting of
+    /// its capacity: `AvailableCapacity` is `MaxCapacity` minus the resources reserved by
+    /// non-terminal executions placed on it (the figure placement uses), and
+    /// `RunningExecutions` counts those executions.
     pub async fn nodes(&self) -> Result<Vec<NodeState>, OrchestratorError> {
         let mut nodes = self.read(|r| r.nodes()).await?;
+        let (reply, usage) = oneshot::channel();
+        self.send(Command::Usage { reply })?;
+        let usage = usage.await.map_err(|_| {
+            OrchestratorError::Unavailable("the orchestrator engine stopped".into())
+        })?;
         for n in &mut nodes {
             if !self.inner.links.is_connected(&n.info.node_id) {
                 n.connection = shoal_types::ConnectionStatus::Disconnected;
                 n.connection_state.status = shoal_types::ConnectionStatus::Disconnected;
+            }
+            if let Some(u) = usage.get(&n.info.node_id) {
+                n.info.compute_node_info.available_capacity = u.free;
+                n.info.compute_node_info.running_executions = u.executions;
             }
         }
         Ok(nodes)

@@ -87,6 +87,14 @@ impl LiveNode {
             .saturating_sub(&used)
     }
 
+    /// Free capacity and the number of executions holding resources here.
+    pub fn usage(&self) -> Usage {
+        Usage {
+            free: self.free(),
+            executions: self.allocated.len() as u32,
+        }
+    }
+
     pub fn view(&self) -> NodeView {
         let mut state = self.state.clone();
         // Lets a job target nodes by id (fleet queries' `--node`).
@@ -100,6 +108,14 @@ impl LiveNode {
             last_seen: self.last_seen,
         }
     }
+}
+
+/// A node's capacity as the orchestrator accounts it: what its handshake offered minus what
+/// non-terminal executions placed on it reserve. Placement uses the same figure.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Usage {
+    pub free: Resources,
+    pub executions: u32,
 }
 
 /// Every known node.

@@ -79,6 +79,16 @@ impl ComputeStore {
         })
     }
 
+    /// A store that lives in memory only, for simulated fleets where thousands of agents share
+    /// one process (it costs no file descriptors and no disk writes). Nothing survives the
+    /// process, so an agent on it forgets its executions when restarted: never use it for a
+    /// real node.
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Ok(ComputeStore {
+            conn: db::open_in_memory(MIGRATIONS)?,
+        })
+    }
+
     /// Starts a write transaction.
     pub fn begin(&mut self) -> Result<Tx<'_>, StoreError> {
         Ok(Tx {

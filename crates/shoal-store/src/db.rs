@@ -45,6 +45,15 @@ pub(crate) fn open(path: &Path, migrations: &[&str]) -> Result<Connection, Store
     Ok(conn)
 }
 
+/// Opens a private in-memory database with the latest schema: no file, nothing survives the
+/// process.
+pub(crate) fn open_in_memory(migrations: &[&str]) -> Result<Connection, StoreError> {
+    let conn = Connection::open_in_memory()?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    migrate(&conn, migrations)?;
+    Ok(conn)
+}
+
 /// A second, read-only connection to the same file, for API reads beside the writer.
 pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(

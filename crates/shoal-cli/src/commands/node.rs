@@ -11,7 +11,10 @@ use crate::output::{self, Format};
 /// Node commands.
 #[derive(Subcommand)]
 pub enum NodeCommand {
-    /// List nodes with status, membership, labels and free/total capacity.
+    /// List nodes with status, membership, labels, running executions and free/total capacity.
+    ///
+    /// Free capacity is the orchestrator's live figure, the one placement uses: the node's
+    /// total minus what its running executions reserve.
     List {
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
@@ -68,6 +71,7 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
                         n.connection.to_string(),
                         n.membership.to_string(),
                         c.execution_engines.join(","),
+                        c.running_executions.to_string(),
                         format!(
                             "{} / {}",
                             format_cpu(c.available_capacity.cpu),
@@ -95,6 +99,7 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
                         "STATUS",
                         "APPROVAL",
                         "ENGINES",
+                        "RUNNING",
                         "CPU FREE/TOTAL",
                         "MEMORY FREE/TOTAL",
                         "HEARTBEAT",

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
@@ -50,6 +51,18 @@ pub struct ServeArgs {
     /// fails; separate from the job's run-time limit.
     #[arg(long, default_value_t = shoal_compute::DEFAULT_PREPARE_TIMEOUT.as_secs())]
     pub prepare_timeout: u64,
+    /// Orchestrator: a node whose heartbeats stop for this long is marked disconnected
+    /// (`30s`, `2m`, ...).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "15s")]
+    pub disconnect_timeout: Duration,
+    /// Orchestrator: how long a disconnected node's batch and service work is left alone
+    /// before it is placed elsewhere (the node may come back and finish it).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5m")]
+    pub node_lost_grace: Duration,
+    /// Compute node: how often it sends a heartbeat (keep it well under the orchestrator's
+    /// --disconnect-timeout).
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
+    pub heartbeat_interval: Duration,
 }
 
 /// Parses `k=v` labels, naming the bad one.
@@ -161,6 +174,9 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         let mut cfg = OrchestratorConfig::new(&data_dir);
         cfg.join_token = Some(t.clone());
         cfg.require_approval = args.require_approval;
+        cfg.disconnect_timeout = args.disconnect_timeout;
+        cfg.scheduler.node_lost_grace = i64::try_from(args.node_lost_grace.as_nanos())
+            .context("--node-lost-grace is too long")?;
         let (_orch, addr) = start_orchestrator(&host, port, cfg).await?;
         println!(
             "Orchestrator listening on http://{addr} (data dir {})",
@@ -184,6 +200,11 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         cfg.node_id = args.name.clone();
         cfg.reject_networked_jobs = args.reject_networked_jobs;
         cfg.prepare_timeout = std::time::Duration::from_secs(args.prepare_timeout);
+        anyhow::ensure!(
+            !args.heartbeat_interval.is_zero(),
+            "--heartbeat-interval must be longer than 0s (for example 5s)"
+        );
+        cfg.heartbeat_interval = args.heartbeat_interval;
         cfg.allowed_paths = args
             .allow_paths
             .iter()

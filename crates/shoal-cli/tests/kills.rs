@@ -1,0 +1,421 @@
+//! Process-level crash tests: `kill -9` an agent or the orchestrator while a job is running.
+//!
+//! The job is a WASI module that sleeps on a clock subscription (`poll_oneoff`), so it runs
+//! long enough to be interrupted and needs no Docker.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use shoal_types::resources::format_cpu;
+use shoal_types::{ComputeStateType, Execution, JobHistory};
+
+const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `shoal` process, killed with SIGKILL when dropped.
+struct Proc(Child);
+
+impl Proc {
+    fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(args: &[&str], data: &Path) -> Proc {
+    let child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("shoal starts");
+    Proc(child)
+}
+
+fn shoal(port: u16, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--api-port", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("shoal runs")
+}
+
+fn json(port: u16, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = shoal(port, &all);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Waits (bounded) until `cond` holds; processes have no event to wait on.
+fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn connected_nodes(port: u16) -> usize {
+    json(port, &["node", "list"])
+        .as_array()
+        .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
+        .unwrap_or(0)
+}
+
+fn executions(port: u16, job: &str) -> Vec<Execution> {
+    serde_json::from_value(json(port, &["job", "executions", job])).unwrap_or_default()
+}
+
+fn history(port: u16, job: &str) -> Vec<JobHistory> {
+    serde_json::from_value(json(port, &["job", "history", job])).unwrap_or_default()
+}
+
+fn job_state(port: u16, job: &str) -> String {
+    json(port, &["job", "describe", job])["Job"]["State"]["StateType"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A WASI module that sleeps `ms` milliseconds, then prints `slept`.
+fn sleep_wat(ms: u64) -> String {
+    let ns = ms * 1_000_000;
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 200) "slept\n")
+  (func (export "_start")
+    ;; one subscription at 0: tag 0 (clock) at 8, monotonic clock at 16, relative timeout at 24
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const {ns}))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    (i32.store (i32.const 300) (i32.const 200))
+    (i32.store (i32.const 304) (i32.const 6))
+    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 400)))))"#
+    )
+}
+
+/// A batch job file running the sleep module with 1 CPU and 1 GiB reserved.
+fn sleep_job(dir: &Path, ms: u64) -> PathBuf {
+    use base64::Engine as _;
+    let url = format!(
+        "data:text/plain;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(sleep_wat(ms))
+    );
+    let path = dir.join("sleep.yaml");
+    std::fs::write(
+        &path,
+        format!(
+            "Name: sleeper
+Type: batch
+Count: 1
+Tasks:
+  - Name: main
+    Engine:
+      Type: wasm
+      Params:
+        EntryModule: /app/sleep.wat
+    InputSources:
+      - Target: /app/sleep.wat
+        Source:
+          Type: inline
+          Params:
+            URL: \"{url}\"
+    Resources:
+      CPU: \"1\"
+      Memory: 1Gi
+"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn submit(port: u16, file: &Path) -> String {
+    let out = shoal(
+        port,
+        &[
+            "job",
+            "run",
+            file.to_str().unwrap(),
+            "--wait=false",
+            "--id-only",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Waits until the job has a running execution; returns its node.
+fn running_on(port: u16, job: &str) -> String {
+    let mut node = String::new();
+    eventually("the execution to run", || {
+        executions(port, job)
+            .iter()
+            .find(|e| e.compute_state.state_type == ComputeStateType::Running)
+            .map(|e| node = e.node_id.to_string())
+            .is_some()
+    });
+    node
+}
+
+struct Fleet {
+    dir: tempfile::TempDir,
+    port: u16,
+    orchestrator_args: Vec<String>,
+    orchestrator: Proc,
+    agents: Vec<(String, Proc)>,
+}
+
+impl Fleet {
+    /// An orchestrator with `grace` as node-lost grace and agents `n-a`, `n-b`.
+    fn start(grace: &str) -> Fleet {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let orchestrator_args: Vec<String> = [
+            "serve",
+            "--orchestrator",
+            "--api-port",
+            &port.to_string(),
+            "--token",
+            "t",
+            "--node-lost-grace",
+            grace,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args: Vec<&str> = orchestrator_args.iter().map(String::as_str).collect();
+        let orchestrator = spawn(&args, &dir.path().join("o"));
+        let mut fleet = Fleet {
+            dir,
+            port,
+            orchestrator_args,
+            orchestrator,
+            agents: Vec::new(),
+        };
+        for name in ["n-a", "n-b"] {
+            let p = fleet.spawn_agent(name);
+            fleet.agents.push((name.to_string(), p));
+        }
+        eventually("two agents to connect", || connected_nodes(port) == 2);
+        fleet
+    }
+
+    fn spawn_agent(&self, name: &str) -> Proc {
+        let url = format!("ws://127.0.0.1:{}", self.port);
+        spawn(
+            &[
+                "serve",
+                "--compute",
+                "--orchestrators",
+                &url,
+                "--token",
+                "t",
+                "--name",
+                name,
+            ],
+            &self.dir.path().join(name),
+        )
+    }
+
+    fn agent(&mut self, name: &str) -> &mut Proc {
+        &mut self
+            .agents
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .expect("a known agent")
+            .1
+    }
+
+    fn restart_agent(&mut self, name: &str) {
+        let p = self.spawn_agent(name);
+        *self.agent(name) = p;
+    }
+
+    fn restart_orchestrator(&mut self) {
+        let args: Vec<&str> = self.orchestrator_args.iter().map(String::as_str).collect();
+        self.orchestrator = spawn(&args, &self.dir.path().join("o"));
+    }
+}
+
+#[test]
+fn killed_agent_that_restarts_reports_its_execution_failed_and_the_job_is_retried() {
+    let mut fleet = Fleet::start("10m");
+    let port = fleet.port;
+    let job = submit(port, &sleep_job(fleet.dir.path(), 2000));
+    let victim = running_on(port, &job);
+
+    fleet.agent(&victim).kill9();
+    fleet.restart_agent(&victim);
+
+    eventually("the job to complete", || {
+        job_state(port, &job) == "Completed"
+    });
+    let execs = executions(port, &job);
+    let interrupted = execs
+        .iter()
+        .find(|e| e.compute_state.state_type == ComputeStateType::Failed)
+        .expect("the interrupted execution is kept, failed");
+    assert_eq!(interrupted.node_id.as_str(), victim);
+    assert!(
+        interrupted.compute_state.message.contains("restarted"),
+        "{:?}",
+        interrupted.compute_state
+    );
+    assert!(
+        execs
+            .iter()
+            .any(|e| e.compute_state.state_type == ComputeStateType::Completed),
+        "a retry completed: {execs:?}"
+    );
+    let events = history(port, &job);
+    assert!(
+        events.iter().any(|h| h
+            .event
+            .message
+            .contains("restarted while the execution was running")),
+        "the history says why the first attempt failed: {events:?}"
+    );
+}
+
+#[test]
+fn killed_agent_that_stays_down_has_its_work_replaced_after_the_node_lost_grace() {
+    let mut fleet = Fleet::start("1s");
+    let port = fleet.port;
+    let job = submit(port, &sleep_job(fleet.dir.path(), 2000));
+    let victim = running_on(port, &job);
+
+    fleet.agent(&victim).kill9();
+
+    eventually("the job to complete", || {
+        job_state(port, &job) == "Completed"
+    });
+    let execs = executions(port, &job);
+    let done = execs
+        .iter()
+        .find(|e| e.compute_state.state_type == ComputeStateType::Completed)
+        .expect("a completed execution");
+    assert_ne!(
+        done.node_id.as_str(),
+        victim,
+        "re-placed on the surviving node"
+    );
+    assert!(
+        execs
+            .iter()
+            .any(|e| e.node_id.as_str() == victim && e.is_terminal()),
+        "the lost execution is settled, not left running: {execs:?}"
+    );
+}
+
+#[test]
+fn orchestrator_killed_while_a_job_runs_restarts_and_the_job_completes_with_its_history() {
+    let mut fleet = Fleet::start("10m");
+    let port = fleet.port;
+    let job = submit(port, &sleep_job(fleet.dir.path(), 4000));
+    let node = running_on(port, &job);
+
+    // While it runs, node list shows the orchestrator's live accounting: 1 CPU and 1 GiB of
+    // the node are reserved by the execution.
+    let nodes = json(port, &["node", "list"]);
+    let n = nodes
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["Info"]["NodeID"] == node.as_str())
+        .expect("the node is listed")
+        .clone();
+    let info = &n["Info"]["ComputeNodeInfo"];
+    let (max, free) = (&info["MaxCapacity"], &info["AvailableCapacity"]);
+    assert_eq!(
+        free["CPU"].as_f64().unwrap(),
+        max["CPU"].as_f64().unwrap() - 1.0,
+        "{info}"
+    );
+    assert_eq!(
+        free["Memory"].as_u64().unwrap(),
+        max["Memory"].as_u64().unwrap() - (1 << 30),
+        "{info}"
+    );
+    assert_eq!(info["RunningExecutions"], 1, "{info}");
+    let table = String::from_utf8_lossy(&shoal(port, &["node", "list"]).stdout).to_string();
+    let row = table
+        .lines()
+        .find(|l| l.contains(node.as_str()))
+        .expect("the node has a row")
+        .to_string();
+    let cpu = |v: &serde_json::Value| format_cpu(v["CPU"].as_f64().unwrap());
+    assert!(
+        row.contains(&format!("{} / {}", cpu(free), cpu(max))),
+        "the table shows live free/total CPU: {row}"
+    );
+
+    let before = history(port, &job);
+    assert!(
+        !before.iter().any(|h| h.event.message.contains("completed")),
+        "the job must still be running when the orchestrator is killed: {before:?}"
+    );
+    fleet.orchestrator.kill9();
+    fleet.restart_orchestrator();
+    eventually("agents to reconnect", || connected_nodes(port) == 2);
+    eventually("the job to complete", || {
+        job_state(port, &job) == "Completed"
+    });
+
+    let after = history(port, &job);
+    assert!(
+        after.len() > before.len(),
+        "completion was added to the history"
+    );
+    for (old, new) in before.iter().zip(&after) {
+        assert_eq!(
+            (old.seq_num, &old.event.message),
+            (new.seq_num, &new.event.message),
+            "history from before the kill is intact"
+        );
+    }
+    let execs = executions(port, &job);
+    assert_eq!(execs.len(), 1, "the running execution was not re-placed");
+    assert_eq!(
+        execs[0].run_output.as_ref().map(|o| o.stdout.as_str()),
+        Some("slept\n")
+    );
+
+    // Finished work frees its reservation.
+    let nodes = json(port, &["node", "list"]);
+    for n in nodes.as_array().unwrap() {
+        let info = &n["Info"]["ComputeNodeInfo"];
+        assert_eq!(info["AvailableCapacity"], info["MaxCapacity"], "{info}");
+    }
+}
