@@ -55,6 +55,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_new(format!(
         "{},hyper=warn,tungstenite=warn",
@@ -93,6 +94,15 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `shoal job list | head` must end quietly when `head` closes the pipe, as Unix tools do,
+/// instead of panicking on the failed write: Rust ignores SIGPIPE by default.
+fn restore_default_sigpipe() {
+    // SAFETY: called first thing in main, before any thread exists; SIG_DFL is a valid handler.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
