@@ -70,7 +70,9 @@ impl Agent {
             (None, None) => NodeId::generate().to_string(),
         };
         store.set_meta("node_id", &node_id)?;
-        let capacity = cfg.capacity.unwrap_or_else(measure_capacity);
+        let capacity = cfg
+            .capacity
+            .unwrap_or_else(|| crate::capacity::measure(&cfg.data_dir));
         let inner = Arc::new(AgentInner {
             cfg,
             node_id,
@@ -116,30 +118,6 @@ impl Agent {
             token.cancel();
         }
         let _ = self.link.await;
-    }
-}
-
-fn measure_capacity() -> Resources {
-    let cpu = std::thread::available_parallelism()
-        .map(|n| n.get() as f64)
-        .unwrap_or(1.0);
-    let memory = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(1 << 30);
-    // Disk is not measured yet: offer a generous budget so that disk requests are admitted;
-    // `--capacity` sets the real figure.
-    Resources {
-        cpu,
-        memory,
-        disk: 100 << 30,
-        gpu: 0,
     }
 }
 

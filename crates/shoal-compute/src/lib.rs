@@ -13,6 +13,7 @@
 //! ```
 
 mod agent;
+mod capacity;
 mod config;
 mod env;
 mod inputs;
