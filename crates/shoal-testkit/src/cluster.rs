@@ -106,6 +106,16 @@ impl ClusterConfig {
         })
     }
 
+    /// Only a noop engine whose executions run until cancelled ([`crate::HoldExecutor`]): long
+    /// running daemon and service work without a process, for simulated fleets.
+    pub fn held_noop(self) -> Self {
+        self.executors(|_| {
+            let mut r = ExecutorRegistry::new();
+            r.register(Arc::new(crate::hold::HoldExecutor));
+            r
+        })
+    }
+
     /// Agents keep their ledgers in memory: three fewer open files and no disk writes per
     /// agent, for fleets of thousands in one process.
     pub fn in_memory_stores(mut self) -> Self {
@@ -209,6 +219,7 @@ pub struct Cluster {
     api_addr: SocketAddr,
     client: Client,
     agents: Vec<AgentSlot>,
+    config: ClusterConfig,
     api_shutdown: CancellationToken,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -256,6 +267,7 @@ impl Cluster {
             orchestrator,
             api_addr,
             agents: Vec::with_capacity(cfg.agents),
+            config: cfg.clone(),
             api_shutdown,
             data_dir,
             _temp: temp,
@@ -299,6 +311,34 @@ impl Cluster {
             proxy,
             agent: Some(agent),
         });
+        Ok(())
+    }
+
+    /// Starts one more agent, built like the others (its index is the agent count before the
+    /// call), as a node joining a running fleet. Returns its index.
+    pub async fn join_agent(&mut self) -> Result<usize, ClusterError> {
+        let i = self.agents.len();
+        let cfg = self.config.clone();
+        self.add_agent(&cfg, i).await?;
+        Ok(i)
+    }
+
+    /// Replaces the operator labels agent `i` will present the next time it starts (the
+    /// `agent=i` label is kept). The agent must be stopped: labels travel in the handshake.
+    pub fn set_agent_labels(
+        &mut self,
+        i: usize,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let slot = self.slot(i)?;
+        if slot.agent.is_some() {
+            return Err(ClusterError::Agent {
+                index: i,
+                message: "running; stop it before changing its labels".into(),
+            });
+        }
+        slot.config.labels = labels;
+        slot.config.labels.insert("agent".into(), i.to_string());
         Ok(())
     }
 
