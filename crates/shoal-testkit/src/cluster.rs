@@ -47,6 +47,9 @@ pub struct ClusterConfig {
     pub executors: ExecutorsFn,
     /// Put a [`LinkProxy`] between every agent and the orchestrator.
     pub link_proxies: bool,
+    /// Put a [`LinkProxy`] in front of these agents only (for large fleets where only a few
+    /// links are partitioned).
+    pub proxied_agents: std::collections::BTreeSet<usize>,
     /// Join token the orchestrator requires and the agents present.
     pub join_token: Option<String>,
     /// Agents keep their ledgers in memory (no files): for large simulated fleets. A restarted
@@ -74,6 +77,7 @@ impl ClusterConfig {
             labels: Arc::new(|_| BTreeMap::new()),
             executors: default_executors(),
             link_proxies: false,
+            proxied_agents: Default::default(),
             join_token: None,
             in_memory_stores: false,
         }
@@ -126,6 +130,18 @@ impl ClusterConfig {
     /// Puts a [`LinkProxy`] in front of the orchestrator for every agent.
     pub fn with_link_proxies(mut self) -> Self {
         self.link_proxies = true;
+        self
+    }
+
+    /// Puts a [`LinkProxy`] in front of agent `i` only.
+    pub fn with_link_proxy_for(mut self, i: usize) -> Self {
+        self.proxied_agents.insert(i);
+        self
+    }
+
+    /// Sets the agents' heartbeat interval (keep it well under the disconnect timeout).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
         self
     }
 
@@ -280,7 +296,7 @@ impl Cluster {
     }
 
     async fn add_agent(&mut self, cfg: &ClusterConfig, i: usize) -> Result<(), ClusterError> {
-        let proxy = if cfg.link_proxies {
+        let proxy = if cfg.link_proxies || cfg.proxied_agents.contains(&i) {
             Some(
                 LinkProxy::start(self.api_addr)
                     .await
@@ -377,7 +393,8 @@ impl Cluster {
         (0..self.agents.len()).map(node_id).collect()
     }
 
-    /// The link proxy of agent `i` (only with [`ClusterConfig::with_link_proxies`]).
+    /// The link proxy of agent `i` (only with [`ClusterConfig::with_link_proxies`] or
+    /// [`ClusterConfig::with_link_proxy_for`]).
     pub fn proxy(&self, i: usize) -> Option<&LinkProxy> {
         self.agents.get(i).and_then(|a| a.proxy.as_ref())
     }
