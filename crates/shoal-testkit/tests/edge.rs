@@ -457,3 +457,91 @@ async fn an_ops_job_counts_a_node_offline_until_its_deadline_as_unreachable() {
     cluster.proxy(2).unwrap().restore();
     cluster.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn control_plane_labels_move_a_daemon_job_and_outlive_a_reconnect() {
+    let mut cluster = Cluster::start(ClusterConfig::new(3).held_noop().labels(edge_labels))
+        .await
+        .unwrap();
+    cluster.wait_for_nodes(3).await.unwrap();
+    let id = cluster
+        .client()
+        .submit(&edge_daemon("agentd", ""))
+        .await
+        .unwrap();
+    wait_execs(&cluster, &id, "the two edge nodes to run it", |e| {
+        running_nodes(e, 1).len() == 2
+    })
+    .await;
+    let (core, edge) = (cluster.node_id(2), cluster.node_id(0));
+
+    // Through the REST API, as `shoal node label` does.
+    cluster
+        .client()
+        .node_labels(&core, &labels(&[("role", "edge")]), &[])
+        .await
+        .unwrap();
+    wait_execs(&cluster, &id, "the relabelled node to run it", |e| {
+        running_nodes(e, 1).contains(&core)
+    })
+    .await;
+    cluster
+        .client()
+        .node_labels(&edge, &labels(&[("role", "core")]), &[])
+        .await
+        .unwrap();
+    let execs = wait_execs(
+        &cluster,
+        &id,
+        "the node that stopped matching to stop",
+        |e| {
+            e.iter().any(|x| {
+                x.node_id.as_str() == edge
+                    && x.compute_state.state_type == ComputeStateType::Cancelled
+            })
+        },
+    )
+    .await;
+    let stopped = execs.iter().find(|x| x.node_id.as_str() == edge).unwrap();
+    let history = cluster.orchestrator().history(&id, 0).await.unwrap();
+    assert!(
+        history.iter().any(|h| h.execution_id == stopped.id.as_str()
+            && h.event.message.contains("no longer matches")),
+        "the history says why it was stopped: {history:#?}"
+    );
+
+    // The node still presents role=edge itself; the control-plane label wins after a restart.
+    cluster.stop_agent(0).await.unwrap();
+    cluster.start_agent(0).await.unwrap();
+    cluster.wait_for_nodes(3).await.unwrap();
+    let node = cluster
+        .nodes()
+        .await
+        .into_iter()
+        .find(|n| n.info.node_id == edge)
+        .unwrap();
+    assert_eq!(
+        node.info.labels.get("role").map(String::as_str),
+        Some("core")
+    );
+    let execs = cluster.client().executions(&id).await.unwrap();
+    assert_eq!(
+        running_nodes(&execs, 1),
+        [cluster.node_id(1), core.clone()],
+        "{execs:#?}"
+    );
+
+    // Removing the control-plane label lets the node's own label count again.
+    cluster
+        .client()
+        .node_labels(&edge, &BTreeMap::new(), &["role".to_string()])
+        .await
+        .unwrap();
+    cluster.stop_agent(0).await.unwrap();
+    cluster.start_agent(0).await.unwrap();
+    wait_execs(&cluster, &id, "the node to run it again", |e| {
+        running_nodes(e, 1).len() == 3
+    })
+    .await;
+    cluster.shutdown().await;
+}
