@@ -30,15 +30,34 @@ pub(crate) struct NodeAction {
     #[serde(default, alias = "nodeID", alias = "NodeId")]
     #[serde(rename = "NodeID")]
     node_id: String,
+    #[serde(default)]
     action: String,
+    /// Control-plane labels to set (Shoal extension).
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    /// Control-plane labels to remove (Shoal extension).
+    #[serde(default)]
+    remove_labels: Vec<String>,
 }
 
-/// `PUT /nodes/{id}` `{"Action": "approve" | "reject" | "delete"}`.
+/// `PUT /nodes/{id}` `{"Action": "approve" | "reject" | "delete"}`, or
+/// `{"Labels": {"k": "v"}, "RemoveLabels": ["k2"]}` to change control-plane labels.
 pub(crate) async fn update(
     State(s): State<AppState>,
     Path(id): Path<String>,
     Json(body): Json<NodeAction>,
 ) -> Result<Json<Value>, ApiError> {
+    if body.action.is_empty() {
+        if body.labels.is_empty() && body.remove_labels.is_empty() {
+            return Err(ApiError::bad_request(
+                "body needs Action (approve, reject, delete) or Labels/RemoveLabels",
+            ));
+        }
+        s.orchestrator
+            .node_labels(&id, body.labels, body.remove_labels)
+            .await?;
+        return Ok(Json(json!({ "Success": true, "Error": "" })));
+    }
     s.orchestrator.node_action(&id, &body.action).await?;
     Ok(Json(json!({ "Success": true, "Error": "" })))
 }

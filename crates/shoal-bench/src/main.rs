@@ -12,6 +12,7 @@ mod proc;
 mod report;
 mod s01_placement;
 mod s02_latency;
+mod s05_rollout;
 mod s06_wasm;
 mod s09_footprint;
 mod s10_durable;
@@ -55,7 +56,7 @@ pub struct Ctx {
     pub shoal: PathBuf,
 }
 
-const SCENARIOS: &[&str] = &["S1", "S2", "S6", "S9", "S10"];
+const SCENARIOS: &[&str] = &["S1", "S2", "S5", "S6", "S9", "S10"];
 
 /// Scenarios run by scripts of their own (`bench/run.sh` runs them); `--only` accepts them.
 const SCRIPTED: &[&str] = &["DOCKER"];
@@ -106,6 +107,7 @@ fn main() -> ExitCode {
             match name.as_str() {
                 "S1" => s01_placement::run(&ctx).await,
                 "S2" => s02_latency::run(&ctx).await,
+                "S5" => s05_rollout::run(&ctx).await,
                 "S6" => s06_wasm::run(&ctx).await,
                 "S9" => s09_footprint::run(&ctx).await,
                 "S10" => s10_durable::run(&ctx).await,

@@ -123,6 +123,7 @@ fn node(i: usize) -> NodeView {
             membership: Membership::Approved,
             connection: ConnectionStatus::Connected,
             connection_state: Default::default(),
+            operator_labels: Default::default(),
         },
         free: capacity,
         last_seen: 1,

@@ -283,6 +283,23 @@ impl Client {
         .map(|_| ())
     }
 
+    /// Sets and removes a node's control-plane labels.
+    pub async fn node_labels(
+        &self,
+        id: &str,
+        set: &std::collections::BTreeMap<String, String>,
+        remove: &[String],
+    ) -> Result<(), ClientError> {
+        let body = json!({ "Labels": set, "RemoveLabels": remove });
+        self.call(
+            self.http
+                .put(self.u(&format!("/orchestrator/nodes/{id}")))
+                .json(&body),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Streams a job's logs, calling `on_line` for each chunk, until the stream ends.
     pub async fn logs(
         &self,

@@ -5,7 +5,7 @@
 //! the commit ([`Outgoing::flush`]). Timers (queue back-off, deadlines, node-lost grace) and
 //! heartbeat checks run between commands.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -66,6 +66,12 @@ pub(crate) enum Command {
     NodeAction {
         node_id: String,
         action: String,
+        reply: Reply<()>,
+    },
+    NodeLabels {
+        node_id: String,
+        set: BTreeMap<String, String>,
+        remove: Vec<String>,
         reply: Reply<()>,
     },
     /// Live free capacity of every known node.
@@ -313,6 +319,15 @@ impl Engine {
                 reply,
             } => {
                 let r = self.with_tx(|tx, st, out| node_action(tx, st, out, &node_id, &action));
+                let _ = reply.send(r);
+            }
+            Command::NodeLabels {
+                node_id,
+                set,
+                remove,
+                reply,
+            } => {
+                let r = self.with_tx(|tx, st, out| node_labels(tx, st, out, &node_id, set, remove));
                 let _ = reply.send(r);
             }
             Command::Usage { reply } => {
@@ -563,6 +578,10 @@ fn connect(
             .map(|p| p.state.clone())
             .unwrap_or_default()
     };
+    // Control-plane labels outlive the node's own view of itself.
+    for (k, v) in &state.operator_labels {
+        state.info.labels.insert(k.clone(), v.clone());
+    }
     state.connection = ConnectionStatus::Connected;
     state.connection_state.status = ConnectionStatus::Connected;
     state.connection_state.connected_since = rfc3339(t);
@@ -800,5 +819,38 @@ fn node_action(
             )));
         }
     }
+    evaluate_active(tx, st, out)
+}
+
+/// Sets and removes a node's control-plane labels, then re-evaluates every active job, so that
+/// daemon jobs start on a node that now matches and stop where it no longer does. A removed
+/// key disappears at once; the node's own value for it, if any, returns when it reconnects.
+fn node_labels(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    node_id: &str,
+    set: BTreeMap<String, String>,
+    remove: Vec<String>,
+) -> Result<(), OrchestratorError> {
+    let Some(node) = st.nodes.get_mut(node_id) else {
+        return Err(OrchestratorError::NotFound(format!(
+            "node {node_id} not found; `shoal node list` shows known nodes"
+        )));
+    };
+    if let Some(k) = set.keys().chain(&remove).find(|k| k.trim().is_empty()) {
+        return Err(OrchestratorError::BadRequest(format!(
+            "node {node_id}: label key {k:?} is empty; use key=value to set and key- to remove"
+        )));
+    }
+    for k in &remove {
+        node.state.operator_labels.remove(k);
+        node.state.info.labels.remove(k);
+    }
+    for (k, v) in set {
+        node.state.info.labels.insert(k.clone(), v.clone());
+        node.state.operator_labels.insert(k, v);
+    }
+    tx.put_node(&node.state)?;
     evaluate_active(tx, st, out)
 }

@@ -300,6 +300,24 @@ impl Orchestrator {
         .await
     }
 
+    /// Sets (`set`) and removes (`remove`) control-plane labels of a node; daemon jobs follow
+    /// at once.
+    pub async fn node_labels(
+        &self,
+        key: &str,
+        set: std::collections::BTreeMap<String, String>,
+        remove: Vec<String>,
+    ) -> Result<(), OrchestratorError> {
+        let node_id = self.node(key).await?.info.node_id;
+        self.ask(|reply| Command::NodeLabels {
+            node_id,
+            set,
+            remove,
+            reply,
+        })
+        .await
+    }
+
     /// Streams the logs of one of a job's executions (the given one, or the most recently
     /// changed one that was not discarded), pulled from its node over the agent link.
     pub async fn logs(

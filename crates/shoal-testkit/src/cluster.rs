@@ -47,6 +47,9 @@ pub struct ClusterConfig {
     pub executors: ExecutorsFn,
     /// Put a [`LinkProxy`] between every agent and the orchestrator.
     pub link_proxies: bool,
+    /// Put a [`LinkProxy`] in front of these agents only (for large fleets where only a few
+    /// links are partitioned).
+    pub proxied_agents: std::collections::BTreeSet<usize>,
     /// Join token the orchestrator requires and the agents present.
     pub join_token: Option<String>,
     /// Agents keep their ledgers in memory (no files): for large simulated fleets. A restarted
@@ -74,6 +77,7 @@ impl ClusterConfig {
             labels: Arc::new(|_| BTreeMap::new()),
             executors: default_executors(),
             link_proxies: false,
+            proxied_agents: Default::default(),
             join_token: None,
             in_memory_stores: false,
         }
@@ -106,6 +110,16 @@ impl ClusterConfig {
         })
     }
 
+    /// Only a noop engine whose executions run until cancelled ([`crate::HoldExecutor`]): long
+    /// running daemon and service work without a process, for simulated fleets.
+    pub fn held_noop(self) -> Self {
+        self.executors(|_| {
+            let mut r = ExecutorRegistry::new();
+            r.register(Arc::new(crate::hold::HoldExecutor));
+            r
+        })
+    }
+
     /// Agents keep their ledgers in memory: three fewer open files and no disk writes per
     /// agent, for fleets of thousands in one process.
     pub fn in_memory_stores(mut self) -> Self {
@@ -116,6 +130,18 @@ impl ClusterConfig {
     /// Puts a [`LinkProxy`] in front of the orchestrator for every agent.
     pub fn with_link_proxies(mut self) -> Self {
         self.link_proxies = true;
+        self
+    }
+
+    /// Puts a [`LinkProxy`] in front of agent `i` only.
+    pub fn with_link_proxy_for(mut self, i: usize) -> Self {
+        self.proxied_agents.insert(i);
+        self
+    }
+
+    /// Sets the agents' heartbeat interval (keep it well under the disconnect timeout).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = d;
         self
     }
 
@@ -209,6 +235,7 @@ pub struct Cluster {
     api_addr: SocketAddr,
     client: Client,
     agents: Vec<AgentSlot>,
+    config: ClusterConfig,
     api_shutdown: CancellationToken,
     data_dir: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -256,6 +283,7 @@ impl Cluster {
             orchestrator,
             api_addr,
             agents: Vec::with_capacity(cfg.agents),
+            config: cfg.clone(),
             api_shutdown,
             data_dir,
             _temp: temp,
@@ -268,7 +296,7 @@ impl Cluster {
     }
 
     async fn add_agent(&mut self, cfg: &ClusterConfig, i: usize) -> Result<(), ClusterError> {
-        let proxy = if cfg.link_proxies {
+        let proxy = if cfg.link_proxies || cfg.proxied_agents.contains(&i) {
             Some(
                 LinkProxy::start(self.api_addr)
                     .await
@@ -299,6 +327,34 @@ impl Cluster {
             proxy,
             agent: Some(agent),
         });
+        Ok(())
+    }
+
+    /// Starts one more agent, built like the others (its index is the agent count before the
+    /// call), as a node joining a running fleet. Returns its index.
+    pub async fn join_agent(&mut self) -> Result<usize, ClusterError> {
+        let i = self.agents.len();
+        let cfg = self.config.clone();
+        self.add_agent(&cfg, i).await?;
+        Ok(i)
+    }
+
+    /// Replaces the operator labels agent `i` will present the next time it starts (the
+    /// `agent=i` label is kept). The agent must be stopped: labels travel in the handshake.
+    pub fn set_agent_labels(
+        &mut self,
+        i: usize,
+        labels: BTreeMap<String, String>,
+    ) -> Result<(), ClusterError> {
+        let slot = self.slot(i)?;
+        if slot.agent.is_some() {
+            return Err(ClusterError::Agent {
+                index: i,
+                message: "running; stop it before changing its labels".into(),
+            });
+        }
+        slot.config.labels = labels;
+        slot.config.labels.insert("agent".into(), i.to_string());
         Ok(())
     }
 
@@ -337,7 +393,8 @@ impl Cluster {
         (0..self.agents.len()).map(node_id).collect()
     }
 
-    /// The link proxy of agent `i` (only with [`ClusterConfig::with_link_proxies`]).
+    /// The link proxy of agent `i` (only with [`ClusterConfig::with_link_proxies`] or
+    /// [`ClusterConfig::with_link_proxy_for`]).
     pub fn proxy(&self, i: usize) -> Option<&LinkProxy> {
         self.agents.get(i).and_then(|a| a.proxy.as_ref())
     }

@@ -18,7 +18,9 @@
 //! Meant as a dev-dependency of other crates' tests and of the benchmarks.
 
 mod cluster;
+mod hold;
 mod proxy;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError, ExecutorsFn, LabelsFn};
+pub use hold::HoldExecutor;
 pub use proxy::{LinkProxy, ProxyMode};

@@ -210,6 +210,10 @@ pub struct NodeState {
     /// Link details.
     #[serde(default)]
     pub connection_state: ConnectionState,
+    /// Labels set from the control plane (`shoal node label`), kept across reconnects and laid
+    /// over the labels the node presents; already included in `info.labels`. A Shoal extension.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub operator_labels: BTreeMap<String, String>,
 }
 
 impl NodeState {

@@ -43,6 +43,17 @@ pub enum NodeCommand {
         /// Node id or unique prefix.
         id: String,
     },
+    /// Set (`key=value`) or remove (`key-`) labels of a node from the control plane.
+    ///
+    /// They are kept across reconnects, override the node's own labels, and daemon jobs follow
+    /// at once: they start where the node now matches and stop where it no longer does.
+    Label {
+        /// Node id or unique prefix.
+        id: String,
+        /// `key=value` to set, `key-` to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
+    },
 }
 
 /// Runs a node command.
@@ -131,6 +142,20 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
         NodeCommand::Delete { id } => {
             client.node_action(&id, "delete").await?;
             println!("node {id} deleted");
+        }
+        NodeCommand::Label { id, labels } => {
+            let (mut set, mut remove) = (std::collections::BTreeMap::new(), Vec::new());
+            for l in &labels {
+                if let Some((k, v)) = l.split_once('=') {
+                    set.insert(k.trim().to_string(), v.trim().to_string());
+                } else if let Some(k) = l.strip_suffix('-') {
+                    remove.push(k.trim().to_string());
+                } else {
+                    anyhow::bail!("label {l:?}: use key=value to set it or key- to remove it");
+                }
+            }
+            client.node_labels(&id, &set, &remove).await?;
+            println!("node {id} labels updated");
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -41,6 +41,7 @@ pub fn node(id: &str) -> NodeView {
             membership: Membership::Approved,
             connection: ConnectionStatus::Connected,
             connection_state: Default::default(),
+            operator_labels: Default::default(),
         },
         free: Resources::default(),
         last_seen: T0,
