@@ -35,6 +35,37 @@ impl AllowedPath {
     }
 }
 
+impl std::fmt::Display for AllowedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = if self.read_write { "rw" } else { "ro" };
+        write!(f, "{}:{mode}", self.path.display())
+    }
+}
+
+/// Limits and retries of the node's transfers (input downloads, S3 reads and uploads).
+#[derive(Debug, Clone)]
+pub struct TransferPolicy {
+    /// Largest input the node downloads, in bytes (per input).
+    pub max_bytes: u64,
+    /// Attempts per transfer, counting the first; only transient errors are retried.
+    pub attempts: u32,
+    /// Delay before the first retry; it doubles after each one.
+    pub backoff: Duration,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+}
+
+impl Default for TransferPolicy {
+    fn default() -> Self {
+        TransferPolicy {
+            max_bytes: 64 << 30,
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
 /// How a compute agent behaves.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
@@ -54,6 +85,8 @@ pub struct ComputeConfig {
     pub heartbeat_interval: Duration,
     /// Host paths jobs may mount with `local`/`localDirectory` inputs.
     pub allowed_paths: Vec<AllowedPath>,
+    /// Download limits and retries.
+    pub transfer: TransferPolicy,
 }
 
 impl ComputeConfig {
@@ -68,6 +101,7 @@ impl ComputeConfig {
             capacity: None,
             heartbeat_interval: Duration::from_secs(5),
             allowed_paths: Vec::new(),
+            transfer: TransferPolicy::default(),
         }
     }
 }

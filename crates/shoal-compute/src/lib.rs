@@ -18,7 +18,9 @@ mod env;
 mod inputs;
 mod link;
 mod logs;
+mod publish;
 mod runner;
 
 pub use agent::Agent;
-pub use config::{AllowedPath, ComputeConfig};
+pub use config::{AllowedPath, ComputeConfig, TransferPolicy};
+pub use inputs::s3::S3Location;

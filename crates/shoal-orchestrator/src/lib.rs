@@ -17,9 +17,11 @@ mod handle;
 mod link;
 mod logs;
 mod nodes;
+mod results;
 
 pub use config::OrchestratorConfig;
 pub use error::OrchestratorError;
 pub use handle::{JobDetails, Orchestrator, Placement, SubmitOutcome};
 pub use link::serve_link;
 pub use logs::{LogEvent, LogStream};
+pub use results::{ResultEvent, ResultStream};

@@ -1,7 +1,9 @@
 //! One module per command group.
 
+pub mod data_flags;
 pub mod devstack;
 pub mod job;
+pub mod job_get;
 pub mod node;
 pub mod serve;
 pub mod wasm;
