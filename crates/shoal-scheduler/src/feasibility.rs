@@ -239,7 +239,7 @@ fn local_data(node: &NodeView, task: &Task) -> Check {
 
 /// `path` is `base` or below it, comparing normalised components.
 fn path_under(path: &str, base: &str) -> bool {
-    let norm = |p: &str| {
+    fn norm(p: &str) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for part in p.split('/') {
             match part {
@@ -251,7 +251,7 @@ fn path_under(path: &str, base: &str) -> bool {
             }
         }
         out
-    };
+    }
     path.starts_with('/') && norm(path).starts_with(&norm(base))
 }
 
