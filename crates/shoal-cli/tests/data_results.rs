@@ -86,7 +86,14 @@ fn cluster(dir: &Path, data: &Path) -> (u16, Vec<Proc>) {
     let allow = format!("{}:ro", data.display());
     let procs = vec![
         spawn(
-            &["serve", "--orchestrator", "--api-port", &port.to_string()],
+            &[
+                "serve",
+                "--orchestrator",
+                "--api-port",
+                &port.to_string(),
+                "--token",
+                "t0k",
+            ],
             &dir.join("o"),
         ),
         spawn(
@@ -95,6 +102,8 @@ fn cluster(dir: &Path, data: &Path) -> (u16, Vec<Proc>) {
                 "--compute",
                 "--orchestrators",
                 &url,
+                "--token",
+                "t0k",
                 "--name",
                 "n-data",
                 "--allow-path",
@@ -108,6 +117,8 @@ fn cluster(dir: &Path, data: &Path) -> (u16, Vec<Proc>) {
                 "--compute",
                 "--orchestrators",
                 &url,
+                "--token",
+                "t0k",
                 "--name",
                 "n-bare",
             ],

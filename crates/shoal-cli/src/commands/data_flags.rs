@@ -1,4 +1,4 @@
-//! `-i/--input`, `-o/--output` and `-p/--publisher`, with Bacalhau's syntax, shared by every
+//! `-i/--input`, `-o/--result-path` and `-p/--publisher`, with Bacalhau's syntax, shared by every
 //! command that builds a task (`wasm run`, `docker run`).
 //!
 //! ```text
@@ -23,8 +23,9 @@ pub struct DataFlags {
     /// defaults to /inputs.
     #[arg(short = 'i', long = "input", value_name = "INPUT")]
     pub inputs: Vec<String>,
-    /// Result path `NAME:PATH` to publish (repeatable), e.g. `outputs:/outputs`.
-    #[arg(short = 'o', long = "output", value_name = "NAME:PATH")]
+    /// Result path `NAME:PATH` to publish (repeatable), e.g. `-o outputs:/outputs`. (Bacalhau's
+    /// `-o`; the long form is `--result-path` because `--output` chooses the output format.)
+    #[arg(short = 'o', long = "result-path", value_name = "NAME:PATH")]
     pub outputs: Vec<String>,
     /// Where results go: `local` (kept on the node, fetched with `shoal job get`), `noop`, or
     /// `s3://bucket/key-prefix[,opt=region=R,opt=endpoint=URL,opt=encoding=plain]`.
@@ -48,7 +49,7 @@ impl DataFlags {
                 .push(input);
         }
         for o in &self.outputs {
-            let out = parse_output(o).with_context(|| format!("--output {o:?}"))?;
+            let out = parse_output(o).with_context(|| format!("-o {o:?}"))?;
             obj.entry("ResultPaths")
                 .or_insert_with(|| json!([]))
                 .as_array_mut()
