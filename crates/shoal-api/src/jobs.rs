@@ -223,22 +223,6 @@ pub(crate) async fn executions(
     Ok(Json(json!({ "Items": items, "NextToken": "" })))
 }
 
-/// `GET /jobs/{id}/results`: published results of completed executions.
-pub(crate) async fn results(
-    State(s): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let items: Vec<_> = s
-        .orchestrator
-        .executions(&id)
-        .await?
-        .into_iter()
-        .filter(|e| e.compute_state.state_type == shoal_types::ComputeStateType::Completed)
-        .filter_map(|e| e.published_result)
-        .collect();
-    Ok(Json(json!({ "Items": items, "NextToken": "" })))
-}
-
 #[derive(Deserialize, Default)]
 pub(crate) struct LogsQuery {
     execution_id: Option<String>,

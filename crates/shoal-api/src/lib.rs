@@ -9,6 +9,7 @@ mod jobs;
 mod link;
 mod nodes;
 mod queries;
+mod results;
 
 use std::future::Future;
 
@@ -47,7 +48,11 @@ pub fn router(orchestrator: Orchestrator) -> Router {
             "/api/v1/orchestrator/jobs/{id}/executions",
             get(jobs::executions),
         )
-        .route("/api/v1/orchestrator/jobs/{id}/results", get(jobs::results))
+        .route("/api/v1/orchestrator/jobs/{id}/results", get(results::list))
+        .route(
+            "/api/v1/orchestrator/jobs/{id}/results/{file}",
+            get(results::download),
+        )
         .route("/api/v1/orchestrator/jobs/{id}/logs", get(jobs::logs))
         .route("/api/v1/orchestrator/queries", post(queries::submit))
         .route(

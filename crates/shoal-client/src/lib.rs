@@ -4,7 +4,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shoal_types::answer::{QueryEvent, QueryRequest};
-use shoal_types::{Execution, Job, JobHistory, NodeState};
+use shoal_types::{Execution, Job, JobHistory, NodeState, SpecConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
 /// Why a request failed.
@@ -147,6 +147,80 @@ impl Client {
 
     fn u(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
+    }
+
+    /// The published results of a job's completed executions, in Bacalhau's shape
+    /// (`urlDownload` for results kept on nodes, `s3` for results in a bucket).
+    pub async fn results(&self, id: &str) -> Result<Vec<SpecConfig>, ClientError> {
+        let v = self
+            .call(
+                self.http
+                    .get(self.u(&format!("/orchestrator/jobs/{id}/results"))),
+            )
+            .await?;
+        let page: Items<SpecConfig> = Self::decode(v)?;
+        Ok(page.items)
+    }
+
+    /// Streams `url` (a result archive) into `dest`, calling `progress(done, total)` as bytes
+    /// arrive. Returns the SHA-256 (hex) of what was written. A short body (the node dropped
+    /// mid-way) is an error.
+    pub async fn download(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+        mut progress: impl FnMut(u64, Option<u64>),
+    ) -> Result<String, ClientError> {
+        use sha2::Digest;
+        use tokio::io::AsyncWriteExt;
+        let resp = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.to_string(),
+                message: e.to_string(),
+            })?;
+        let status = resp.status();
+        if !status.is_success() {
+            let body: Value = resp.json().await.unwrap_or_default();
+            let message = body
+                .get("Message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| format!("{url} answered {status}"));
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message,
+            });
+        }
+        let total = resp.content_length();
+        let io = |e: std::io::Error| {
+            ClientError::Decode(format!("cannot write {}: {e}", dest.display()))
+        };
+        let mut file = tokio::fs::File::create(dest).await.map_err(io)?;
+        let mut hasher = sha2::Sha256::new();
+        let mut done = 0u64;
+        let mut body = resp.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| {
+                ClientError::Decode(format!("download of {url} broke after {done} bytes: {e}"))
+            })?;
+            hasher.update(&chunk);
+            file.write_all(&chunk).await.map_err(io)?;
+            done += chunk.len() as u64;
+            progress(done, total);
+        }
+        file.flush().await.map_err(io)?;
+        if let Some(t) = total
+            && done != t
+        {
+            return Err(ClientError::Decode(format!(
+                "download of {url} ended after {done} of {t} bytes"
+            )));
+        }
+        Ok(hex::encode(hasher.finalize()))
     }
 
     /// Whether the orchestrator answers.

@@ -32,6 +32,8 @@ pub(crate) struct AgentInner {
     pub executors: ExecutorRegistry,
     pub capacity: Resources,
     pub hub: LogHub,
+    /// The one HTTP client for input downloads.
+    pub http: reqwest::Client,
     ledger: Mutex<Ledger>,
     /// Cancellation tokens and reserved resources of executions that have not ended.
     pub running: Mutex<HashMap<String, (CancellationToken, Resources)>>,
@@ -79,6 +81,10 @@ impl Agent {
             executors,
             capacity,
             hub: LogHub::default(),
+            http: reqwest::Client::builder()
+                .connect_timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap_or_default(),
             ledger: Mutex::new(Ledger {
                 store,
                 session: None,
@@ -134,6 +140,15 @@ impl AgentInner {
             .join(execution_id)
     }
 
+    /// Where the `local` publisher keeps result archives.
+    pub fn local_results_dir(&self) -> PathBuf {
+        self.cfg
+            .data_dir
+            .join("compute")
+            .join("results")
+            .join("local-publisher")
+    }
+
     pub fn node_info(&self) -> NodeInfo {
         let mut labels = self.cfg.labels.clone();
         labels
@@ -158,7 +173,16 @@ impl AgentInner {
             supported_protocols: vec![PROTOCOL.into()],
             compute_node_info: ComputeNodeInfo {
                 execution_engines: self.executors.engines(),
-                publishers: vec!["noop".into()],
+                publishers: crate::publish::SUPPORTED
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                allow_listed_local_paths: self
+                    .cfg
+                    .allowed_paths
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
                 storage_sources: crate::inputs::SUPPORTED
                     .iter()
                     .map(|s| s.to_string())
@@ -317,6 +341,14 @@ impl AgentInner {
         if let Err(e) = executor.validate(engine) {
             let r = report(execution, ComputeStateType::Failed, &e.to_string(), false);
             return (LocalState::Failed, r);
+        }
+        // Data locality: a local input this node cannot serve sends the work elsewhere.
+        for input in &job.task().input_sources {
+            if (input.source.is("local") || input.source.is("localDirectory"))
+                && let Err(e) = crate::inputs::local::stage(input, &self.cfg.allowed_paths)
+            {
+                return reject(format!("node {} lacks the data: {e}", self.node_id));
+            }
         }
         let want = execution
             .allocated_resources

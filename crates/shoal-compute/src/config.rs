@@ -35,6 +35,37 @@ impl AllowedPath {
     }
 }
 
+impl std::fmt::Display for AllowedPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mode = if self.read_write { "rw" } else { "ro" };
+        write!(f, "{}:{mode}", self.path.display())
+    }
+}
+
+/// Limits and retries of the node's transfers (input downloads, S3 reads and uploads).
+#[derive(Debug, Clone)]
+pub struct TransferPolicy {
+    /// Largest input the node downloads, in bytes (per input).
+    pub max_bytes: u64,
+    /// Attempts per transfer, counting the first; only transient errors are retried.
+    pub attempts: u32,
+    /// Delay before the first retry; it doubles after each one.
+    pub backoff: Duration,
+    /// Time limit of one attempt.
+    pub timeout: Duration,
+}
+
+impl Default for TransferPolicy {
+    fn default() -> Self {
+        TransferPolicy {
+            max_bytes: 64 << 30,
+            attempts: 4,
+            backoff: Duration::from_millis(500),
+            timeout: Duration::from_secs(300),
+        }
+    }
+}
+
 /// How a compute agent behaves.
 #[derive(Debug, Clone)]
 pub struct ComputeConfig {
@@ -62,6 +93,8 @@ pub struct ComputeConfig {
     /// Keep the ledger in memory instead of `data_dir/compute/state.db`: for simulated fleets
     /// in tests and benchmarks only, since the agent then forgets everything when it stops.
     pub in_memory_store: bool,
+    /// Download limits and retries.
+    pub transfer: TransferPolicy,
 }
 
 /// The default [`ComputeConfig::prepare_timeout`]: generous for large images on slow links.
@@ -82,6 +115,7 @@ impl ComputeConfig {
             reject_networked_jobs: false,
             prepare_timeout: DEFAULT_PREPARE_TIMEOUT,
             in_memory_store: false,
+            transfer: TransferPolicy::default(),
         }
     }
 }

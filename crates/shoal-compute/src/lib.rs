@@ -19,7 +19,9 @@ mod env;
 mod inputs;
 mod link;
 mod logs;
+mod publish;
 mod runner;
 
 pub use agent::Agent;
-pub use config::{AllowedPath, ComputeConfig, DEFAULT_PREPARE_TIMEOUT};
+pub use config::{AllowedPath, ComputeConfig, DEFAULT_PREPARE_TIMEOUT, TransferPolicy};
+pub use inputs::s3::S3Location;

@@ -135,6 +135,8 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
     });
     let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat_interval);
     let mut log_streams: HashMap<u64, CancellationToken> = HashMap::new();
+    let mut result_streams: HashMap<u64, (CancellationToken, tokio::sync::watch::Sender<i64>)> =
+        HashMap::new();
     let result = loop {
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
@@ -166,6 +168,23 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
                 Ok(Frame::LogCancel { stream_id }) => {
                     if let Some(c) = log_streams.remove(&stream_id) { c.cancel() }
                 }
+                Ok(Frame::ResultRequest { stream_id, execution_id }) => {
+                    let cancel = CancellationToken::new();
+                    let (ack_tx, ack_rx) = tokio::sync::watch::channel(-1i64);
+                    result_streams.retain(|_, (c, _)| !c.is_cancelled());
+                    result_streams.insert(stream_id, (cancel.clone(), ack_tx));
+                    let (agent, tx) = (agent.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        crate::publish::serve::serve(&agent.local_results_dir(), &agent.node_id, &execution_id, stream_id, tx, ack_rx, cancel.clone()).await;
+                        cancel.cancel();
+                    });
+                }
+                Ok(Frame::ResultAck { stream_id, index }) => {
+                    if let Some((_, ack)) = result_streams.get(&stream_id) { let _ = ack.send(index as i64); }
+                }
+                Ok(Frame::ResultCancel { stream_id }) => {
+                    if let Some((c, _)) = result_streams.remove(&stream_id) { c.cancel() }
+                }
                 Ok(Frame::Refused { reason }) => break Err(reason),
                 Ok(other) => tracing::debug!(?other, "ignored frame"),
                 Err(e) => break Err(e),
@@ -173,6 +192,9 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         }
     };
     for c in log_streams.values() {
+        c.cancel();
+    }
+    for (c, _) in result_streams.values() {
         c.cancel();
     }
     agent.ledger().session = None;

@@ -13,8 +13,9 @@ use tracing::Instrument;
 
 use crate::agent::{AgentInner, report};
 use crate::env::task_env;
-use crate::inputs::{self, InputError};
+use crate::inputs::{self, InputContext};
 use crate::logs;
+use crate::publish::{self, PublishContext, PublishError};
 
 /// Runs an execution to its end and records the outcome. Never panics on task failure: every
 /// way an execution can end becomes a report.
@@ -73,30 +74,33 @@ async fn execute(
             report(e, ComputeStateType::Failed, &msg, true),
         );
     }
-    let staged = {
-        let inputs = task.input_sources.clone();
-        let staging = exec_dir.join("inputs");
-        let allowed = agent.cfg.allowed_paths.clone();
-        tokio::task::spawn_blocking(move || inputs::prepare(&inputs, &staging, &allowed)).await
+    let cx = InputContext {
+        staging: exec_dir.join("inputs"),
+        allowed: agent.cfg.allowed_paths.clone(),
+        policy: agent.cfg.transfer.clone(),
+        http: agent.http.clone(),
+    };
+    let staged = tokio::select! {
+        r = inputs::prepare(&task.input_sources, &cx) => r,
+        _ = cancel.cancelled() => {
+            return (
+                LocalState::Cancelled,
+                report(e, ComputeStateType::Cancelled, "execution cancelled while staging inputs", false),
+            );
+        }
     };
     let prepared = match staged {
-        Ok(Ok(p)) => p,
-        Ok(Err(InputError::User(msg))) => {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::info!(error = %err, "inputs could not be staged");
             return (
                 LocalState::Failed,
-                report(e, ComputeStateType::Failed, &msg, false),
-            );
-        }
-        Ok(Err(InputError::Io(msg))) => {
-            return (
-                LocalState::Failed,
-                report(e, ComputeStateType::Failed, &msg, true),
-            );
-        }
-        Err(join) => {
-            return (
-                LocalState::Failed,
-                report(e, ComputeStateType::Failed, &join.to_string(), true),
+                report(
+                    e,
+                    ComputeStateType::Failed,
+                    &err.to_string(),
+                    err.retryable(),
+                ),
             );
         }
     };
@@ -170,9 +174,38 @@ async fn execute(
             output.exit_code = exit.code;
             output.answer = answer.take().map(Box::new);
             let _ = tokio::fs::write(results_dir.join("exitCode"), exit.code.to_string()).await;
-            let mut r = report(e, ComputeStateType::Completed, "", false);
-            r.run_output = Some(output);
-            (LocalState::Completed, r)
+            let publisher = task.publisher.as_ref();
+            if publisher.is_some_and(|p| !p.kind.trim().is_empty() && !p.is("noop")) {
+                let publishing =
+                    report(e, ComputeStateType::Publishing, "publishing results", false);
+                if let Err(err) = agent.record(&running, publishing) {
+                    tracing::warn!(error = %err, "could not record the publishing phase");
+                }
+            }
+            let cx = PublishContext {
+                node_id: &agent.node_id,
+                job_id: &job.id,
+                execution_id: e.id.as_str(),
+                results_dir: &results_dir,
+                local_dir: agent.local_results_dir(),
+                policy: &agent.cfg.transfer,
+            };
+            match publish::publish(publisher, &cx).await {
+                Ok(published) => {
+                    let mut r = report(e, ComputeStateType::Completed, "", false);
+                    r.run_output = Some(output);
+                    r.published = published;
+                    (LocalState::Completed, r)
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "results could not be published");
+                    let retryable = matches!(err, PublishError::Transient(_));
+                    output.error_msg = err.to_string();
+                    let mut r = report(e, ComputeStateType::Failed, &err.to_string(), retryable);
+                    r.run_output = Some(output);
+                    (LocalState::Failed, r)
+                }
+            }
         }
         Err(ExecutorError::Cancelled) => (
             LocalState::Cancelled,

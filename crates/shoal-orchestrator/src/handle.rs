@@ -17,6 +17,7 @@ use crate::error::OrchestratorError;
 use crate::logs::{LogRegistry, LogStream};
 use crate::nodes::{Links, Session};
 use crate::query::QueryHub;
+use crate::results::{ResultEvent, ResultRegistry, ResultStream};
 
 /// The result of a submission.
 #[derive(Debug, Clone, PartialEq)]
@@ -74,6 +75,7 @@ struct Inner {
     links: Links,
     logs: LogRegistry,
     queries: QueryHub,
+    results: ResultRegistry,
     sessions: AtomicU64,
     config: OrchestratorConfig,
 }
@@ -107,6 +109,7 @@ impl Orchestrator {
                 links,
                 logs,
                 queries,
+                results: ResultRegistry::default(),
                 sessions: AtomicU64::new(0),
                 config,
             }),
@@ -372,5 +375,86 @@ impl Orchestrator {
 
     pub(crate) fn log_registry(&self) -> &LogRegistry {
         &self.inner.logs
+    }
+
+    pub(crate) fn result_registry(&self) -> &ResultRegistry {
+        &self.inner.results
+    }
+
+    /// Opens the download of the archive the `local` publisher kept for one of a job's
+    /// executions, pulled from its node over the agent link. Fails when the execution has no
+    /// local result, its node is disconnected, or the node cannot find the archive.
+    pub async fn result_archive(
+        &self,
+        key: &str,
+        execution_id: &str,
+    ) -> Result<ResultStream, OrchestratorError> {
+        let executions = self.executions(key).await?;
+        let mut matching = executions
+            .iter()
+            .filter(|e| e.id.as_str().starts_with(execution_id));
+        let chosen = match (matching.next(), matching.next()) {
+            (Some(e), None) => e,
+            (None, _) => {
+                return Err(OrchestratorError::NotFound(format!(
+                    "execution {execution_id} not found in job {key}; `shoal job executions {key}` lists them"
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(OrchestratorError::BadRequest(format!(
+                    "execution {execution_id} is ambiguous in job {key}; give more of the id"
+                )));
+            }
+        };
+        if !chosen
+            .published_result
+            .as_ref()
+            .is_some_and(|p| p.is("local"))
+        {
+            return Err(OrchestratorError::NotFound(format!(
+                "execution {} of job {key} has no result kept on its node; only the local publisher (-p local) keeps results there",
+                chosen.id
+            )));
+        }
+        let node = chosen.node_id.to_string();
+        let (id, rx) = self.inner.results.open(&node);
+        let mut stream = ResultStream {
+            id,
+            node_id: node.clone(),
+            rx,
+            registry: self.inner.results.clone(),
+            links: self.inner.links.clone(),
+            size: 0,
+        };
+        let req = Frame::ResultRequest {
+            stream_id: id,
+            execution_id: chosen.id.to_string(),
+        };
+        if !self.inner.links.send(&node, req) {
+            return Err(OrchestratorError::Unavailable(format!(
+                "node {node} holding the results of execution {} is disconnected; they can be downloaded when it reconnects",
+                chosen.id
+            )));
+        }
+        let first = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
+        match first {
+            Ok(Some(ResultEvent::Start { size })) => {
+                stream.size = size;
+                Ok(stream)
+            }
+            Ok(Some(ResultEvent::End { error })) => {
+                Err(OrchestratorError::NotFound(error.unwrap_or_else(|| {
+                    format!("node {node} sent no result archive")
+                })))
+            }
+            Ok(_) => Err(OrchestratorError::Unavailable(format!(
+                "node {node} did not answer the request for the results of execution {}",
+                chosen.id
+            ))),
+            Err(_) => Err(OrchestratorError::Unavailable(format!(
+                "node {node} did not answer within 30s the request for the results of execution {}; try again",
+                chosen.id
+            ))),
+        }
     }
 }

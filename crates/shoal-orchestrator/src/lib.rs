@@ -18,6 +18,7 @@ mod link;
 mod logs;
 mod nodes;
 pub mod query;
+mod results;
 
 pub use config::OrchestratorConfig;
 pub use error::OrchestratorError;
@@ -25,3 +26,4 @@ pub use handle::{JobDetails, Orchestrator, Placement, SubmitOptions, SubmitOutco
 pub use link::serve_link;
 pub use logs::{LogEvent, LogStream};
 pub use query::{QueryEvent, QueryRequest, QueryStream};
+pub use results::{ResultEvent, ResultStream};

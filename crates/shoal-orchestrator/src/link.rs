@@ -82,6 +82,7 @@ where
             },
         }
     }
+    orch.result_registry().node_gone(&node_id);
     let _ = orch.send(Command::Disconnected {
         node_id,
         session_id,
@@ -97,6 +98,9 @@ fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
             return false;
         }
     };
+    if orch.result_registry().on_frame(node_id, &frame) {
+        return true;
+    }
     let node_id = node_id.to_string();
     let cmd = match frame {
         Frame::Msg { seq, msg } => Command::Inbound { node_id, seq, msg },

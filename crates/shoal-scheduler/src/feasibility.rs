@@ -100,6 +100,8 @@ pub(crate) fn check(
         engine(node, task).map_err(reject)?;
         publisher(node, task).map_err(reject)?;
         inputs(node, task).map_err(reject)?;
+        // After the input types: a node that cannot stage `local` at all says so first.
+        local_data(node, task).map_err(reject)?;
     }
     constraints(node, job).map_err(reject)?;
     // Total capacity before free capacity: only a job that could ever fit may wait for room.
@@ -190,6 +192,69 @@ fn inputs(node: &NodeView, task: &Task) -> Check {
     Ok(())
 }
 
+/// Data locality: a `local` input can only be read on a node whose advertised allow-list
+/// covers its path (read-write when the job asks for it). Whether the path exists is checked
+/// by the node at admission; a node that lacks it refuses and the work moves on.
+fn local_data(node: &NodeView, task: &Task) -> Check {
+    let allowed = &node.state.info.compute_node_info.allow_listed_local_paths;
+    for input in &task.input_sources {
+        if !(input.source.is("local") || input.source.is("localDirectory")) {
+            continue;
+        }
+        let Some(path) = input.source.str_param("SourcePath") else {
+            continue;
+        };
+        let rw = input
+            .source
+            .param("ReadWrite")
+            .and_then(|v| {
+                v.as_bool()
+                    .or_else(|| v.as_str().map(|s| s.eq_ignore_ascii_case("true")))
+            })
+            .unwrap_or(false);
+        let granted = allowed.iter().any(|a| {
+            let (base, mode) = match a.rsplit_once(':') {
+                Some((p, m @ ("ro" | "rw"))) => (p, m),
+                _ => (a.as_str(), "ro"),
+            };
+            path_under(path, base) && (!rw || mode == "rw")
+        });
+        if !granted {
+            let list = if allowed.is_empty() {
+                "none".to_string()
+            } else {
+                allowed.join(", ")
+            };
+            return Err((
+                Kind::Unsupported,
+                format!(
+                    "does not have the data: {path}{} is not under its allow-listed paths ({list})",
+                    if rw { " (read-write)" } else { "" }
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `path` is `base` or below it, comparing normalised components.
+fn path_under(path: &str, base: &str) -> bool {
+    fn norm(p: &str) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for part in p.split('/') {
+            match part {
+                "" | "." => {}
+                ".." => {
+                    out.pop();
+                }
+                other => out.push(other),
+            }
+        }
+        out
+    }
+    path.starts_with('/') && norm(path).starts_with(&norm(base))
+}
+
 fn constraints(node: &NodeView, job: &Job) -> Check {
     match selector::first_mismatch(&job.constraints, &node.state.info.labels) {
         None => Ok(()),
@@ -227,5 +292,19 @@ fn unsupported(what: &str, kind: &str, offered: &[String]) -> String {
         format!("does not support {what}{kind}, only none")
     } else {
         format!("does not support {what}{kind}, only {}", offered.join(", "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_under;
+
+    #[test]
+    fn local_paths_match_their_grant_and_nothing_beside_it() {
+        assert!(path_under("/data/set/a.csv", "/data"));
+        assert!(path_under("/data", "/data/"));
+        assert!(!path_under("/database", "/data"));
+        assert!(!path_under("/data/../etc", "/data"));
+        assert!(!path_under("data/x", "/data"));
     }
 }

@@ -11,6 +11,9 @@
 //!     │── Msg{seq, Update} ──► ◄── Ack{seq} ───────│   resent after reconnect until acked,
 //!     │── Heartbeat ──────────────────────────────►│   applied once (seq dedupe)
 //!     │◄── LogRequest / ──► LogLine, LogEnd ───────│   ephemeral: logs pulled over the link
+//!     │◄── ResultRequest / ──► ResultStart,        │   ephemeral: a `local` result archive
+//!     │    ResultChunk…, ResultEnd ◄── ResultAck ──│   pulled in chunks, at most
+//!     │                                            │   RESULT_WINDOW chunks unacknowledged
 //! ```
 //!
 //! Durable [`Message`]s carry work and its outcome; everything else is ephemeral. The frames are
@@ -25,6 +28,13 @@ pub const PROTOCOL: &str = "shoal/v1";
 
 /// The HTTP path the compute node dials.
 pub const LINK_PATH: &str = "/api/v1/agent/link";
+
+/// Bytes per `ResultChunk` (before base64).
+pub const RESULT_CHUNK: usize = 256 * 1024;
+
+/// Chunks a node may send ahead of the orchestrator's `ResultAck`; bounds the memory a result
+/// download holds in flight (`RESULT_CHUNK × RESULT_WINDOW`) whatever the archive's size.
+pub const RESULT_WINDOW: u64 = 16;
 
 /// One message on the link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -97,6 +107,50 @@ pub enum Frame {
     },
     /// The orchestrator no longer wants a log stream.
     LogCancel {
+        /// Which request.
+        stream_id: u64,
+    },
+    /// The orchestrator asks for the archive the `local` publisher kept for an execution.
+    ResultRequest {
+        /// Correlates the replies.
+        stream_id: u64,
+        /// Which execution.
+        execution_id: String,
+    },
+    /// The archive exists; chunks follow.
+    ResultStart {
+        /// Which request.
+        stream_id: u64,
+        /// Archive size in bytes.
+        size: u64,
+    },
+    /// A piece of the archive.
+    ResultChunk {
+        /// Which request.
+        stream_id: u64,
+        /// Position of this chunk, from 0.
+        index: u64,
+        /// The bytes, base64 (standard alphabet, padded).
+        data: String,
+    },
+    /// No more chunks; `error` says why when the archive could not be sent.
+    ResultEnd {
+        /// Which request.
+        stream_id: u64,
+        /// Why the archive could not be read, if it could not.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
+    /// The orchestrator consumed chunks up to `index`: the node may send up to
+    /// `index + RESULT_WINDOW`.
+    ResultAck {
+        /// Which request.
+        stream_id: u64,
+        /// Highest chunk index consumed.
+        index: u64,
+    },
+    /// The orchestrator no longer wants the archive.
+    ResultCancel {
         /// Which request.
         stream_id: u64,
     },

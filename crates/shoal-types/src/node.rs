@@ -94,6 +94,10 @@ pub struct ComputeNodeInfo {
     /// Why engines the node knows of are unavailable (engine → reason).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unavailable_engines: BTreeMap<String, String>,
+    /// Host paths the node lets jobs mount with `local` inputs (`/path:ro` or `/path:rw`), so
+    /// that jobs reading local data are placed only where that data may be read.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allow_listed_local_paths: Vec<String>,
     /// Advertised address (unused: nodes dial out).
     #[serde(rename = "address", default)]
     pub address: String,

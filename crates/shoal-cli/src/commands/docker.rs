@@ -11,6 +11,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use shoal_types::spec;
 
+use super::data_flags::DataFlags;
 use super::wasm::parse_constraints;
 use super::{RunFlags, submit_and_report};
 use crate::endpoint::Endpoint;
@@ -94,8 +95,8 @@ pub struct DockerRunArgs {
     /// Print the job spec (YAML) that would be submitted, and submit nothing.
     #[arg(long)]
     pub dry_run: bool,
-    // TODO(data-flags): flatten the shared `DataFlags` here for `-i/--input`, `-o/--output`
-    // (result paths) and `-p/--publisher`, and add their specs to the task in `job_spec`.
+    #[command(flatten)]
+    pub data: DataFlags,
     #[command(flatten)]
     pub flags: RunFlags,
 }
@@ -135,7 +136,7 @@ pub fn job_spec(a: &DockerRunArgs) -> anyhow::Result<Value> {
         _ => "None",
     };
     let opt = |s: &Option<String>| s.clone().unwrap_or_default();
-    Ok(json!({
+    let mut job = json!({
         // Without --name the job is named after its id: a name that is already taken would
         // update that job instead of starting a new one.
         "Name": a.name.clone().unwrap_or_default(),
@@ -151,7 +152,9 @@ pub fn job_spec(a: &DockerRunArgs) -> anyhow::Result<Value> {
             "Network": { "Type": network },
             "Timeouts": { "ExecutionTimeout": a.timeout, "QueueTimeout": a.queue_timeout },
         }],
-    }))
+    });
+    a.data.apply(&mut job["Tasks"][0])?;
+    Ok(job)
 }
 
 /// Runs a docker command.

@@ -77,6 +77,26 @@ pub enum JobCommand {
         #[arg(short, long)]
         execution_id: Option<String>,
     },
+    /// Download a job's published results into `job-<id>/` (stdout, stderr, exitCode and
+    /// result paths; one folder per node when there are several results). Works for nodes
+    /// behind NAT: archives kept on nodes come through the orchestrator.
+    Get {
+        /// Job id, unique id prefix, or name.
+        id: String,
+        /// Where to write (default `./job-<short id>`).
+        #[arg(long)]
+        output_dir: Option<std::path::PathBuf>,
+        /// Keep the downloaded archives (`raw/<execution id>.tar.gz`) instead of unpacking.
+        #[arg(long)]
+        raw: bool,
+    },
+    /// Print one file of a job's published results, e.g. `shoal job cat ID outputs/r.txt`.
+    Cat {
+        /// Job id, unique id prefix, or name.
+        id: String,
+        /// Path inside the results (`stdout`, `exitCode`, `outputs/file`).
+        path: String,
+    },
     /// Stop a job.
     Stop {
         /// Job id, unique id prefix, or name.
@@ -263,6 +283,12 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
                 .await?;
             Ok(ExitCode::SUCCESS)
         }
+        JobCommand::Get {
+            id,
+            output_dir,
+            raw,
+        } => super::job_get::get(&endpoint.client()?, &id, output_dir, raw).await,
+        JobCommand::Cat { id, path } => super::job_get::cat(&endpoint.client()?, &id, &path).await,
         JobCommand::Stop { id, quiet } => {
             let client = endpoint.client()?;
             client.stop(&id, "Stopped at user request").await?;

@@ -1,8 +1,10 @@
 //! One module per command group.
 
+pub mod data_flags;
 pub mod devstack;
 pub mod docker;
 pub mod job;
+pub mod job_get;
 pub mod node;
 pub mod query;
 pub mod serve;

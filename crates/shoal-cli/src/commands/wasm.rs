@@ -10,6 +10,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 use shoal_types::spec;
 
+use super::data_flags::DataFlags;
 use super::{RunFlags, submit_and_report};
 use crate::endpoint::Endpoint;
 
@@ -47,6 +48,8 @@ pub struct WasmRunArgs {
     /// Run-time limit in seconds.
     #[arg(long)]
     pub timeout: Option<u64>,
+    #[command(flatten)]
+    pub data: DataFlags,
     #[command(flatten)]
     pub flags: RunFlags,
 }
@@ -97,7 +100,7 @@ pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCo
     }
     // No Name: a job named after the module would be *updated* by the next `wasm run` of the
     // same module (names are unique per namespace); each run is its own job instead.
-    let job = json!({
+    let mut job = json!({
         "Type": if a.target == "all" { "ops" } else { "batch" },
         "Count": 1,
         "Constraints": match &a.constraints { Some(c) => parse_constraints(c)?, None => json!([]) },
@@ -112,6 +115,7 @@ pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCo
             "Timeouts": { "ExecutionTimeout": a.timeout.unwrap_or(0) },
         }],
     });
+    a.data.apply(&mut job["Tasks"][0])?;
     let mut job = spec::read_job_value(job).map_err(|e| anyhow::anyhow!("{e}"))?;
     spec::apply_defaults(&mut job);
     let errors = spec::validate_for_submit(&job);
