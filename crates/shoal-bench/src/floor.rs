@@ -25,7 +25,8 @@ impl DirectWasm {
         Ok(DirectWasm { engine, pre })
     }
 
-    /// Runs `_start` once; returns the time it took in milliseconds.
+    /// Runs `_start` once; returns the time it took in milliseconds. Call it from a plain
+    /// thread: wasmtime's synchronous WASI refuses to run inside an async runtime.
     pub fn run_once(&self) -> anyhow::Result<f64> {
         let t0 = Instant::now();
         let wasi = WasiCtxBuilder::new().build_p1();
