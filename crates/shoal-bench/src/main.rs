@@ -15,6 +15,9 @@ mod s02_latency;
 mod s06_wasm;
 mod s09_footprint;
 mod s10_durable;
+mod s11_query;
+mod simfleet;
+mod s04_agents;
 mod stats;
 
 use std::path::PathBuf;
@@ -45,6 +48,17 @@ struct Args {
     /// Run nothing; only rebuild the page from the fragments.
     #[arg(long)]
     assemble_only: bool,
+    /// A helper instead of the scenarios.
+    #[command(subcommand)]
+    command: Option<Helper>,
+}
+
+/// Helpers the scenarios start as processes of their own.
+#[derive(clap::Subcommand)]
+enum Helper {
+    /// Run N simulated agents (real agent code, noop + query engines, in-memory ledgers) that
+    /// dial a `shoal serve --orchestrator` process; runs until stdin closes.
+    Simfleet(simfleet::SimfleetArgs),
 }
 
 /// What every scenario gets.
@@ -55,13 +69,25 @@ pub struct Ctx {
     pub shoal: PathBuf,
 }
 
-const SCENARIOS: &[&str] = &["S1", "S2", "S6", "S9", "S10"];
+const SCENARIOS: &[&str] = &["S1", "S2", "S4", "S6", "S9", "S10", "S11"];
 
 /// Scenarios run by scripts of their own (`bench/run.sh` runs them); `--only` accepts them.
 const SCRIPTED: &[&str] = &["DOCKER"];
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Helper::Simfleet(fleet)) = args.command {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        return match runtime.block_on(simfleet::run(fleet)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Scenarios start orchestrators and fleets with thousands of sockets; children inherit.
+    simfleet::raise_nofile();
     let ctx = Ctx {
         quick: args.quick,
         shoal: args.shoal.clone().unwrap_or_else(proc::default_shoal_bin),
@@ -106,9 +132,11 @@ fn main() -> ExitCode {
             match name.as_str() {
                 "S1" => s01_placement::run(&ctx).await,
                 "S2" => s02_latency::run(&ctx).await,
+                "S4" => s04_agents::run(&ctx).await,
                 "S6" => s06_wasm::run(&ctx).await,
                 "S9" => s09_footprint::run(&ctx).await,
                 "S10" => s10_durable::run(&ctx).await,
+                "S11" => s11_query::run(&ctx).await,
                 _ => unreachable!("checked above"),
             }
         });
