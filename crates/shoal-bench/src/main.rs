@@ -12,12 +12,12 @@ mod proc;
 mod report;
 mod s01_placement;
 mod s02_latency;
+mod s04_agents;
 mod s06_wasm;
 mod s09_footprint;
 mod s10_durable;
 mod s11_query;
 mod simfleet;
-mod s04_agents;
 mod stats;
 
 use std::path::PathBuf;

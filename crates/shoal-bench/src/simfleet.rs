@@ -33,7 +33,8 @@ pub struct SimfleetArgs {
     /// Join token the orchestrator requires.
     #[arg(long)]
     pub token: Option<String>,
-    /// Labels `key=value,...` every agent carries (an `agent=i` label is always added).
+    /// Labels `key=value,...` every agent carries (an `agent=i` label is always added). In a
+    /// value, `{i%K}` becomes the agent's index modulo K (`region=r{i%10}`).
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
     /// Heartbeat period of every agent (`5s`, `500ms`).
@@ -56,11 +57,33 @@ pub struct SimfleetArgs {
 fn humantime_secs(s: &str) -> Result<f64, String> {
     let s = s.trim();
     if let Some(ms) = s.strip_suffix("ms") {
-        return ms.parse::<f64>().map(|v| v / 1e3).map_err(|e| e.to_string());
+        return ms
+            .parse::<f64>()
+            .map(|v| v / 1e3)
+            .map_err(|e| e.to_string());
     }
     s.trim_end_matches('s')
         .parse::<f64>()
         .map_err(|e| format!("{s:?} is not a number of seconds: {e}"))
+}
+
+/// Replaces `{i%K}` in a label value with `i % K`.
+fn expand(value: &str, i: usize) -> String {
+    let Some(start) = value.find("{i%") else {
+        return value.to_string();
+    };
+    let Some(len) = value[start..].find('}') else {
+        return value.to_string();
+    };
+    match value[start + 3..start + len].parse::<usize>() {
+        Ok(k) if k > 0 => format!(
+            "{}{}{}",
+            &value[..start],
+            i % k,
+            expand(&value[start + len + 1..], i)
+        ),
+        _ => value.to_string(),
+    }
 }
 
 /// Raises this process's open-file limit to its hard limit (every agent is one socket);
@@ -102,7 +125,9 @@ pub async fn run(args: SimfleetArgs) -> anyhow::Result<()> {
     let (_temp, dir) = match &args.data_dir {
         Some(d) => (None, d.clone()),
         None => {
-            let t = tempfile::Builder::new().prefix("shoal-simfleet-").tempdir()?;
+            let t = tempfile::Builder::new()
+                .prefix("shoal-simfleet-")
+                .tempdir()?;
             let p = t.path().to_path_buf();
             (Some(t), p)
         }
@@ -111,9 +136,7 @@ pub async fn run(args: SimfleetArgs) -> anyhow::Result<()> {
     // fresh SQLite connection per query).
     let mut executors = ExecutorRegistry::new();
     executors.register(Arc::new(shoal_executors::noop::NoopExecutor));
-    executors.register(Arc::new(
-        shoal_executors::query::QueryExecutor::default(),
-    ));
+    executors.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
     let capacity = Resources {
         cpu: 4.0,
         memory: 8 << 30,
@@ -125,7 +148,10 @@ pub async fn run(args: SimfleetArgs) -> anyhow::Result<()> {
         let url = &args.orchestrator[i % args.orchestrator.len()];
         let mut c = ComputeConfig::new(dir.join(format!("a{i}")), url.clone());
         c.node_id = Some(format!("{}-{i}", args.prefix));
-        c.labels = labels.clone();
+        c.labels = labels
+            .iter()
+            .map(|(k, v)| (k.clone(), expand(v, i)))
+            .collect();
         c.labels.insert("agent".into(), i.to_string());
         c.capacity = Some(capacity);
         c.heartbeat_interval = Duration::from_secs_f64(args.heartbeat_secs);
@@ -153,8 +179,6 @@ pub async fn run(args: SimfleetArgs) -> anyhow::Result<()> {
 /// A `simfleet` child process of this benchmark; killed when dropped.
 pub struct Fleet {
     child: std::process::Child,
-    /// Agents it runs.
-    pub agents: usize,
 }
 
 impl Fleet {
@@ -188,7 +212,7 @@ impl Fleet {
             line.starts_with("ready"),
             "simfleet: the fleet process did not start its agents (it said {line:?})"
         );
-        Ok(Fleet { child, agents })
+        Ok(Fleet { child })
     }
 
     /// The fleet process's id.
@@ -201,5 +225,18 @@ impl Drop for Fleet {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::expand;
+
+    #[test]
+    fn label_values_take_the_agent_index_modulo_k() {
+        assert_eq!(expand("r{i%10}", 23), "r3");
+        assert_eq!(expand("a{i%2}-b{i%5}", 7), "a1-b2");
+        assert_eq!(expand("plain", 7), "plain");
+        assert_eq!(expand("bad{i%x}", 7), "bad{i%x}");
     }
 }
