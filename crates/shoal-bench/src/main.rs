@@ -39,6 +39,9 @@ struct Args {
     /// The `shoal` binary to measure (default: the one next to this program).
     #[arg(long)]
     shoal: Option<PathBuf>,
+    /// An older `shoal` binary that S4 and S11 measure too, beside the current one.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Where scenario fragments are kept.
     #[arg(long, default_value = "bench/results")]
     fragments: PathBuf,
@@ -67,6 +70,9 @@ pub struct Ctx {
     pub quick: bool,
     /// The `shoal` binary.
     pub shoal: PathBuf,
+    /// An older `shoal` binary that the fleet-scale scenarios (S4, S11) also measure, side by
+    /// side, to show what a change did.
+    pub baseline: Option<PathBuf>,
 }
 
 const SCENARIOS: &[&str] = &["S1", "S2", "S4", "S6", "S9", "S10", "S11"];
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
     let ctx = Ctx {
         quick: args.quick,
         shoal: args.shoal.clone().unwrap_or_else(proc::default_shoal_bin),
+        baseline: args.baseline.clone(),
     };
     if !ctx.shoal.exists() {
         eprintln!(

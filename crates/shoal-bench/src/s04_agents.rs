@@ -13,6 +13,17 @@ use crate::stats::{Stats, fmt};
 /// Heartbeats per second the fleet is set to send (perf.md's S4 target rate).
 const HEARTBEATS_PER_SEC: f64 = 5_000.0;
 
+/// One binary's figures.
+struct Scale {
+    agents: usize,
+    base_rss: f64,
+    rss: Stats,
+    idle_cpu: f64,
+    ramp: f64,
+    started: f64,
+    fleet_rss: f64,
+}
+
 /// Runs S4.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let wanted: usize = if ctx.quick { 5_000 } else { 50_000 };
@@ -20,13 +31,100 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let nofile = raise_nofile();
     let fits = (nofile as usize).saturating_sub(500);
     let n = wanted.min(fits);
-    let idle_secs = if ctx.quick { 5 } else { 10 };
     let heartbeat = (n as f64 / HEARTBEATS_PER_SEC).max(1.0);
+    let mut runs = Vec::new();
+    if let Some(b) = &ctx.baseline {
+        runs.push(("baseline", scale(ctx, b, n, heartbeat).await?));
+    }
+    runs.push(("this build", scale(ctx, &ctx.shoal, n, heartbeat).await?));
 
+    let capped = if n < wanted {
+        format!(
+            "\n**Capped at {n} agents, not {wanted}**: this machine's `RLIMIT_NOFILE` hard limit is \
+             {nofile} open files per process and cannot be raised here, and each agent is one \
+             socket in the orchestrator's process. The per-agent figures are measured at {n}.\n"
+        )
+    } else {
+        String::new()
+    };
+    let mut body = format!(
+        "A `shoal serve --orchestrator` process (release) and a simulated fleet in another process\n\
+         (`shoal-bench simfleet`: {n} real agents with noop + query engines and in-memory ledgers,\n\
+         each with its own WebSocket over loopback). Agents heartbeat every {heartbeat:.1} s\n\
+         ({hbs:.0} heartbeats/s in all). RSS and CPU from `/proc/PID` of the orchestrator;\n\
+         connections counted in its node list once a second.{base}\n{capped}\n",
+        hbs = n as f64 / heartbeat,
+        base = if ctx.baseline.is_some() {
+            " The baseline column is an older `shoal` binary (`--baseline`) measured in the same run."
+        } else {
+            ""
+        },
+    );
+    let col = |f: &dyn Fn(&Scale) -> String| -> String {
+        runs.iter().map(|(_, s)| format!(" {} |", f(s))).collect()
+    };
+    body.push_str(&format!(
+        "| measure |{} target |\n|---|{}---|\n",
+        runs.iter()
+            .map(|(name, _)| format!(" {name} |"))
+            .collect::<String>(),
+        "---|".repeat(runs.len())
+    ));
+    body.push_str(&format!(
+        "| agents connected |{} 50,000 |\n",
+        col(&|s| format!("{} of {n}", s.agents))
+    ));
+    body.push_str(&format!(
+        "| orchestrator RSS, empty → with the fleet |{} |\n",
+        col(&|s| format!(
+            "{} → {} MiB ({}–{})",
+            fmt(s.base_rss / MIB),
+            fmt(s.rss.median() / MIB),
+            fmt(s.rss.min() / MIB),
+            fmt(s.rss.max() / MIB)
+        ))
+    ));
+    body.push_str(&format!(
+        "| **orchestrator RSS per agent** |{} ≤ 20 KB |\n",
+        col(&|s| format!(
+            "**{:.1} KB**",
+            (s.rss.median() - s.base_rss) / n as f64 / 1000.0
+        ))
+    ));
+    body.push_str(&format!(
+        "| orchestrator CPU, fleet idle ({:.0} heartbeats/s) |{} ≥ 5,000 heartbeats/s under 25% |\n",
+        n as f64 / heartbeat,
+        col(&|s| format!("{:.1}% of one core", s.idle_cpu))
+    ));
+    body.push_str(&format!(
+        "| connect ramp: fleet start → all connected |{} 50k in seconds |\n",
+        col(&|s| format!("{:.1} s (agents started after {:.1} s)", s.ramp, s.started))
+    ));
+    body.push_str(&format!(
+        "| fleet process RSS per agent (for scale) |{} |\n",
+        col(&|s| format!("{:.0} KB", s.fleet_rss / n as f64 / 1000.0))
+    ));
+    Ok(Section {
+        id: "s04-agents",
+        title: "S4: connected-agent scale".into(),
+        body,
+    })
+}
+
+const MIB: f64 = (1 << 20) as f64;
+
+/// Ramps a fleet of `n` against one orchestrator binary and measures it.
+async fn scale(
+    ctx: &Ctx,
+    bin: &std::path::Path,
+    n: usize,
+    heartbeat: f64,
+) -> anyhow::Result<Scale> {
+    let idle_secs = if ctx.quick { 5 } else { 10 };
     let dir = tempfile::tempdir()?;
     let port = free_port();
     let orch = Shoal::spawn(
-        &ctx.shoal,
+        bin,
         &["serve", "--orchestrator", "--token", "bench"],
         dir.path(),
         port,
@@ -47,14 +145,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         Fleet::spawn(&urls, n, "bench", &["--heartbeat-secs", &hb])
     })
     .await??;
-    let started = t0.elapsed();
+    let started = t0.elapsed().as_secs_f64();
     // Count connections as the orchestrator sees them, once a second (the node list of a
     // large fleet is itself work for the orchestrator).
     let limit = Duration::from_secs(300);
     let ramp = loop {
         let c = connected_nodes(&client).await;
         if c >= n {
-            break t0.elapsed();
+            break t0.elapsed().as_secs_f64();
         }
         anyhow::ensure!(
             t0.elapsed() < limit,
@@ -72,47 +170,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     let idle_cpu = (cpu_seconds(orch.pid())? - cpu0) / w0.elapsed().as_secs_f64() * 100.0;
-    let rss = Stats::new(rss);
     let fleet_rss = rss_bytes(fleet.pid())? as f64;
-    let still = connected_nodes(&client).await;
+    let agents = connected_nodes(&client).await;
     drop(fleet);
     drop(orch);
-
-    let per_agent_kb = (rss.median() - base_rss) / n as f64 / 1000.0;
-    let capped = if n < wanted {
-        format!(
-            "\n**Capped at {n} agents, not {wanted}**: this machine's `RLIMIT_NOFILE` hard limit is \
-             {nofile} open files per process and cannot be raised here, and each agent is one \
-             socket in the orchestrator's process. The per-agent figures are measured at {n}.\n"
-        )
-    } else {
-        String::new()
-    };
-    let body = format!(
-        "A `shoal serve --orchestrator` process (release) and a simulated fleet in another process\n\
-         (`shoal-bench simfleet`: {n} real agents with noop + query engines and in-memory ledgers,\n\
-         each with its own WebSocket over loopback). Agents heartbeat every {heartbeat:.1} s\n\
-         ({hbs:.0} heartbeats/s in all). RSS and CPU from `/proc/PID` of the orchestrator;\n\
-         connections counted in its node list once a second.\n{capped}\n\
-         | measure | value | target |\n|---|---|---|\n\
-         | agents connected | {still} of {n} | 50,000 |\n\
-         | orchestrator RSS, empty → with the fleet | {b} MiB → {r} MiB ({rmin}–{rmax}) | |\n\
-         | **orchestrator RSS per agent** | **{per_agent_kb:.1} KB** | ≤ 20 KB |\n\
-         | orchestrator CPU, fleet idle ({hbs:.0} heartbeats/s) | {idle_cpu:.1}% of one core | ≥ 5,000 heartbeats/s under 25% |\n\
-         | connect ramp: fleet start → all {n} connected | {ramp:.1} s (agents started after {started:.1} s) | 50k in seconds |\n\
-         | fleet process RSS per agent (for scale) | {fleet_kb:.0} KB | |\n",
-        hbs = n as f64 / heartbeat,
-        b = fmt(base_rss / (1 << 20) as f64),
-        r = fmt(rss.median() / (1 << 20) as f64),
-        rmin = fmt(rss.min() / (1 << 20) as f64),
-        rmax = fmt(rss.max() / (1 << 20) as f64),
-        ramp = ramp.as_secs_f64(),
-        started = started.as_secs_f64(),
-        fleet_kb = fleet_rss / n as f64 / 1000.0,
-    );
-    Ok(Section {
-        id: "s04-agents",
-        title: "S4: connected-agent scale".into(),
-        body,
+    Ok(Scale {
+        agents,
+        base_rss,
+        rss: Stats::new(rss),
+        idle_cpu,
+        ramp,
+        started,
+        fleet_rss,
     })
 }

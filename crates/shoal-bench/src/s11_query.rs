@@ -32,12 +32,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let salt_n = if ctx.quick { 20 } else { 40 };
     let mut rows = Vec::new();
     let mut shoal_small = None;
+    if let Some(b) = &ctx.baseline {
+        for n in [1_000, 10_000] {
+            rows.push(("baseline", fanout(b, n, reps).await?));
+        }
+    }
     for n in [salt_n, 1_000, 10_000] {
-        let f = fanout(ctx, n, reps).await?;
+        let f = fanout(&ctx.shoal, n, reps).await?;
         if n == salt_n {
             shoal_small = Some(f);
         } else {
-            rows.push(f);
+            rows.push(("this build", f));
         }
     }
     let shoal_small = shoal_small.expect("measured above");
@@ -50,12 +55,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          `{SQL}`, then the answer stream (WebSocket); times from before the POST to the first\n\
          and to the last node's answer received by the client. {reps} asks per size. Every\n\
          node runs the real query engine (SQLite virtual tables over the host).\n\n\
-         | agents | first answer, ms | 100% answered, ms | orchestrator CPU per ask | orchestrator RSS | target |\n\
-         |---|---|---|---|---|---|\n"
+         {base}| agents | binary | first answer, ms | 100% answered, ms | orchestrator CPU per ask | orchestrator RSS | target |\n\
+         |---|---|---|---|---|---|---|\n",
+        base = if ctx.baseline.is_some() {
+            "Rows marked baseline measure an older `shoal` binary (`--baseline`) in the same run.\n\n"
+        } else {
+            ""
+        },
     );
-    for f in &rows {
+    for (binary, f) in &rows {
         body.push_str(&format!(
-            "| {} | {} | {} | {:.2} s | {:.0} MiB | {} |\n",
+            "| {} | {binary} | {} | {} | {:.2} s | {:.0} MiB | {} |\n",
             f.agents,
             spread(&f.first_ms, ""),
             spread(&f.all_ms, ""),
@@ -97,13 +107,13 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     })
 }
 
-/// Starts an orchestrator and `n` agents, asks `reps` times.
-async fn fanout(ctx: &Ctx, n: usize, reps: usize) -> anyhow::Result<Fanout> {
-    eprintln!("S11: {n} agents");
+/// Starts an orchestrator (`bin`) and `n` agents, asks `reps` times.
+async fn fanout(bin: &std::path::Path, n: usize, reps: usize) -> anyhow::Result<Fanout> {
+    eprintln!("S11: {n} agents, {}", bin.display());
     let dir = tempfile::tempdir()?;
     let port = free_port();
     let orch = Shoal::spawn(
-        &ctx.shoal,
+        bin,
         &["serve", "--orchestrator", "--token", "bench"],
         dir.path(),
         port,
