@@ -88,10 +88,12 @@ impl Outgoing {
     }
 
     /// Tells the watchers of `job_id` (fleet query streams), if any, after the commit.
-    pub fn query_event(&mut self, hub: &QueryHub, job_id: &str, event: impl FnOnce() -> HubEvent) {
-        if hub.watched(job_id) {
-            self.queries.push((job_id.to_string(), event()));
-        }
+    ///
+    /// Whether anyone watches is decided at publication, after the commit: a watcher that
+    /// subscribes while this transaction is open reads the store before the commit, so
+    /// deciding here would lose the event for it (a fleet query's stream missed answers so).
+    pub fn query_event(&mut self, job_id: &str, event: impl FnOnce() -> HubEvent) {
+        self.queries.push((job_id.to_string(), event()));
     }
 
     fn flush(self, links: &Links, hub: &QueryHub) {
@@ -766,9 +768,7 @@ fn apply_report(
     e.modify_time = t;
     crate::evaluate::put_execution(tx, st, &e)?;
     if r.state.is_terminal() {
-        out.query_event(&st.queries, e.job_id.as_str(), || {
-            HubEvent::Settled(Box::new(e.clone()))
-        });
+        out.query_event(e.job_id.as_str(), || HubEvent::Settled(Box::new(e.clone())));
     }
     if let Some(job) = tx.read().job(e.job_id.as_str())? {
         let mut message = match (r.state, &r.run_output) {
@@ -843,4 +843,22 @@ fn node_action(
         }
     }
     evaluate_active(tx, st, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_watcher_that_subscribes_before_the_commit_gets_the_event() {
+        // The engine applies a report while nobody watches the job; a watcher subscribes
+        // before the transaction commits (so its read of the store misses the report); the
+        // event published after the commit must still reach it.
+        let hub = QueryHub::default();
+        let mut out = Outgoing::default();
+        out.query_event("j-1", || HubEvent::Finished);
+        let mut rx = hub.subscribe("j-1");
+        out.flush(&Links::default(), &hub);
+        assert!(matches!(rx.try_recv(), Ok(HubEvent::Finished)));
+    }
 }

@@ -154,9 +154,7 @@ fn apply(
             st.views.refresh(&st.nodes, e.node_id.as_str());
         }
         if settled_here && !was_terminal {
-            out.query_event(&st.queries, &job.id, || {
-                HubEvent::Settled(Box::new(e.clone()))
-            });
+            out.query_event(&job.id, || HubEvent::Settled(Box::new(e.clone())));
         }
         if update.desired == DesiredStateType::Stopped && !was_terminal {
             // Tell the node even when the orchestrator settled the state itself: a node that
@@ -178,7 +176,7 @@ fn apply(
         job.modify_time = t;
         tx.put_job(&job)?;
         if state.state_type.is_terminal() {
-            out.query_event(&st.queries, &job.id, || HubEvent::Finished);
+            out.query_event(&job.id, || HubEvent::Finished);
         }
     }
 
