@@ -7,8 +7,16 @@ use futures::{SinkExt, StreamExt};
 
 use crate::AppState;
 
+/// Read buffer of one node's link. tungstenite's default (128 KiB) is zero-filled on the
+/// first read, so every connected node cost the orchestrator 128 KiB of resident memory;
+/// link frames are small, and a larger one (a query answer) grows the buffer for that frame.
+const LINK_READ_BUFFER: usize = 4 << 10;
+
 pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
-    ws.on_upgrade(move |socket| run(s, socket))
+    ws.read_buffer_size(LINK_READ_BUFFER)
+        // Frames go out as they are written: the link flushes after every frame anyway.
+        .write_buffer_size(0)
+        .on_upgrade(move |socket| run(s, socket))
 }
 
 async fn run(s: AppState, socket: WebSocket) {

@@ -12,10 +12,13 @@ mod proc;
 mod report;
 mod s01_placement;
 mod s02_latency;
+mod s04_agents;
 mod s05_rollout;
 mod s06_wasm;
 mod s09_footprint;
 mod s10_durable;
+mod s11_query;
+mod simfleet;
 mod stats;
 
 use std::path::PathBuf;
@@ -37,6 +40,9 @@ struct Args {
     /// The `shoal` binary to measure (default: the one next to this program).
     #[arg(long)]
     shoal: Option<PathBuf>,
+    /// An older `shoal` binary that S4 and S11 measure too, beside the current one.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Where scenario fragments are kept.
     #[arg(long, default_value = "bench/results")]
     fragments: PathBuf,
@@ -46,6 +52,17 @@ struct Args {
     /// Run nothing; only rebuild the page from the fragments.
     #[arg(long)]
     assemble_only: bool,
+    /// A helper instead of the scenarios.
+    #[command(subcommand)]
+    command: Option<Helper>,
+}
+
+/// Helpers the scenarios start as processes of their own.
+#[derive(clap::Subcommand)]
+enum Helper {
+    /// Run N simulated agents (real agent code, noop + query engines, in-memory ledgers) that
+    /// dial a `shoal serve --orchestrator` process; runs until stdin closes.
+    Simfleet(simfleet::SimfleetArgs),
 }
 
 /// What every scenario gets.
@@ -54,18 +71,34 @@ pub struct Ctx {
     pub quick: bool,
     /// The `shoal` binary.
     pub shoal: PathBuf,
+    /// An older `shoal` binary that the fleet-scale scenarios (S4, S11) also measure, side by
+    /// side, to show what a change did.
+    pub baseline: Option<PathBuf>,
 }
 
-const SCENARIOS: &[&str] = &["S1", "S2", "S5", "S6", "S9", "S10"];
+const SCENARIOS: &[&str] = &["S1", "S2", "S4", "S5", "S6", "S9", "S10", "S11"];
 
 /// Scenarios run by scripts of their own (`bench/run.sh` runs them); `--only` accepts them.
 const SCRIPTED: &[&str] = &["DOCKER"];
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(Helper::Simfleet(fleet)) = args.command {
+        let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+        return match runtime.block_on(simfleet::run(fleet)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Scenarios start orchestrators and fleets with thousands of sockets; children inherit.
+    simfleet::raise_nofile();
     let ctx = Ctx {
         quick: args.quick,
         shoal: args.shoal.clone().unwrap_or_else(proc::default_shoal_bin),
+        baseline: args.baseline.clone(),
     };
     if !ctx.shoal.exists() {
         eprintln!(
@@ -107,10 +140,12 @@ fn main() -> ExitCode {
             match name.as_str() {
                 "S1" => s01_placement::run(&ctx).await,
                 "S2" => s02_latency::run(&ctx).await,
+                "S4" => s04_agents::run(&ctx).await,
                 "S5" => s05_rollout::run(&ctx).await,
                 "S6" => s06_wasm::run(&ctx).await,
                 "S9" => s09_footprint::run(&ctx).await,
                 "S10" => s10_durable::run(&ctx).await,
+                "S11" => s11_query::run(&ctx).await,
                 _ => unreachable!("checked above"),
             }
         });

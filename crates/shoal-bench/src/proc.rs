@@ -105,6 +105,20 @@ pub async fn wait_nodes(client: &Client, n: usize, limit: Duration) -> anyhow::R
     }
 }
 
+/// How many nodes the orchestrator counts as connected (0 when it does not answer).
+pub async fn connected_nodes(client: &Client) -> usize {
+    client
+        .nodes()
+        .await
+        .map(|nodes| {
+            nodes
+                .iter()
+                .filter(|n| n.connection == ConnectionStatus::Connected)
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 /// Resident memory of a process, in bytes (`VmRSS`).
 pub fn rss_bytes(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))

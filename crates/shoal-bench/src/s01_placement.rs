@@ -9,8 +9,10 @@ use shoal_scheduler::{NodeView, SchedulerConfig, SchedulerInput, schedule};
 use shoal_types::{ConnectionStatus, Job, Membership, NodeInfo, NodeState, Resources, spec};
 
 use crate::Ctx;
+use crate::proc::{Shoal, connected_nodes, free_port, wait_alive};
 use crate::report::Section;
-use crate::stats::{Stats, fmt};
+use crate::simfleet::Fleet;
+use crate::stats::{Stats, fmt, spread};
 
 const NODES: usize = 5_000;
 const PER_JOB: u64 = 1_000;
@@ -24,6 +26,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         rates.push(once(placements)?);
     }
     let rates = Stats::new(rates);
+    let durable = through_orchestrator(ctx).await?;
     let body = format!(
         "The pure scheduler (`shoal_scheduler::schedule`: feasibility, ranking, placement) over\n\
          {NODES} nodes in 10 regions; batch jobs of Count={PER_JOB} constrained to 8 regions\n\
@@ -31,7 +34,20 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          placed. {placements} placements per repetition, {reps} repetitions; the orchestrator's\n\
          SQLite commit and the link are not included (S10 measures the durable path).\n\n\
          | measure | value (min–max) | target | peer |\n|---|---|---|---|\n\
-         | placements/s | {r} ({rmin}–{rmax}) | ≥ 10,000/s on 2 cores | Nomad C1M: 3,750/s on 5 servers |\n",
+         | placements/s, pure scheduler | {r} ({rmin}–{rmax}) | ≥ 10,000/s on 2 cores | Nomad C1M: 3,750/s on 5 servers |\n\
+         | placements/s through the orchestrator | {d} | | |\n\n\
+         The second row goes through the whole durable path: a `shoal serve --orchestrator`\n\
+         process (release) with {NODES} simulated agents in another process (`shoal-bench\n\
+         simfleet`, noop engine, labels `region=r{{i%10}}`, `tier=t{{i%7}}`); {clients} clients\n\
+         submit {jobs} batch jobs of Count={PER_JOB} over REST, constrained to `region in (r0..r7)`\n\
+         and `tier != t0`. A submission is answered after its placements are committed (the\n\
+         executions and the `Run` messages in the nodes' outboxes), so placements/s = placements\n\
+         / time until the last answer; the agents run and report the work at the same time.\n\
+         Submit latency per job: {lat}.\n",
+        d = fmt(durable.rate),
+        clients = durable.clients,
+        jobs = durable.jobs,
+        lat = spread(&durable.latency_ms, " ms"),
         r = fmt(rates.median()),
         rmin = fmt(rates.min()),
         rmax = fmt(rates.max()),
@@ -40,6 +56,98 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         id: "s01-placement",
         title: "S1: placement throughput".into(),
         body,
+    })
+}
+
+/// The orchestrator's figure.
+struct Durable {
+    rate: f64,
+    clients: usize,
+    jobs: usize,
+    latency_ms: Stats,
+}
+
+/// Placements through a real orchestrator process with a simulated fleet.
+async fn through_orchestrator(ctx: &Ctx) -> anyhow::Result<Durable> {
+    let jobs = if ctx.quick { 20 } else { 100 };
+    let clients = 8;
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let orch = Shoal::spawn(
+        &ctx.shoal,
+        &["serve", "--orchestrator", "--token", "bench"],
+        dir.path(),
+        port,
+    )?;
+    let client = orch.client();
+    wait_alive(&client, std::time::Duration::from_secs(30)).await?;
+    let urls = vec![format!("ws://127.0.0.1:{port}")];
+    let fleet = tokio::task::spawn_blocking(move || {
+        Fleet::spawn(
+            &urls,
+            NODES,
+            "bench",
+            &["--labels", "region=r{i%10},tier=t{i%7}"],
+        )
+    })
+    .await??;
+    let t0 = Instant::now();
+    while connected_nodes(&client).await < NODES {
+        anyhow::ensure!(
+            t0.elapsed() < std::time::Duration::from_secs(300),
+            "S1: the {NODES} simulated nodes did not all connect within 300 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    let mut job = spec::read_job_value(json!({
+        "Type": "batch", "Count": PER_JOB,
+        "Constraints": [
+            { "Key": "region", "Operator": "in",
+              "Values": ["r0", "r1", "r2", "r3", "r4", "r5", "r6", "r7"] },
+            { "Key": "tier", "Operator": "!=", "Values": ["t0"] },
+        ],
+        "Tasks": [{ "Name": "main", "Engine": { "Type": "noop" },
+                    "Resources": { "CPU": "10m", "Memory": "16Mi" } }],
+    }))?;
+    spec::apply_defaults(&mut job);
+    let job = std::sync::Arc::new(job);
+    let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (client, job, next) = (client.clone(), job.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            let (mut lat, mut ids) = (Vec::new(), Vec::new());
+            while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < jobs {
+                let s = Instant::now();
+                ids.push(client.submit(&job).await?);
+                lat.push(s.elapsed().as_secs_f64() * 1e3);
+            }
+            anyhow::Ok((lat, ids))
+        }));
+    }
+    let (mut latency, mut ids) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (l, i) = t.await??;
+        latency.extend(l);
+        ids.extend(i);
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    // Every job was placed in full when its submission was answered.
+    for id in &ids {
+        let placed = client.executions(id).await?.len();
+        anyhow::ensure!(
+            placed == PER_JOB as usize,
+            "S1: job {id} was placed on {placed} nodes, not {PER_JOB}"
+        );
+    }
+    drop(fleet);
+    drop(orch);
+    Ok(Durable {
+        rate: (jobs as u64 * PER_JOB) as f64 / secs,
+        clients,
+        jobs,
+        latency_ms: Stats::new(latency),
     })
 }
 

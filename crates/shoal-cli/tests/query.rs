@@ -266,3 +266,115 @@ fn answers_are_complete_beyond_the_log_head() {
     assert_eq!(text.lines().count(), 2001, "header plus every row");
     assert_eq!(text.lines().last(), Some("n-devstack-0,2000"));
 }
+
+/// A process that is sent SIGCONT (if stopped) and SIGKILL when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-CONT", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(args: &[&str], dir: &std::path::Path, port: u16) -> Proc {
+    Proc(
+        Command::new(BIN)
+            .arg("serve")
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir)
+            .args(["--api-port", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("shoal starts"),
+    )
+}
+
+#[test]
+fn a_connected_node_that_never_answers_counts_as_unreachable_at_the_timeout() {
+    // An orchestrator and two agents in processes of their own; one agent is then frozen
+    // with SIGSTOP: its link stays open (the orchestrator still counts it as connected,
+    // the disconnect timeout is far away) but it can answer nothing.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let url = format!("ws://127.0.0.1:{port}");
+    let _orch = serve(
+        &[
+            "--orchestrator",
+            "--token",
+            "t",
+            "--disconnect-timeout",
+            "120s",
+        ],
+        &dir.path().join("o"),
+        port,
+    );
+    let agent = |name: &str| {
+        serve(
+            &[
+                "--compute",
+                "--orchestrators",
+                &url,
+                "--token",
+                "t",
+                "--name",
+                name,
+            ],
+            &dir.path().join(name),
+            free_port(),
+        )
+    };
+    let _live = agent("n-live");
+    let frozen = agent("n-frozen");
+    let shoal = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--api-port", &port.to_string()])
+            .args(args)
+            .output()
+            .expect("shoal runs")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = shoal(&["node", "list", "--output", "json"]);
+        let nodes: Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        let up = nodes
+            .as_array()
+            .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
+            .unwrap_or(0);
+        if up == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the agents did not connect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let stopped = Command::new("kill")
+        .args(["-STOP", &frozen.0.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+
+    let out = shoal(&[
+        "query",
+        "SELECT 1 AS one",
+        "--timeout",
+        "2",
+        "--output",
+        "csv",
+    ]);
+    let err = stderr(&out);
+    assert!(
+        !out.status.success(),
+        "an unreachable node fails the query: {err}"
+    );
+    assert_eq!(stdout(&out).trim(), "node_id,one\nn-live,1", "{err}");
+    assert!(
+        err.contains("2 targeted, 1 answered, 0 errored, 1 unreachable"),
+        "{err}"
+    );
+    assert!(err.contains("unreachable: n-frozen"), "{err}");
+}

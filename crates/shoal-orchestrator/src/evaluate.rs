@@ -1,6 +1,6 @@
 //! Evaluating a job: run the scheduler on the current state and apply its plan.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 
 use shoal_scheduler::{Plan, SchedulerInput, schedule};
 use shoal_store::Tx;
@@ -23,19 +23,104 @@ pub(crate) fn evaluate(
     job_id: &str,
 ) -> Result<(), OrchestratorError> {
     let Some(job) = tx.read().job(job_id)? else {
+        st.execs.forget(job_id);
         return Ok(());
     };
-    let executions = tx.read().executions(job_id)?;
-    let views: Vec<_> = st.nodes.values().map(|n| n.view()).collect();
+    st.execs.load(tx, job_id)?;
+    let executions = st.execs.list(job_id);
+    let views = st.views.get(&st.nodes);
     let t = now();
     let plan = schedule(SchedulerInput {
         job: &job,
-        executions: &executions,
-        nodes: &views,
+        executions,
+        nodes: views,
         now: t,
         config: &st.cfg.scheduler,
     });
-    apply(tx, st, out, job, executions, plan)
+    let ends = plan
+        .job_state
+        .as_ref()
+        .is_some_and(|s| s.state_type.is_terminal());
+    apply(tx, st, out, job, plan)?;
+    if ends {
+        // Only active jobs are kept: a settled job is evaluated again only by a late report.
+        st.execs.forget(job_id);
+    }
+    Ok(())
+}
+
+/// Writes an execution and keeps the engine's copy of its job's executions in step.
+pub(crate) fn put_execution(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    e: &Execution,
+) -> Result<(), OrchestratorError> {
+    tx.put_execution(e)?;
+    st.execs.put(e);
+    Ok(())
+}
+
+/// The executions of jobs being evaluated, kept between evaluations so that a job with 10,000
+/// executions (a fleet-wide query) is not read back and decoded from SQLite after every batch
+/// of reports. Write-through: every execution the engine writes goes through
+/// [`put_execution`]; the engine clears it when a transaction fails, since what it holds may
+/// then be ahead of the store.
+#[derive(Debug, Default)]
+pub(crate) struct ExecCache {
+    jobs: HashMap<String, JobExecs>,
+}
+
+#[derive(Debug, Default)]
+struct JobExecs {
+    list: Vec<Execution>,
+    at: HashMap<String, usize>,
+}
+
+impl ExecCache {
+    /// Drops everything (after a failed transaction).
+    pub fn clear(&mut self) {
+        self.jobs.clear();
+    }
+
+    /// Drops one job's executions.
+    pub fn forget(&mut self, job_id: &str) {
+        self.jobs.remove(job_id);
+    }
+
+    fn load(&mut self, tx: &Tx<'_>, job_id: &str) -> Result<(), OrchestratorError> {
+        if !self.jobs.contains_key(job_id) {
+            let list = tx.read().executions(job_id)?;
+            let at = list
+                .iter()
+                .enumerate()
+                .map(|(i, e)| (e.id.to_string(), i))
+                .collect();
+            self.jobs.insert(job_id.to_string(), JobExecs { list, at });
+        }
+        Ok(())
+    }
+
+    fn list(&self, job_id: &str) -> &[Execution] {
+        self.jobs.get(job_id).map_or(&[], |j| j.list.as_slice())
+    }
+
+    fn get(&self, job_id: &str, execution_id: &str) -> Option<&Execution> {
+        let j = self.jobs.get(job_id)?;
+        j.at.get(execution_id).map(|&i| &j.list[i])
+    }
+
+    fn put(&mut self, e: &Execution) {
+        let Some(j) = self.jobs.get_mut(e.job_id.as_str()) else {
+            return;
+        };
+        match j.at.get(e.id.as_str()) {
+            Some(&i) => j.list[i] = e.clone(),
+            None => {
+                j.at.insert(e.id.to_string(), j.list.len());
+                j.list.push(e.clone());
+            }
+        }
+    }
 }
 
 fn apply(
@@ -43,17 +128,13 @@ fn apply(
     st: &mut EngineState,
     out: &mut Outgoing,
     mut job: Job,
-    executions: Vec<Execution>,
     plan: Plan,
 ) -> Result<(), OrchestratorError> {
     let t = now();
-    let by_id: BTreeMap<&str, &Execution> = executions.iter().map(|e| (e.id.as_str(), e)).collect();
-
     for update in &plan.updates {
-        let Some(current) = by_id.get(update.execution_id.as_str()) else {
+        let Some(mut e) = st.execs.get(&job.id, update.execution_id.as_str()).cloned() else {
             continue;
         };
-        let mut e = (*current).clone();
         let was_terminal = e.is_terminal();
         e.desired_state = ExecutionState::new(update.desired, update.message.clone());
         if let Some(state) = update.compute {
@@ -66,15 +147,14 @@ fn apply(
         }
         e.revision += 1;
         e.modify_time = t;
-        tx.put_execution(&e)?;
+        put_execution(tx, st, &e)?;
         let settled_here = update.compute.is_some_and(|c| c.is_terminal());
         if settled_here && let Some(n) = st.nodes.get_mut(e.node_id.as_str()) {
             n.allocated.remove(e.id.as_str());
+            st.views.refresh(&st.nodes, e.node_id.as_str());
         }
         if settled_here && !was_terminal {
-            out.query_event(&st.queries, &job.id, || {
-                HubEvent::Settled(Box::new(e.clone()))
-            });
+            out.query_event(&job.id, || HubEvent::Settled(Box::new(e.clone())));
         }
         if update.desired == DesiredStateType::Stopped && !was_terminal {
             // Tell the node even when the orchestrator settled the state itself: a node that
@@ -96,7 +176,7 @@ fn apply(
         job.modify_time = t;
         tx.put_job(&job)?;
         if state.state_type.is_terminal() {
-            out.query_event(&st.queries, &job.id, || HubEvent::Finished);
+            out.query_event(&job.id, || HubEvent::Finished);
         }
     }
 
@@ -109,9 +189,10 @@ fn apply(
             &new.resources,
             t,
         );
-        tx.put_execution(&e)?;
+        put_execution(tx, st, &e)?;
         if let Some(n) = st.nodes.get_mut(new.node_id.as_str()) {
             n.allocated.insert(e.id.to_string(), allocated(&e));
+            st.views.refresh(&st.nodes, new.node_id.as_str());
         }
         let mut with_job = e.clone();
         with_job.job = Some(Box::new(job.clone()));

@@ -120,3 +120,50 @@ pub(crate) struct Usage {
 
 /// Every known node.
 pub(crate) type NodeTable = BTreeMap<String, LiveNode>;
+
+/// The scheduler's view of every node, kept between evaluations.
+///
+/// Building it clones every node's state; evaluating a job after each batch of reports of a
+/// fleet-wide query did that for 10,000 nodes per batch. Changes to one node's free capacity
+/// or heartbeat patch its entry in place ([`NodeViews::refresh`]); a node joining, leaving or
+/// changing membership drops the cache, rebuilt at the next evaluation.
+#[derive(Debug, Default)]
+pub(crate) struct NodeViews {
+    views: Option<Vec<NodeView>>,
+    index: HashMap<String, usize>,
+}
+
+impl NodeViews {
+    /// Forgets the views (the set of nodes or their state changed).
+    pub fn invalidate(&mut self) {
+        self.views = None;
+    }
+
+    /// The views of `nodes`, built if needed.
+    pub fn get(&mut self, nodes: &NodeTable) -> &[NodeView] {
+        if self.views.is_none() {
+            self.index = nodes
+                .keys()
+                .enumerate()
+                .map(|(i, id)| (id.clone(), i))
+                .collect();
+            self.views = Some(nodes.values().map(LiveNode::view).collect());
+        }
+        self.views.as_deref().unwrap_or_default()
+    }
+
+    /// Brings node `id`'s free capacity and last heartbeat up to date.
+    pub fn refresh(&mut self, nodes: &NodeTable, id: &str) {
+        let (Some(views), Some(&i), Some(n)) = (&mut self.views, self.index.get(id), nodes.get(id))
+        else {
+            return;
+        };
+        let v = &mut views[i];
+        v.free = n.free();
+        v.last_seen = n.last_seen;
+        v.state
+            .connection_state
+            .last_heartbeat
+            .clone_from(&n.state.connection_state.last_heartbeat);
+    }
+}

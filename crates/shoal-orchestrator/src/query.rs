@@ -116,7 +116,8 @@ pub(crate) enum HubEvent {
 pub(crate) struct QueryHub(Arc<Mutex<HashMap<String, Vec<UnboundedSender<HubEvent>>>>>);
 
 impl QueryHub {
-    /// Whether anyone watches `job_id` (the engine skips cloning otherwise).
+    /// Whether anyone watches `job_id`.
+    #[cfg(test)]
     pub fn watched(&self, job_id: &str) -> bool {
         self.0
             .lock()

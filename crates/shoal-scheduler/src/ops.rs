@@ -158,9 +158,16 @@ fn deadline(p: &Planner) -> Option<i64> {
     })
 }
 
+/// How long a connected node has, after the deadline, to confirm the cancel before its
+/// execution is written off as unreachable (a frozen node keeps its link open and never
+/// confirms, and must not hold the job open until the disconnect timeout).
+pub const CANCEL_GRACE_SECS: i64 = 5;
+
 /// At the deadline, nothing is left waiting: a node that is away is written off as
-/// unreachable, and a node that is here is asked to cancel (and reports Cancelled).
+/// unreachable, and a node that is here is asked to cancel (and reports Cancelled); one that
+/// has not confirmed [`CANCEL_GRACE_SECS`] later is written off as unreachable too.
 fn settle_at_deadline(p: &mut Planner, deadline: i64) {
+    let grace_over = p.now >= deadline.saturating_add(CANCEL_GRACE_SECS * SECOND);
     let late: Vec<(ExecutionId, NodeId)> = p
         .current()
         .filter(|e| !e.is_terminal())
@@ -176,8 +183,14 @@ fn settle_at_deadline(p: &mut Planner, deadline: i64) {
                 "{UNREACHABLE_PREFIX} node {node_id} did not report within the job's deadline of {waited}"
             );
             p.settle_failed(&id, message, false);
+        } else if grace_over {
+            let message = format!(
+                "{UNREACHABLE_PREFIX} node {node_id} is connected but did not report within the job's deadline of {waited}, nor confirm the cancel {CANCEL_GRACE_SECS}s later"
+            );
+            p.settle_failed(&id, message, false);
         } else {
             p.stop(&id, format!("deadline of {waited} passed"));
+            p.retry_at(deadline.saturating_add(CANCEL_GRACE_SECS * SECOND));
         }
     }
 }
