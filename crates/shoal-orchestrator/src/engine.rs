@@ -894,6 +894,8 @@ fn node_labels(
         node.state.operator_labels.insert(k, v);
     }
     tx.put_node(&node.state)?;
+    // Labels are part of the node views the scheduler reads: rebuild them.
+    st.views.invalidate();
     evaluate_active(tx, st, out)
 }
 
