@@ -73,11 +73,21 @@ pub fn router(orchestrator: Orchestrator) -> Router {
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
+///
+/// Every accepted connection gets `TCP_NODELAY`: the API and the agent link exchange small
+/// messages (a report, then an ack), and Nagle's algorithm with the peer's delayed ACK would
+/// hold each second small write back by about 40 ms.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set on an accepted connection");
+        }
+    });
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)
         .await
