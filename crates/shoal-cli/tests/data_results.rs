@@ -2,76 +2,10 @@
 //! compute agents that dial it (they listen on no port). The client talks to the orchestrator
 //! only; the agents' data dirs are never read by the test.
 
-use std::net::TcpListener;
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_shoal");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], data: &Path) -> Proc {
-    Proc(
-        Command::new(BIN)
-            .args(args)
-            .arg("--data-dir")
-            .arg(data)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("shoal starts"),
-    )
-}
-
-fn shoal(port: u16, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["--api-port", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("shoal runs")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Waits (bounded) until `cond` holds; process start-up has no event to wait on.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn connected_nodes(port: u16) -> usize {
-    let out = shoal(port, &["node", "list", "--output", "json"]);
-    let nodes: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    nodes
-        .as_array()
-        .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
-        .unwrap_or(0)
-}
 
 fn last_job(port: u16) -> String {
     let listed = shoal(port, &["job", "list", "--output", "json"]);

@@ -3,83 +3,13 @@
 //! The job is a WASI module that sleeps on a clock subscription (`poll_oneoff`), so it runs
 //! long enough to be interrupted and needs no Docker.
 
-use std::net::TcpListener;
+mod common;
+use common::*;
+
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 use shoal_types::resources::format_cpu;
 use shoal_types::{ComputeStateType, Execution, JobHistory};
-
-const BIN: &str = env!("CARGO_BIN_EXE_shoal");
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `shoal` process, killed with SIGKILL when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn kill9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[&str], data: &Path) -> Proc {
-    let child = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shoal starts");
-    Proc(child)
-}
-
-fn shoal(port: u16, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(["--api-port", &port.to_string()])
-        .args(args)
-        .output()
-        .expect("shoal runs")
-}
-
-fn json(port: u16, args: &[&str]) -> serde_json::Value {
-    let mut all = args.to_vec();
-    all.extend(["--output", "json"]);
-    let out = shoal(port, &all);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
-/// Waits (bounded) until `cond` holds; processes have no event to wait on.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn connected_nodes(port: u16) -> usize {
-    json(port, &["node", "list"])
-        .as_array()
-        .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
-        .unwrap_or(0)
-}
 
 fn executions(port: u16, job: &str) -> Vec<Execution> {
     serde_json::from_value(json(port, &["job", "executions", job])).unwrap_or_default()
@@ -94,35 +24,6 @@ fn job_state(port: u16, job: &str) -> String {
         .as_str()
         .unwrap_or_default()
         .to_string()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// A WASI module that sleeps `ms` milliseconds, then prints `slept`.
-fn sleep_wat(ms: u64) -> String {
-    let ns = ms * 1_000_000;
-    format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 200) "slept\n")
-  (func (export "_start")
-    ;; one subscription at 0: tag 0 (clock) at 8, monotonic clock at 16, relative timeout at 24
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const {ns}))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-    (i32.store (i32.const 300) (i32.const 200))
-    (i32.store (i32.const 304) (i32.const 6))
-    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 400)))))"#
-    )
 }
 
 /// A batch job file running the sleep module with 1 CPU and 1 GiB reserved.

@@ -11,90 +11,16 @@
 //! longer than the job's grace has its work re-placed, and when it returns exactly one result
 //! counts and its own copy is stopped.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+use common::*;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
 
 use shoal_testkit::LinkProxy;
 use shoal_types::{ComputeStateType, DesiredStateType, Execution, JobHistory};
 
-const BIN: &str = env!("CARGO_BIN_EXE_shoal");
 const AGENTS: [&str; 2] = ["n-a", "n-b"];
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A `shoal` process, killed with SIGKILL when dropped.
-struct Proc(Child);
-
-impl Proc {
-    fn kill9(&mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn(args: &[String], data: &Path) -> Proc {
-    let child = Command::new(BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("shoal starts");
-    Proc(child)
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Waits (bounded) until `cond` holds; processes have no event to wait on.
-fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A WASI module that sleeps `ms` milliseconds, then prints `slept`.
-fn sleep_wat(ms: u64) -> String {
-    let ns = ms * 1_000_000;
-    format!(
-        r#"(module
-  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
-  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 200) "slept\n")
-  (func (export "_start")
-    (i32.store8 (i32.const 8) (i32.const 0))
-    (i32.store (i32.const 16) (i32.const 1))
-    (i64.store (i32.const 24) (i64.const {ns}))
-    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
-    (i32.store (i32.const 300) (i32.const 200))
-    (i32.store (i32.const 304) (i32.const 6))
-    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 400)))))"#
-    )
-}
 
 /// The cluster: an orchestrator process, two agent processes behind proxies, and the runtime
 /// the proxies run on.

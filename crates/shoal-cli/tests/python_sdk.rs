@@ -4,48 +4,12 @@
 //! The script is `tests/python/sdk_roundtrip.py` at the repository root; `.ci/run` installs the
 //! SDK.
 
-use std::net::TcpListener;
+mod common;
+use common::*;
+
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_shoal");
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn connected_nodes(port: u16) -> usize {
-    let out = Command::new(BIN)
-        .args([
-            "--api-port",
-            &port.to_string(),
-            "node",
-            "list",
-            "--output",
-            "json",
-        ])
-        .output()
-        .expect("shoal runs");
-    serde_json::from_slice::<serde_json::Value>(&out.stdout)
-        .ok()
-        .and_then(|v| v.as_array().cloned())
-        .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
-        .unwrap_or(0)
-}
 
 #[test]
 fn bacalhau_python_sdk_submits_lists_describes_and_stops_jobs() {

@@ -1,0 +1,116 @@
+//! Helpers shared by the process-level tests: the real `shoal` binary, started and driven as a
+//! user would. Each test binary uses its own subset, hence the `dead_code` allowance.
+#![allow(dead_code)]
+
+use std::ffi::OsStr;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_shoal");
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `shoal` process, killed with SIGKILL when dropped.
+pub struct Proc(pub Child);
+
+impl Proc {
+    /// SIGKILL now, and reap.
+    pub fn kill9(&mut self) {
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts `shoal ARGS --data-dir DATA` with its output discarded.
+pub fn spawn(args: &[impl AsRef<OsStr>], data: &Path) -> Proc {
+    let child = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("shoal starts");
+    Proc(child)
+}
+
+/// Runs a client command against the API on `port`.
+pub fn shoal(port: u16, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(["--api-port", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("shoal runs")
+}
+
+/// A client command's `--output json` answer (null when it printed none).
+pub fn json(port: u16, args: &[&str]) -> serde_json::Value {
+    let mut all = args.to_vec();
+    all.extend(["--output", "json"]);
+    let out = shoal(port, &all);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Waits (bounded) until `cond` holds; processes have no event to wait on.
+pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// How many nodes the orchestrator on `port` shows connected.
+pub fn connected_nodes(port: u16) -> usize {
+    json(port, &["node", "list"])
+        .as_array()
+        .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
+        .unwrap_or(0)
+}
+
+/// stdout then stderr, for assertion messages.
+pub fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// A WASI module that sleeps `ms` milliseconds, then prints `slept`.
+pub fn sleep_wat(ms: u64) -> String {
+    let ns = ms * 1_000_000;
+    format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "poll_oneoff" (func $poll (param i32 i32 i32 i32) (result i32)))
+  (import "wasi_snapshot_preview1" "fd_write" (func $write (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 200) "slept\n")
+  (func (export "_start")
+    ;; one subscription at 0: tag 0 (clock) at 8, monotonic clock at 16, relative timeout at 24
+    (i32.store8 (i32.const 8) (i32.const 0))
+    (i32.store (i32.const 16) (i32.const 1))
+    (i64.store (i32.const 24) (i64.const {ns}))
+    (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))
+    (i32.store (i32.const 300) (i32.const 200))
+    (i32.store (i32.const 304) (i32.const 6))
+    (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 400)))))"#
+    )
+}
