@@ -347,14 +347,8 @@ impl Client {
 
     /// Approves, rejects or deletes a node.
     pub async fn node_action(&self, id: &str, action: &str) -> Result<(), ClientError> {
-        let body = json!({ "Action": action, "NodeID": id });
-        self.call(
-            self.http
-                .put(self.u(&format!("/orchestrator/nodes/{id}")))
-                .json(&body),
-        )
-        .await
-        .map(|_| ())
+        self.put_node(id, json!({ "Action": action, "NodeID": id }))
+            .await
     }
 
     /// Sets and removes a node's control-plane labels.
@@ -364,7 +358,12 @@ impl Client {
         set: &std::collections::BTreeMap<String, String>,
         remove: &[String],
     ) -> Result<(), ClientError> {
-        let body = json!({ "Labels": set, "RemoveLabels": remove });
+        self.put_node(id, json!({ "Labels": set, "RemoveLabels": remove }))
+            .await
+    }
+
+    /// `PUT /orchestrator/nodes/{id}` with `body`; the answer carries nothing we need.
+    async fn put_node(&self, id: &str, body: Value) -> Result<(), ClientError> {
         self.call(
             self.http
                 .put(self.u(&format!("/orchestrator/nodes/{id}")))
