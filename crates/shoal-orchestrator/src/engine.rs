@@ -80,6 +80,13 @@ pub(crate) enum Command {
     },
 }
 
+/// A submission waiting in a batch for its transaction.
+struct Submission {
+    job: Box<Job>,
+    options: SubmitOptions,
+    reply: Reply<SubmitOutcome>,
+}
+
 /// Frames to send, and query watchers to tell, once the transaction that produced them has
 /// committed.
 #[derive(Default)]
@@ -178,16 +185,7 @@ impl Engine {
             state.connection_state.status = ConnectionStatus::Disconnected;
             nodes.insert(state.info.node_id.clone(), LiveNode::new(state, t));
         }
-        let active = read.active_job_ids()?;
-        for job_id in &active {
-            for e in read.executions(job_id)? {
-                if !e.is_terminal()
-                    && let Some(n) = nodes.get_mut(e.node_id.as_str())
-                {
-                    n.allocated.insert(e.id.to_string(), allocated(&e));
-                }
-            }
-        }
+        load_allocations(&read, &mut nodes)?;
         let mut timers = BTreeSet::new();
         timers.insert((t, "*".to_string()));
         Ok(Engine {
@@ -242,18 +240,68 @@ impl Engine {
     /// commands are handled one by one.
     fn handle_batch(&mut self, batch: Vec<Command>) {
         let mut traffic = Vec::new();
+        let mut submits = Vec::new();
         for cmd in batch {
-            if matches!(
-                cmd,
-                Command::Inbound { .. } | Command::Ack { .. } | Command::Heartbeat { .. }
-            ) {
-                traffic.push(cmd);
-            } else {
-                self.handle_traffic(std::mem::take(&mut traffic));
-                self.handle(cmd);
+            match cmd {
+                Command::Inbound { .. } | Command::Ack { .. } | Command::Heartbeat { .. } => {
+                    self.handle_submits(std::mem::take(&mut submits));
+                    traffic.push(cmd);
+                }
+                Command::Submit {
+                    job,
+                    options,
+                    reply,
+                } => {
+                    self.handle_traffic(std::mem::take(&mut traffic));
+                    submits.push(Submission {
+                        job,
+                        options,
+                        reply,
+                    });
+                }
+                cmd => {
+                    self.handle_traffic(std::mem::take(&mut traffic));
+                    self.handle_submits(std::mem::take(&mut submits));
+                    self.handle(cmd);
+                }
             }
         }
         self.handle_traffic(traffic);
+        self.handle_submits(submits);
+    }
+
+    /// Commits a run of submissions in one transaction (group commit) and answers each once
+    /// it is durable. A submission refused on its merits (a name conflict) writes nothing and
+    /// is answered with its error; if the store fails, the whole transaction rolls back and
+    /// each submission is retried in its own, so one bad write cannot fail its neighbours.
+    fn handle_submits(&mut self, submits: Vec<Submission>) {
+        if submits.is_empty() {
+            return;
+        }
+        let batched = self.with_tx(|tx, st, out| {
+            let mut outcomes = Vec::with_capacity(submits.len());
+            for s in &submits {
+                match submit(tx, st, out, (*s.job).clone(), s.options) {
+                    Err(e @ OrchestratorError::Store(_)) => return Err(e),
+                    r => outcomes.push(r),
+                }
+            }
+            Ok(outcomes)
+        });
+        match batched {
+            Ok(outcomes) => {
+                for (s, r) in submits.into_iter().zip(outcomes) {
+                    let _ = s.reply.send(r);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, n = submits.len(), "batched submit failed; retrying one by one");
+                for s in submits {
+                    let r = self.with_tx(|tx, st, out| submit(tx, st, out, *s.job, s.options));
+                    let _ = s.reply.send(r);
+                }
+            }
+        }
     }
 
     fn handle_traffic(&mut self, traffic: Vec<Command>) {
@@ -299,10 +347,11 @@ impl Engine {
                 job,
                 options,
                 reply,
-            } => {
-                let r = self.with_tx(|tx, st, out| submit(tx, st, out, *job, options));
-                let _ = reply.send(r);
-            }
+            } => self.handle_submits(vec![Submission {
+                job,
+                options,
+                reply,
+            }]),
             Command::Stop {
                 job_id,
                 reason,
@@ -428,6 +477,9 @@ impl Engine {
             // The caches may hold what the store now does not.
             self.st.execs.clear();
             self.st.views.invalidate();
+            if let Err(e) = load_allocations(&self.store.read(), &mut self.st.nodes) {
+                tracing::error!(error = %e, "reloading node allocations after a failed transaction");
+            }
         }
         let value = done?;
         out.flush(&self.st.links, &self.st.queries);
@@ -437,6 +489,26 @@ impl Engine {
 
 /// Commands taken from the queue at once.
 const MAX_BATCH: usize = 1024;
+
+/// Sets every node's allocations to the unfinished executions the store holds.
+fn load_allocations(
+    read: &shoal_store::Reader<'_>,
+    nodes: &mut NodeTable,
+) -> Result<(), StoreError> {
+    for n in nodes.values_mut() {
+        n.allocated.clear();
+    }
+    for job_id in read.active_job_ids()? {
+        for e in read.executions(&job_id)? {
+            if !e.is_terminal()
+                && let Some(n) = nodes.get_mut(e.node_id.as_str())
+            {
+                n.allocated.insert(e.id.to_string(), allocated(&e));
+            }
+        }
+    }
+    Ok(())
+}
 
 fn heartbeat(st: &mut EngineState, node_id: &str) {
     if let Some(n) = st.nodes.get_mut(node_id) {
