@@ -84,6 +84,34 @@ pub(crate) fn check(
     free: &Resources,
     purpose: Purpose,
 ) -> Result<(), Rejection> {
+    static_checks(node, job, request, purpose)?;
+    if purpose == Purpose::Place
+        && let Err((kind, reason)) = free_capacity(request, free)
+    {
+        return Err(Rejection::new(node.id(), kind, reason));
+    }
+    Ok(())
+}
+
+/// [`check`] for placement without the free-capacity test: what holds for every piece of a
+/// job's work alike, so a plan placing many pieces runs it once per node, not once per piece.
+pub(crate) fn check_static(node: &NodeView, job: &Job, request: &Resources) -> Result<(), Rejection> {
+    static_checks(node, job, request, Purpose::Place)
+}
+
+/// Why a node that passes [`check_static`] cannot take `request` with `free` left.
+pub(crate) fn busy(node: &NodeView, request: &Resources, free: &Resources) -> Option<Rejection> {
+    free_capacity(request, free)
+        .err()
+        .map(|(kind, reason)| Rejection::new(node.id(), kind, reason))
+}
+
+fn static_checks(
+    node: &NodeView,
+    job: &Job,
+    request: &Resources,
+    purpose: Purpose,
+) -> Result<(), Rejection> {
     let reject = |(kind, reason): (Kind, String)| Rejection::new(node.id(), kind, reason);
     let task = job.tasks.first();
     // Membership first: an operator's decision about the node outweighs anything it offers,
@@ -105,11 +133,7 @@ pub(crate) fn check(
     }
     constraints(node, job).map_err(reject)?;
     // Total capacity before free capacity: only a job that could ever fit may wait for room.
-    total_capacity(node, request).map_err(reject)?;
-    if purpose == Purpose::Place {
-        free_capacity(request, free).map_err(reject)?;
-    }
-    Ok(())
+    total_capacity(node, request).map_err(reject)
 }
 
 type Check = Result<(), (Kind, String)>;

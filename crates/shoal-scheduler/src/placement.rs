@@ -1,9 +1,10 @@
 //! Placement of pieces of work (a batch partition, a service replica) on the best feasible
 //! node, and what to do when a piece cannot be placed: fail the job or queue it, with reasons.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
-use shoal_types::{ExecutionId, JobStateType, NodeId};
+use shoal_types::{ExecutionId, JobStateType, NodeId, Resources};
 
 use crate::NodeView;
 use crate::feasibility::{self, Kind, Purpose, Rejection};
@@ -40,45 +41,147 @@ pub(crate) struct Outcome {
     pub placed: usize,
     pub unplaced: usize,
     /// Nodes that could have taken at least one piece.
-    pub suitable: BTreeSet<NodeId>,
+    pub suitable: usize,
     /// Every node's reason, for the first piece that could not be placed.
     pub reasons: Vec<Rejection>,
 }
 
+/// A node that can take the next piece, ordered by rank: the highest score, then the
+/// smallest node id (nodes are sorted by id, so the smallest position).
+struct Ranked {
+    score: f64,
+    at: usize,
+    /// The node's placement count when this entry was made; an older entry is stale.
+    stamp: u32,
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.score
+            .total_cmp(&other.score)
+            .then_with(|| other.at.cmp(&self.at))
+    }
+}
+
 /// Places each piece, in order, on the best node for it; later pieces see the capacity and
 /// spread taken by earlier ones.
+///
+/// What holds for every piece alike (membership, connection, engines, constraints, total
+/// capacity) is checked once per node; the nodes that pass wait in a heap ordered by rank.
+/// Placing a piece changes only the chosen node's score, so each placement costs a heap pop
+/// and push instead of a pass over the fleet: 1,000 pieces on 5,000 nodes took 5 million
+/// feasibility checks before. A piece with its own exclusions (a retry that avoids the
+/// nodes it failed on) takes the full pass, which is rare.
 pub(crate) fn place_all(p: &mut Planner, work: Vec<Work>) -> Outcome {
     let mut outcome = Outcome::default();
-    for w in work {
-        let (feasible, rejections) = candidates(p, &w);
-        for r in &rejections {
-            p.reject(r);
+    if work.is_empty() {
+        return outcome;
+    }
+    let request = p.requested();
+    let mut open = Vec::new();
+    let mut fixed = Vec::new();
+    for (at, &node) in p.nodes.iter().enumerate() {
+        match feasibility::check_static(node, p.job, &request) {
+            Ok(()) => open.push(at),
+            Err(r) => fixed.push(r),
         }
-        let request = p.requested();
-        let ranked: Vec<Candidate> = feasible
-            .iter()
-            .map(|node| Candidate {
-                node_id: node.id(),
-                max: &node.state.info.compute_node_info.max_capacity,
-                free: p.free(&node.id()),
-                load: p.load(&node.id()),
-            })
-            .collect();
-        match rank::best(&ranked, &request) {
-            Some(node) => {
+    }
+    for r in &fixed {
+        p.reject(r);
+    }
+    let mut stamps = vec![0u32; p.nodes.len()];
+    let mut heap: BinaryHeap<Ranked> = open
+        .iter()
+        .filter_map(|&at| ranked(p, at, 0, &request))
+        .collect();
+    outcome.suitable = heap.len();
+    for w in work {
+        let chosen = if w.avoid.is_empty() && w.exclude.is_empty() {
+            let mut best = None;
+            while let Some(top) = heap.pop() {
+                if top.stamp == stamps[top.at] {
+                    best = Some(top.at);
+                    break;
+                }
+            }
+            best
+        } else {
+            let (feasible, rejections) = candidates(p, &w);
+            for r in &rejections {
+                p.reject(r);
+            }
+            let ranked: Vec<Candidate> = feasible
+                .iter()
+                .map(|node| Candidate {
+                    node_id: node.id(),
+                    max: &node.state.info.compute_node_info.max_capacity,
+                    free: p.free(&node.id()),
+                    load: p.load(&node.id()),
+                })
+                .collect();
+            rank::best(&ranked, &request).and_then(|id| p.node_position(&id))
+        };
+        match chosen {
+            Some(at) => {
                 outcome.placed += 1;
-                outcome.suitable.extend(feasible.iter().map(|n| n.id()));
-                p.place(node, w.partition, w.previous.clone());
+                p.place(p.nodes[at].id(), w.partition, w.previous.clone());
+                // The chosen node's score changed; its older heap entry, if any, is stale.
+                stamps[at] += 1;
+                if let Some(r) = ranked(p, at, stamps[at], &request) {
+                    heap.push(r);
+                }
             }
             None => {
                 if outcome.unplaced == 0 {
+                    let (_, rejections) = candidates(p, &w);
+                    for r in &rejections {
+                        p.reject(r);
+                    }
                     outcome.reasons = rejections;
                 }
                 outcome.unplaced += 1;
             }
         }
     }
+    // Nodes that never had room: free capacity only shrinks within a plan, so their reason
+    // is the one they had for the first piece.
+    for at in open {
+        let node = p.nodes[at];
+        let id = node.id();
+        if !p.has_reason(&id)
+            && let Some(r) = feasibility::busy(node, &request, &p.free(&id))
+        {
+            p.reject(&r);
+        }
+    }
     outcome
+}
+
+/// The node at `at` ranked for `request`, if it has room for it.
+fn ranked(p: &Planner, at: usize, stamp: u32, request: &Resources) -> Option<Ranked> {
+    let node = p.nodes[at];
+    let id = node.id();
+    let free = p.free(&id);
+    if request.shortfall(&free).is_some() {
+        return None;
+    }
+    let max = &node.state.info.compute_node_info.max_capacity;
+    Some(Ranked {
+        score: rank::score_of(max, &free, p.load(&id), request),
+        at,
+        stamp,
+    })
 }
 
 /// The nodes that may take `work`, and why the others may not.
@@ -140,7 +243,7 @@ pub(crate) fn handle_unplaced(p: &mut Planner, outcome: &Outcome, active: bool, 
         not_enough_nodes(
             requested,
             p.nodes.len(),
-            outcome.suitable.len(),
+            outcome.suitable,
             &outcome.reasons,
         )
     };

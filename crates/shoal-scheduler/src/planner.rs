@@ -38,6 +38,9 @@ pub(crate) struct Planner<'a> {
     /// look up by id a lot.
     execution_at: HashMap<ExecutionId, usize>,
     node_at: HashMap<String, usize>,
+    /// Positions of the current version's executions per partition, oldest first: a job of
+    /// 1,000 partitions would otherwise scan every execution once per partition.
+    partitions: HashMap<u32, Vec<usize>>,
     /// The task's requested resources with defaults filled in, or why they cannot be read.
     request: Result<Resources, String>,
     /// Free capacity per node, minus what this plan has placed there.
@@ -65,6 +68,20 @@ impl<'a> Planner<'a> {
             .enumerate()
             .map(|(i, e)| (e.id.clone(), i))
             .collect();
+        let mut partitions: HashMap<u32, Vec<usize>> = HashMap::new();
+        for (i, e) in input.executions.iter().enumerate() {
+            if e.job_version >= input.job.version {
+                partitions.entry(e.partition_index).or_default().push(i);
+            }
+        }
+        for at in partitions.values_mut() {
+            at.sort_by(|&a, &b| {
+                let (a, b) = (&input.executions[a], &input.executions[b]);
+                a.create_time
+                    .cmp(&b.create_time)
+                    .then_with(|| a.id.cmp(&b.id))
+            });
+        }
         let mut planner = Planner {
             job: input.job,
             nodes,
@@ -73,6 +90,7 @@ impl<'a> Planner<'a> {
             executions: input.executions.to_vec(),
             execution_at,
             node_at,
+            partitions,
             request: requested_resources(input.job, &input.config.default_resources),
             free,
             load: BTreeMap::new(),
@@ -89,6 +107,11 @@ impl<'a> Planner<'a> {
             *planner.load.entry(node).or_default() += 1;
         }
         planner
+    }
+
+    /// A node's position in [`Self::nodes`].
+    pub fn node_position(&self, id: &NodeId) -> Option<usize> {
+        self.node_at.get(id.as_str()).copied()
     }
 
     /// A node by id, if the orchestrator knows it.
@@ -111,16 +134,10 @@ impl<'a> Planner<'a> {
 
     /// Executions of the current version in one partition, oldest first.
     pub fn partition(&self, index: u32) -> Vec<&Execution> {
-        let mut execs: Vec<&Execution> = self
-            .current()
-            .filter(|e| e.partition_index == index)
-            .collect();
-        execs.sort_by(|a, b| {
-            a.create_time
-                .cmp(&b.create_time)
-                .then_with(|| a.id.cmp(&b.id))
-        });
-        execs
+        self.partitions
+            .get(&index)
+            .map(|at| at.iter().map(|&i| &self.executions[i]).collect())
+            .unwrap_or_default()
     }
 
     /// The task's requested resources (defaults filled in), or why they cannot be read.
@@ -227,6 +244,11 @@ impl<'a> Planner<'a> {
     /// Whether this plan creates any execution.
     pub fn placed_any(&self) -> bool {
         !self.plan.new_executions.is_empty()
+    }
+
+    /// Whether a reason is recorded for the node already.
+    pub fn has_reason(&self, node: &NodeId) -> bool {
+        self.rejections.contains_key(node)
     }
 
     /// Records why a node was not chosen; the first reason per node is kept.

@@ -33,27 +33,33 @@ pub(crate) fn best(candidates: &[Candidate<'_>], request: &Resources) -> Option<
 }
 
 fn score(c: &Candidate<'_>, request: &Resources) -> f64 {
-    -(c.load as f64) + capacity_share(c, request)
+    score_of(c.max, &c.free, c.load, request)
+}
+
+/// A node's score for `request`, given its total and free capacity and this job's live
+/// executions on it: higher is better.
+pub(crate) fn score_of(max: &Resources, free: &Resources, load: u32, request: &Resources) -> f64 {
+    -(load as f64) + capacity_share(max, free, request)
 }
 
 /// Weighted share of the node left free after placing `request`, in `0..=1`.
-fn capacity_share(c: &Candidate<'_>, request: &Resources) -> f64 {
-    let after = c.free.saturating_sub(request);
+fn capacity_share(max: &Resources, free: &Resources, request: &Resources) -> f64 {
+    let after = free.saturating_sub(request);
     let dims = [
-        (0.4, request.cpu, after.cpu, c.max.cpu),
+        (0.4, request.cpu, after.cpu, max.cpu),
         (
             0.3,
             request.memory as f64,
             after.memory as f64,
-            c.max.memory as f64,
+            max.memory as f64,
         ),
         (
             0.2,
             request.disk as f64,
             after.disk as f64,
-            c.max.disk as f64,
+            max.disk as f64,
         ),
-        (0.1, request.gpu as f64, after.gpu as f64, c.max.gpu as f64),
+        (0.1, request.gpu as f64, after.gpu as f64, max.gpu as f64),
     ];
     // Only what the job asks for matters; a job that asks for nothing is weighed on all.
     let asks_for_something = dims
