@@ -212,7 +212,8 @@ impl Engine {
                 .timers
                 .first()
                 .map(|(at, _)| *at)
-                .unwrap_or(t + 1_000_000_000);
+                .unwrap_or(t + 1_000_000_000)
+                .min(self.next_silence_scan);
             let wait = Duration::from_nanos((next_timer - t).clamp(0, 1_000_000_000) as u64);
             match rx.recv_timeout(wait) {
                 Ok(cmd) => {
@@ -370,6 +371,8 @@ impl Engine {
                 let r = self.with_tx(|tx, st, out| {
                     Ok(connect(tx, st, out, *info, applied_seq, token, session))
                 });
+                let silent_at = now() + self.st.cfg.disconnect_timeout.as_nanos() as i64 + 1;
+                self.next_silence_scan = self.next_silence_scan.min(silent_at);
                 let _ = reply.send(r.unwrap_or_else(|e| Err(e.to_string())));
             }
             cmd @ (Command::Inbound { .. } | Command::Ack { .. } | Command::Heartbeat { .. }) => {
@@ -419,17 +422,24 @@ impl Engine {
         let t = now();
         let timeout = self.st.cfg.disconnect_timeout.as_nanos() as i64;
         // The scan for silent nodes walks the whole node table; run after every batch, a fleet
-        // of 20,000 heartbeating nodes spent most of the engine's time in it. Silence is only
-        // ever judged against the disconnect timeout, so a scan per tenth of it is enough.
+        // of 20,000 heartbeating nodes spent most of the engine's time in it. So it runs when
+        // the first node can fall silent: the oldest heartbeat plus the timeout (heartbeats
+        // only move that later; a node that connects moves it earlier, see `Connect`). A lost
+        // node is then seen within the timeout itself, not the timeout plus a scan period.
         let silent: Vec<String> = if t >= self.next_silence_scan {
-            self.next_silence_scan = t + (timeout / 10).clamp(1_000_000, 1_000_000_000);
-            self.st
-                .nodes
-                .iter()
-                .filter(|(_, n)| t - n.last_seen > timeout)
-                .filter(|(id, _)| self.st.links.is_connected(id))
-                .map(|(id, _)| id.clone())
-                .collect()
+            let mut next = t + timeout;
+            let mut silent = Vec::new();
+            for (id, n) in self.st.nodes.iter() {
+                if t - n.last_seen > timeout {
+                    if self.st.links.is_connected(id) {
+                        silent.push(id.clone());
+                    }
+                } else {
+                    next = next.min(n.last_seen + timeout + 1);
+                }
+            }
+            self.next_silence_scan = next.max(t + 1_000_000);
+            silent
         } else {
             Vec::new()
         };

@@ -95,7 +95,11 @@ pub(crate) fn check(
 
 /// [`check`] for placement without the free-capacity test: what holds for every piece of a
 /// job's work alike, so a plan placing many pieces runs it once per node, not once per piece.
-pub(crate) fn check_static(node: &NodeView, job: &Job, request: &Resources) -> Result<(), Rejection> {
+pub(crate) fn check_static(
+    node: &NodeView,
+    job: &Job,
+    request: &Resources,
+) -> Result<(), Rejection> {
     static_checks(node, job, request, Purpose::Place)
 }
 

@@ -239,14 +239,8 @@ pub(crate) fn handle_unplaced(p: &mut Planner, outcome: &Outcome, active: bool, 
     let queue_timeout = p.job.tasks.first().map_or(0, |t| t.timeouts.queue_timeout);
     let never = outcome.reasons.iter().all(|r| !r.transient());
     let requested = outcome.placed + outcome.unplaced;
-    let impossible = || {
-        not_enough_nodes(
-            requested,
-            p.nodes.len(),
-            outcome.suitable,
-            &outcome.reasons,
-        )
-    };
+    let impossible =
+        || not_enough_nodes(requested, p.nodes.len(), outcome.suitable, &outcome.reasons);
     if never && queue_timeout == 0 && (!active || when == WhenStuck::FailIfImpossible) {
         let message = impossible();
         p.fail(message);

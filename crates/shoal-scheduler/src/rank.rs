@@ -53,12 +53,7 @@ fn capacity_share(max: &Resources, free: &Resources, request: &Resources) -> f64
             after.memory as f64,
             max.memory as f64,
         ),
-        (
-            0.2,
-            request.disk as f64,
-            after.disk as f64,
-            max.disk as f64,
-        ),
+        (0.2, request.disk as f64, after.disk as f64, max.disk as f64),
         (0.1, request.gpu as f64, after.gpu as f64, max.gpu as f64),
     ];
     // Only what the job asks for matters; a job that asks for nothing is weighed on all.
