@@ -58,9 +58,9 @@ impl Moto {
         Self::spawn(None)
     }
 
-    /// Starts moto with authentication enforced, after creating `buckets`; returns the only
-    /// key it then accepts (also in [`Moto::key`]). The plain-HTTP helpers below ([`Moto::put`],
-    /// [`Moto::keys`], ...) send no signature, so they are refused on such a server.
+    /// Starts moto with authentication enforced, after creating `buckets`; the only key it
+    /// then accepts is [`Moto::key`]. The plain-HTTP helpers below ([`Moto::put`],
+    /// [`Moto::keys`], ...) send a placeholder signature, so they are refused on such a server.
     pub fn start_with_auth(buckets: &[&str]) -> Option<Moto> {
         // Three IAM calls and one per bucket run before authentication starts.
         let mut moto = Self::spawn(Some(3 + buckets.len()))?;
@@ -71,15 +71,11 @@ impl Moto {
                 .collect::<Vec<_>>()
                 .join("&");
             // moto routes a request to a service by the credential scope of its signature.
-            let auth = "AWS4-HMAC-SHA256 Credential=setup/20260101/us-east-1/iam/aws4_request, \
-                        SignedHeaders=host, Signature=0";
             let (status, out) = moto.request(
                 "POST",
                 "/",
-                &[
-                    ("Authorization", auth),
-                    ("Content-Type", "application/x-www-form-urlencoded"),
-                ],
+                "iam",
+                &[("Content-Type", "application/x-www-form-urlencoded")],
                 body.as_bytes(),
             );
             let out = String::from_utf8_lossy(&out).to_string();
@@ -159,9 +155,9 @@ impl Moto {
         Some(moto)
     }
 
-    /// Creates a bucket (unauthenticated).
+    /// Creates a bucket (a server without auth, or during the unauthenticated calls).
     pub fn create_bucket(&self, bucket: &str) {
-        let (status, body) = self.request("PUT", &format!("/{bucket}"), &[], b"");
+        let (status, body) = self.request("PUT", &format!("/{bucket}"), "s3", &[], b"");
         assert_eq!(
             status,
             200,
@@ -170,9 +166,9 @@ impl Moto {
         );
     }
 
-    /// Writes an object (unauthenticated).
+    /// Writes an object (a server without auth).
     pub fn put(&self, bucket: &str, key: &str, body: &[u8]) {
-        let (status, out) = self.request("PUT", &format!("/{bucket}/{key}"), &[], body);
+        let (status, out) = self.request("PUT", &format!("/{bucket}/{key}"), "s3", &[], body);
         assert_eq!(
             status,
             200,
@@ -181,15 +177,15 @@ impl Moto {
         );
     }
 
-    /// An object's bytes, or `None` when it does not exist (unauthenticated).
+    /// An object's bytes, or `None` when it does not exist (a server without auth).
     pub fn get(&self, bucket: &str, key: &str) -> Option<Vec<u8>> {
-        let (status, body) = self.request("GET", &format!("/{bucket}/{key}"), &[], b"");
+        let (status, body) = self.request("GET", &format!("/{bucket}/{key}"), "s3", &[], b"");
         (status == 200).then_some(body)
     }
 
-    /// Every key in the bucket, sorted (unauthenticated; up to 1,000 keys).
+    /// Every key in the bucket, sorted (a server without auth; up to 1,000 keys).
     pub fn keys(&self, bucket: &str) -> Vec<String> {
-        let (status, body) = self.request("GET", &format!("/{bucket}?list-type=2"), &[], b"");
+        let (status, body) = self.request("GET", &format!("/{bucket}?list-type=2"), "s3", &[], b"");
         let body = String::from_utf8_lossy(&body).to_string();
         assert_eq!(status, 200, "moto: cannot list bucket {bucket}: {body}");
         let mut keys = xml_values(&body, "Key");
@@ -197,18 +193,23 @@ impl Moto {
         keys
     }
 
-    /// One HTTP/1.0 request (the server closes the connection after the answer, so the body
-    /// is everything after the headers); returns the status and the body.
+    /// One HTTP/1.0 request to `service` (the server closes the connection after the answer,
+    /// so the body is everything after the headers); returns the status and the body. It
+    /// carries a placeholder signature: moto routes requests by its credential scope and
+    /// refuses anonymous reads of objects, but checks no signature until auth starts.
     fn request(
         &self,
         method: &str,
         path: &str,
+        service: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, Vec<u8>) {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).expect("moto answers");
         let mut head = format!(
-            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n",
+            "{method} {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nContent-Length: {}\r\n\
+             Authorization: AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, \
+             SignedHeaders=host, Signature=0\r\n",
             self.port,
             body.len()
         );
