@@ -25,6 +25,7 @@ mod inline;
 pub(crate) mod local;
 pub(crate) mod retry;
 pub mod s3;
+mod spool;
 pub(crate) mod url;
 
 /// Input source types this node can stage.

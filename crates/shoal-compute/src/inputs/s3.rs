@@ -12,6 +12,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::retry::{Retryable, with_backoff};
+use super::spool::Spool;
+use super::{InputContext, InputError, checksum_matches, file_slot};
+use crate::config::TransferPolicy;
 use futures::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path as ObjectPath;
@@ -19,11 +23,6 @@ use object_store::{BackoffConfig, ClientOptions, GetOptions, ObjectStore, RetryC
 use sha2::{Digest, Sha256};
 use shoal_executors::PreparedInput;
 use shoal_types::InputSource;
-use tokio::io::AsyncWriteExt;
-
-use super::retry::{Retryable, with_backoff};
-use super::{InputContext, InputError, checksum_matches, file_slot};
-use crate::config::TransferPolicy;
 
 /// Where an S3 bucket lives, as a job names it. Also used by the CLI to fetch results
 /// published to S3, with the same credential chain.
@@ -213,11 +212,18 @@ pub(crate) fn classify(e: &object_store::Error, what: &str) -> InputError {
         }
         _ => {}
     }
-    let lower = chain.to_ascii_lowercase();
-    if lower.contains("credential") || lower.contains("169.254.169.254") {
-        // Another node may be configured with credentials.
+    // Without keys in the environment or a profile, the chain asks the instance metadata
+    // service; off EC2 that fails. Another node may be configured with credentials.
+    if chain.contains("169.254.169.254") {
         return InputError::Missing(format!(
-            "{what}: this node has no usable AWS credentials ({chain}); {CHECK_CREDENTIALS}"
+            "{what}: this node has no AWS credentials: none in its environment or \
+             ~/.aws/credentials, and the instance metadata service (169.254.169.254) gave none; \
+             {CHECK_CREDENTIALS}"
+        ));
+    }
+    if chain.to_ascii_lowercase().contains("credential") {
+        return InputError::Missing(format!(
+            "{what}: this node could not load AWS credentials ({chain}); {CHECK_CREDENTIALS}"
         ));
     }
     let status = chain
@@ -459,9 +465,7 @@ async fn fetch(
             dest.display()
         )))
     };
-    let mut file = tokio::fs::File::create(dest)
-        .await
-        .map_err(|e| io("create", e))?;
+    let mut file = Spool::create(dest).await.map_err(|e| io("create", e))?;
     let mut hasher = hash.then(Sha256::new);
     let mut body = got.into_stream();
     while let Some(chunk) = body.next().await {
@@ -469,9 +473,9 @@ async fn fetch(
         if let Some(h) = hasher.as_mut() {
             h.update(&chunk);
         }
-        file.write_all(&chunk).await.map_err(|e| io("write", e))?;
+        file.write(chunk).await.map_err(|e| io("write", e))?;
     }
-    file.flush().await.map_err(|e| io("write", e))?;
+    file.finish().await.map_err(|e| io("write", e))?;
     Ok(hasher.map(|h| h.finalize().into()))
 }
 

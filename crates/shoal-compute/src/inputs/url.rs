@@ -2,14 +2,13 @@
 //! SHA-256 check, and retries on transient errors (connection failures, timeouts, 408, 429,
 //! 5xx). A 4xx answer is permanent: retrying would get the same answer.
 
+use super::retry::{Failure, with_backoff};
+use super::spool::Spool;
+use super::{InputContext, InputError, checksum_matches, file_slot};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use shoal_executors::PreparedInput;
 use shoal_types::InputSource;
-use tokio::io::AsyncWriteExt;
-
-use super::retry::{Failure, with_backoff};
-use super::{InputContext, InputError, checksum_matches, file_slot};
 
 pub(super) async fn stage(
     i: usize,
@@ -95,7 +94,7 @@ async fn download(
     {
         return Err(Failure::permanent(too_large(url, cap)));
     }
-    let mut file = tokio::fs::File::create(path)
+    let mut file = Spool::create(path)
         .await
         .map_err(|e| Failure::permanent(format!("cannot create {}: {e}", path.display())))?;
     let mut hasher = checksum.map(|_| Sha256::new());
@@ -115,11 +114,11 @@ async fn download(
         if let Some(h) = hasher.as_mut() {
             h.update(&chunk);
         }
-        file.write_all(&chunk)
+        file.write(chunk)
             .await
             .map_err(|e| Failure::permanent(format!("cannot write {}: {e}", path.display())))?;
     }
-    file.flush()
+    file.finish()
         .await
         .map_err(|e| Failure::permanent(format!("cannot write {}: {e}", path.display())))?;
     if let (Some(want), Some(h)) = (checksum, hasher) {
