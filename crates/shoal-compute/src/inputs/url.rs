@@ -135,7 +135,7 @@ async fn download(
 
 fn too_large(url: &str, cap: u64) -> String {
     format!(
-        "{url} is larger than this node's download limit of {cap} bytes; raise --max-download-bytes on the node or fetch less"
+        "{url} is larger than this node's download limit of {cap} bytes; fetch a smaller file or split the input"
     )
 }
 
