@@ -79,6 +79,7 @@ async fn execute(
         allowed: agent.cfg.allowed_paths.clone(),
         policy: agent.cfg.transfer.clone(),
         http: agent.http.clone(),
+        pause: Default::default(),
     };
     let staged = tokio::select! {
         r = inputs::prepare(&task.input_sources, &cx) => r,

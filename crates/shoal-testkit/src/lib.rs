@@ -15,10 +15,14 @@
 //! # Ok(()) }
 //! ```
 //!
+//! [`moto::Moto`] starts a real S3-compatible server (with or without authentication) for
+//! tests of S3 inputs and publishers.
+//!
 //! Meant as a dev-dependency of other crates' tests and of the benchmarks.
 
 mod cluster;
 mod hold;
+pub mod moto;
 mod proxy;
 
 pub use cluster::{Cluster, ClusterConfig, ClusterError, ExecutorsFn, LabelsFn};

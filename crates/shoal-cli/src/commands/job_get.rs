@@ -83,7 +83,18 @@ pub async fn cat(client: &Client, id: &str, path: &str) -> anyhow::Result<ExitCo
     let mut seen = Vec::new();
     for result in &results {
         if result.is("s3") && param(result, "Encoding") == Some("plain") {
-            continue;
+            match s3_plain_file(result, &wanted).await? {
+                PlainFile::Found(bytes) => {
+                    let _ = std::fs::remove_dir_all(&tmp);
+                    use std::io::Write;
+                    std::io::stdout().write_all(&bytes)?;
+                    return Ok(ExitCode::SUCCESS);
+                }
+                PlainFile::Missing(names) => {
+                    seen.extend(names);
+                    continue;
+                }
+            }
         }
         let archive = tmp.join("result.tar.gz");
         fetch_archive(client, result, &archive).await?;
@@ -279,6 +290,41 @@ async fn s3_plain(result: &SpecConfig, dest: &Path) -> anyhow::Result<()> {
         tokio::fs::write(&path, bytes).await?;
     }
     Ok(())
+}
+
+enum PlainFile {
+    Found(Vec<u8>),
+    /// Not there; the files that are.
+    Missing(Vec<String>),
+}
+
+/// One file of an `Encoding: plain` result: the object `<prefix><path>`.
+async fn s3_plain_file(result: &SpecConfig, path: &str) -> anyhow::Result<PlainFile> {
+    let loc = s3_location(result)?;
+    let prefix = param(result, "Key").unwrap_or("").trim_end_matches('/');
+    let key = format!("{prefix}/{path}");
+    let store = loc
+        .client(&shoal_compute::TransferPolicy::default())
+        .map_err(anyhow::Error::msg)?;
+    match store.get(&ObjectPath::from(key.as_str())).await {
+        Ok(got) => Ok(PlainFile::Found(
+            got.bytes()
+                .await
+                .with_context(|| format!("download of {} broke", loc.describe(&key)))?
+                .to_vec(),
+        )),
+        Err(object_store::Error::NotFound { .. }) => {
+            let mut names = Vec::new();
+            let mut list = store.list(Some(&ObjectPath::from(prefix)));
+            while let Some(meta) = list.next().await {
+                let meta = meta.with_context(|| format!("cannot list {}", loc.describe(prefix)))?;
+                let name = meta.location.to_string();
+                names.push(normalise(name.strip_prefix(prefix).unwrap_or(&name)));
+            }
+            Ok(PlainFile::Missing(names))
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", loc.describe(&key))),
+    }
 }
 
 fn unpack(archive: &Path, dest: &Path) -> anyhow::Result<()> {

@@ -40,10 +40,16 @@ impl Drop for Proc {
 
 /// Starts `shoal ARGS --data-dir DATA` with its output discarded.
 pub fn spawn(args: &[impl AsRef<OsStr>], data: &Path) -> Proc {
+    spawn_env(args, data, &[])
+}
+
+/// [`spawn`] with extra environment variables (e.g. AWS credentials for an agent).
+pub fn spawn_env(args: &[impl AsRef<OsStr>], data: &Path, env: &[(&str, String)]) -> Proc {
     let child = Command::new(BIN)
         .args(args)
         .arg("--data-dir")
         .arg(data)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -53,9 +59,15 @@ pub fn spawn(args: &[impl AsRef<OsStr>], data: &Path) -> Proc {
 
 /// Runs a client command against the API on `port`.
 pub fn shoal(port: u16, args: &[&str]) -> Output {
+    shoal_env(port, args, &[])
+}
+
+/// [`shoal`] with extra environment variables.
+pub fn shoal_env(port: u16, args: &[&str], env: &[(&str, String)]) -> Output {
     Command::new(BIN)
         .args(["--api-port", &port.to_string()])
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .expect("shoal runs")
 }

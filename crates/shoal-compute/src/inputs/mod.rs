@@ -25,6 +25,7 @@ mod inline;
 pub(crate) mod local;
 pub(crate) mod retry;
 pub mod s3;
+mod spool;
 pub(crate) mod url;
 
 /// Input source types this node can stage.
@@ -55,6 +56,21 @@ impl InputError {
     }
 }
 
+impl retry::Retryable for InputError {
+    fn is_transient(&self) -> bool {
+        matches!(self, InputError::Transient(_))
+    }
+
+    fn gave_up(self, attempts: u32) -> Self {
+        match self {
+            InputError::Transient(m) => {
+                InputError::Transient(format!("{m} (gave up after {attempts} attempts)"))
+            }
+            other => other,
+        }
+    }
+}
+
 /// What staging needs from the agent.
 pub(crate) struct InputContext {
     /// This execution's staging folder.
@@ -65,6 +81,8 @@ pub(crate) struct InputContext {
     pub policy: TransferPolicy,
     /// The agent's HTTP client.
     pub http: reqwest::Client,
+    /// How retries wait: a real sleep (tests record the schedule instead).
+    pub pause: retry::Pause,
 }
 
 /// Stages every input, in order; the first failure ends staging.

@@ -2,14 +2,13 @@
 //! SHA-256 check, and retries on transient errors (connection failures, timeouts, 408, 429,
 //! 5xx). A 4xx answer is permanent: retrying would get the same answer.
 
+use super::retry::{Failure, with_backoff};
+use super::spool::Spool;
+use super::{InputContext, InputError, checksum_matches, file_slot};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use shoal_executors::PreparedInput;
 use shoal_types::InputSource;
-use tokio::io::AsyncWriteExt;
-
-use super::retry::{Failure, with_backoff};
-use super::{InputContext, InputError, checksum_matches, file_slot};
 
 pub(super) async fn stage(
     i: usize,
@@ -42,7 +41,7 @@ pub(super) async fn stage(
     let path = file_slot(i, &input.target, &fallback, &cx.staging)?;
     let checksum = input.source.str_param("ChecksumSHA256").map(str::to_string);
     let policy = &cx.policy;
-    let result = with_backoff(policy, |_| {
+    let result = with_backoff(policy, &cx.pause, |_| {
         let (url, path, checksum) = (url.to_string(), path.clone(), checksum.clone());
         async move { download(cx, &url, &path, checksum.as_deref()).await }
     })
@@ -95,7 +94,7 @@ async fn download(
     {
         return Err(Failure::permanent(too_large(url, cap)));
     }
-    let mut file = tokio::fs::File::create(path)
+    let mut file = Spool::create(path)
         .await
         .map_err(|e| Failure::permanent(format!("cannot create {}: {e}", path.display())))?;
     let mut hasher = checksum.map(|_| Sha256::new());
@@ -115,11 +114,11 @@ async fn download(
         if let Some(h) = hasher.as_mut() {
             h.update(&chunk);
         }
-        file.write_all(&chunk)
+        file.write(chunk)
             .await
             .map_err(|e| Failure::permanent(format!("cannot write {}: {e}", path.display())))?;
     }
-    file.flush()
+    file.finish()
         .await
         .map_err(|e| Failure::permanent(format!("cannot write {}: {e}", path.display())))?;
     if let (Some(want), Some(h)) = (checksum, hasher) {
@@ -136,7 +135,7 @@ async fn download(
 
 fn too_large(url: &str, cap: u64) -> String {
     format!(
-        "{url} is larger than this node's download limit of {cap} bytes; raise --max-download-bytes on the node or fetch less"
+        "{url} is larger than this node's download limit of {cap} bytes; fetch a smaller file or split the input"
     )
 }
 
@@ -167,55 +166,96 @@ mod tests {
 
     use super::*;
     use crate::config::TransferPolicy;
+    use crate::inputs::retry::Pause;
 
-    /// A real HTTP server on 127.0.0.1: `/flaky` answers 500 once then the file, `/missing`
-    /// 404, `/big` more than the test's size cap. Returns its base URL and the hit counters.
-    async fn server() -> (String, Arc<AtomicU32>, Arc<AtomicU32>) {
-        let flaky = Arc::new(AtomicU32::new(0));
-        let missing = Arc::new(AtomicU32::new(0));
-        let (f, m) = (flaky.clone(), missing.clone());
+    /// Request counts of the test server, per route.
+    #[derive(Default, Clone)]
+    struct Hits(Arc<[AtomicU32; 5]>);
+
+    impl Hits {
+        fn of(&self, route: usize) -> u32 {
+            self.0[route].load(Ordering::SeqCst)
+        }
+        fn hit(&self, route: usize) -> u32 {
+            self.0[route].fetch_add(1, Ordering::SeqCst)
+        }
+    }
+
+    const FLAKY: usize = 0;
+    const DOWN: usize = 1;
+    const MISSING: usize = 2;
+    const FORBIDDEN: usize = 3;
+    const RESET: usize = 4;
+
+    /// A real HTTP server on 127.0.0.1: `/flaky` answers 503 twice then the file, `/down`
+    /// always 503, `/missing` 404, `/forbidden` 403, `/big` more than the test's size cap.
+    async fn server() -> (String, Hits) {
+        let hits = Hits::default();
+        let h = hits.clone();
+        let status = move |route: usize, code: StatusCode| {
+            let h = h.clone();
+            get(move || {
+                let h = h.clone();
+                async move {
+                    h.hit(route);
+                    (code, "no")
+                }
+            })
+        };
+        let h = hits.clone();
         let app = Router::new()
             .route(
                 "/flaky",
                 get(move || {
-                    let f = f.clone();
+                    let h = h.clone();
                     async move {
-                        if f.fetch_add(1, Ordering::SeqCst) == 0 {
-                            (StatusCode::INTERNAL_SERVER_ERROR, "try later")
+                        if h.hit(FLAKY) < 2 {
+                            (StatusCode::SERVICE_UNAVAILABLE, "try later")
                         } else {
                             (StatusCode::OK, "payload")
                         }
                     }
                 }),
             )
-            .route(
-                "/missing",
-                get(move || {
-                    let m = m.clone();
-                    async move {
-                        m.fetch_add(1, Ordering::SeqCst);
-                        (StatusCode::NOT_FOUND, "no")
-                    }
-                }),
-            )
+            .route("/down", status(DOWN, StatusCode::SERVICE_UNAVAILABLE))
+            .route("/missing", status(MISSING, StatusCode::NOT_FOUND))
+            .route("/forbidden", status(FORBIDDEN, StatusCode::FORBIDDEN))
             .route("/big", get(|| async { vec![b'x'; 4096] }));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}"), flaky, missing)
+        (format!("http://{addr}"), hits)
     }
 
+    /// A server that resets every connection as soon as the request arrives.
+    async fn resetting(hits: Hits) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                hits.hit(RESET);
+                let mut buf = [0u8; 1024];
+                let _ = tokio::io::AsyncReadExt::read(&mut sock, &mut buf).await;
+                // Linger 0: close with RST rather than FIN.
+                let _ = sock.set_zero_linger();
+                drop(sock);
+            }
+        });
+        format!("http://{addr}/file")
+    }
+
+    /// The node's default policy (4 attempts, 500 ms first back-off) with a 1 KiB size cap;
+    /// waits are recorded, not slept.
     fn cx(staging: &std::path::Path) -> InputContext {
         InputContext {
             staging: staging.to_path_buf(),
             allowed: vec![],
             policy: TransferPolicy {
                 max_bytes: 1024,
-                attempts: 3,
-                backoff: Duration::from_millis(1),
-                timeout: Duration::from_secs(10),
+                ..TransferPolicy::default()
             },
             http: reqwest::Client::new(),
+            pause: Pause::recording(),
         }
     }
 
@@ -233,37 +273,72 @@ mod tests {
         }
     }
 
+    fn ms(v: &[u64]) -> Vec<Duration> {
+        v.iter().map(|m| Duration::from_millis(*m)).collect()
+    }
+
     #[tokio::test]
-    async fn a_500_then_200_is_retried_and_the_file_staged_at_its_target_name() {
-        let (base, flaky, _) = server().await;
+    async fn a_503_is_retried_on_the_default_schedule_and_the_file_staged_at_its_target_name() {
+        let (base, hits) = server().await;
         let dir = tempfile::tempdir().unwrap();
-        let p = stage(
-            0,
-            &input(&format!("{base}/flaky"), "/inputs/data.txt"),
-            &cx(dir.path()),
-        )
-        .await
-        .unwrap();
-        assert_eq!(flaky.load(Ordering::SeqCst), 2);
+        let cx = cx(dir.path());
+        let p = stage(0, &input(&format!("{base}/flaky"), "/inputs/data.txt"), &cx)
+            .await
+            .unwrap();
+        assert_eq!(hits.of(FLAKY), 3);
+        assert_eq!(cx.pause.waits(), ms(&[500, 1000]));
         assert_eq!(p.host_path.file_name().unwrap(), "data.txt");
         assert_eq!(std::fs::read_to_string(&p.host_path).unwrap(), "payload");
         assert_eq!(p.target, "/inputs/data.txt");
     }
 
     #[tokio::test]
-    async fn a_404_is_not_retried_and_the_error_names_the_url() {
-        let (base, _, missing) = server().await;
+    async fn a_server_that_stays_down_is_tried_four_times_then_reported_as_transient() {
+        let (base, hits) = server().await;
         let dir = tempfile::tempdir().unwrap();
-        let url = format!("{base}/missing");
-        let err = stage(0, &input(&url, "/inputs/x"), &cx(dir.path()))
-            .await
-            .unwrap_err();
-        assert_eq!(missing.load(Ordering::SeqCst), 1);
-        assert!(matches!(err, InputError::User(_)), "{err}");
+        let cx = cx(dir.path());
+        let url = format!("{base}/down");
+        let err = stage(0, &input(&url, "/inputs/x"), &cx).await.unwrap_err();
+        assert_eq!(hits.of(DOWN), 4);
+        assert_eq!(cx.pause.waits(), ms(&[500, 1000, 2000]));
+        assert!(matches!(err, InputError::Transient(_)), "{err}");
+        let text = err.to_string();
         assert!(
-            err.to_string().contains(&url) && err.to_string().contains("404"),
-            "{err}"
+            text.contains(&url) && text.contains("503") && text.contains("gave up after 4"),
+            "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_404_and_a_403_are_asked_once_and_the_error_names_the_url() {
+        let (base, hits) = server().await;
+        for (route, path, code) in [(MISSING, "missing", "404"), (FORBIDDEN, "forbidden", "403")] {
+            let dir = tempfile::tempdir().unwrap();
+            let cx = cx(dir.path());
+            let url = format!("{base}/{path}");
+            let err = stage(0, &input(&url, "/inputs/x"), &cx).await.unwrap_err();
+            assert_eq!(hits.of(route), 1, "{path} was retried");
+            assert_eq!(cx.pause.waits(), vec![]);
+            assert!(matches!(err, InputError::User(_)), "{err}");
+            let text = err.to_string();
+            assert!(
+                text.contains(&url) && text.contains(code) && text.contains("check the URL"),
+                "{text}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reset_connection_is_retried() {
+        let hits = Hits::default();
+        let url = resetting(hits.clone()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let cx = cx(dir.path());
+        let err = stage(0, &input(&url, "/inputs/f"), &cx).await.unwrap_err();
+        assert_eq!(hits.of(RESET), 4);
+        assert_eq!(cx.pause.waits(), ms(&[500, 1000, 2000]));
+        assert!(matches!(err, InputError::Transient(_)), "{err}");
+        assert!(err.to_string().contains(&url), "{err}");
     }
 
     #[tokio::test]
@@ -274,38 +349,36 @@ mod tests {
             .unwrap()
             .port();
         let dir = tempfile::tempdir().unwrap();
+        let cx = cx(dir.path());
         let url = format!("http://127.0.0.1:{port}/f");
-        let err = stage(0, &input(&url, "/inputs/f"), &cx(dir.path()))
-            .await
-            .unwrap_err();
+        let err = stage(0, &input(&url, "/inputs/f"), &cx).await.unwrap_err();
         assert!(matches!(err, InputError::Transient(_)), "{err}");
         let text = err.to_string();
         assert!(
-            text.contains(&url) && text.contains("gave up after 3 attempts"),
+            text.contains(&url) && text.contains("gave up after 4 attempts"),
             "{text}"
         );
+        assert_eq!(cx.pause.waits(), ms(&[500, 1000, 2000]));
     }
 
     #[tokio::test]
-    async fn downloads_larger_than_the_cap_are_refused() {
-        let (base, _, _) = server().await;
+    async fn downloads_larger_than_the_cap_are_refused_without_retrying() {
+        let (base, _) = server().await;
         let dir = tempfile::tempdir().unwrap();
-        let err = stage(
-            0,
-            &input(&format!("{base}/big"), "/inputs/b"),
-            &cx(dir.path()),
-        )
-        .await
-        .unwrap_err();
+        let cx = cx(dir.path());
+        let err = stage(0, &input(&format!("{base}/big"), "/inputs/b"), &cx)
+            .await
+            .unwrap_err();
         assert!(
             err.to_string().contains("download limit of 1024 bytes"),
             "{err}"
         );
+        assert_eq!(cx.pause.waits(), vec![]);
     }
 
     #[tokio::test]
     async fn a_wrong_checksum_fails_naming_both_digests() {
-        let (base, _, _) = server().await;
+        let (base, _) = server().await;
         let dir = tempfile::tempdir().unwrap();
         let mut i = input(&format!("{base}/flaky"), "/inputs/d");
         i.source
