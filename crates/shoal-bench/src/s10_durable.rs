@@ -13,10 +13,13 @@ use crate::floor::sqlite_inserts_per_sec;
 use crate::jobs;
 use crate::proc::{Shoal, free_port, wait_alive, wait_nodes};
 use crate::report::Section;
+use crate::simfleet::Fleet;
 use crate::stats::{Stats, fmt, ratio, spread};
 
 /// Concurrent submitting clients.
-const CLIENTS: usize = 32;
+const CLIENTS: usize = 64;
+/// Simulated agents that run the submitted jobs.
+const AGENTS: usize = 100;
 
 /// Runs S10.
 pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
@@ -24,15 +27,17 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let stored_jobs: usize = if ctx.quick { 100_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
     let port = free_port();
-    let shoal = Shoal::spawn(
-        &ctx.shoal,
-        &["devstack", "--computes", "1"],
-        dir.path(),
-        port,
-    )?;
+    let orchestrator = ["serve", "--orchestrator", "--token", "bench"];
+    let shoal = Shoal::spawn(&ctx.shoal, &orchestrator, dir.path(), port)?;
     let client = shoal.client();
     wait_alive(&client, Duration::from_secs(30)).await?;
-    wait_nodes(&client, 1, Duration::from_secs(30)).await?;
+    // The jobs run on a simulated fleet in another process (the real agent code, noop
+    // engine, in-memory ledgers), so the orchestrator process does only what it does in
+    // production: accept, commit, place, send, and apply the reports.
+    let urls = vec![format!("ws://127.0.0.1:{port}")];
+    let fleet = tokio::task::spawn_blocking(move || Fleet::spawn(&urls, AGENTS, "bench", &[]))
+        .await??;
+    wait_nodes(&client, AGENTS, Duration::from_secs(60)).await?;
 
     // Load: CLIENTS tasks submit no-op jobs back to back for `load_secs`.
     let job = Arc::new(jobs::noop(1));
@@ -64,12 +69,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
 
     // kill -9 right after the load, restart on the same state, time until the API answers.
     shoal.kill9();
-    let shoal = Shoal::spawn(
-        &ctx.shoal,
-        &["devstack", "--computes", "1"],
-        dir.path(),
-        port,
-    )?;
+    let shoal = Shoal::spawn(&ctx.shoal, &orchestrator, dir.path(), port)?;
     let client = shoal.client();
     let ready_after_load = wait_alive(&client, Duration::from_secs(120)).await?;
     // Nothing acknowledged is lost: every id answers after the restart (sampled for speed).
@@ -77,6 +77,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     for id in ids.iter().step_by(step) {
         client.job(id, "").await?;
     }
+    drop(fleet);
     drop(shoal);
 
     // A large stored history: seed the store directly, then start an orchestrator on it.
@@ -99,10 +100,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let floor = sqlite_inserts_per_sec(floor_dir.path(), &body_json, floor_n)?;
     let acks = Stats::new(acks);
     let body = format!(
-        "{CLIENTS} clients submit no-op batch jobs back to back for {load_secs} s over REST to\n\
-         `devstack --computes 1` (release); each job is committed (WAL, synchronous=NORMAL)\n\
-         before the answer, then placed, run and reported. Floor: the same job JSON inserted into a\n\
-         bare SQLite table, one transaction per insert, same settings.\n\n\
+        "{CLIENTS} clients submit no-op batch jobs back to back for {load_secs} s over REST to a\n\
+         `shoal serve --orchestrator` process; {AGENTS} simulated agents in another process (the\n\
+         real agent code, noop engine) run them. Each submission is answered once the job and its\n\
+         placement are committed (WAL, synchronous=NORMAL; submissions that arrive together share\n\
+         one transaction); the agents run and report the work at the same time. Floor: the same\n\
+         job JSON inserted into a bare SQLite table, one transaction per insert, same settings.\n\n\
          | measure | value | target |\n|---|---|---|\n\
          | durable submits/s | {rate} ({n} jobs) | ≥ 10,000/s |\n\
          | submit ack latency | {a}, p99 {a99} ms | |\n\
