@@ -66,6 +66,8 @@ pub(super) async fn execute(
         image = tracing::field::Empty,
     );
     async move {
+        // Taken first, so that no way out of this function leaves the execution in the set.
+        let prepared = executor.take_prepared(&request.execution_id);
         let params = DockerParams::parse(&request.engine)?;
         tracing::Span::current().record("image", params.image.as_str());
         let body = container_body(&request, &params, executor.node_id.as_deref())?;
@@ -81,7 +83,6 @@ pub(super) async fn execute(
                 () = cancel.cancelled() => Err(ExecutorError::Cancelled),
             }
         };
-        let prepared = executor.take_prepared(&request.execution_id);
         if !prepared {
             ensure_image().await?;
             laps.lap("image");
