@@ -2,12 +2,15 @@
 # Docker benchmark: a trivial container job through Shoal (devstack) vs the same container
 # through the Docker Engine API directly; writes bench/results/s03-docker.md (bench/run.sh
 # runs it and assembles bench/RESULTS.md).
-# Usage: bench/docker.sh [--quick]   (SHOAL_BENCH_PROFILE=dev measures the debug build)
+# Usage: bench/docker.sh [--quick | --runs N]   (SHOAL_BENCH_PROFILE=dev measures the debug build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
 N=100
-[ "${1:-}" = "--quick" ] && N=20
+case "${1:-}" in
+  --quick) N=20 ;;
+  --runs) N="${2:?--runs needs a number}" ;;
+esac
 PROFILE="${SHOAL_BENCH_PROFILE:-release}"
 if [ "$PROFILE" = release ]; then cargo build --release -p shoal-cli; else cargo build -p shoal-cli; fi
 DIR=$PROFILE; [ "$PROFILE" = dev ] && DIR=debug

@@ -7,8 +7,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::process::Command;
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -18,6 +18,8 @@ use shoal_executors::{
 };
 use shoal_types::{JobType, Network, NetworkType, Resources, ResultPath, SpecConfig};
 use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio_util::sync::CancellationToken;
 
@@ -493,5 +495,173 @@ async fn missing_executable_is_a_user_error() {
     let err = result.unwrap_err();
     assert!(!err.is_retryable(), "{err}");
     assert!(err.to_string().contains("no-such-program"), "{err}");
+    assert_no_container_left(&id);
+}
+
+#[tokio::test]
+async fn image_removed_after_preparing_is_fetched_again_and_named() {
+    require_docker!();
+    let image = format!("shoal-test/removed-{}:latest", execution_id("tag"));
+    let tagged = Command::new("docker")
+        .args(["tag", BUSYBOX, &image])
+        .output()
+        .unwrap();
+    assert!(tagged.status.success(), "{tagged:?}");
+    let f = fixture(
+        "removed",
+        engine(json!({ "Image": image, "Parameters": ["true"] })),
+    );
+    let id = f.request.execution_id.clone();
+    let executor = executor();
+    executor
+        .prepare(&f.request, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let untagged = Command::new("docker")
+        .args(["rmi", &image])
+        .output()
+        .unwrap();
+    assert!(untagged.status.success(), "{untagged:?}");
+    let (sink, _rx) = LogSink::channel();
+    let err = executor
+        .run(f.request, sink, CancellationToken::new())
+        .await
+        .unwrap_err();
+    // The run tried the pull an unprepared run makes (no registry serves this name), so the
+    // message is the one about a missing image, not a refusal of the container's spec.
+    let message = err.to_string();
+    assert!(message.contains("not found locally"), "{message}");
+    assert!(message.contains("docker load"), "{message}");
+    assert_no_container_left(&id);
+}
+
+/// The Docker API requests an executor makes, as `METHOD /path` with the API version, ids,
+/// image names and query strings taken out, recorded by a unix-socket proxy in front of the
+/// daemon. Returns the `DOCKER_HOST` to give the executor, or `None` when the daemon is not
+/// on a unix socket.
+async fn record_daemon_requests() -> Option<(String, Arc<Mutex<Vec<String>>>, TempDir)> {
+    let daemon = match std::env::var("DOCKER_HOST") {
+        Ok(host) if !host.is_empty() => host.strip_prefix("unix://")?.to_string(),
+        _ => "/var/run/docker.sock".to_string(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("docker.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = UnixStream::connect(&daemon).await.unwrap();
+            tokio::spawn(forward(client, upstream, log.clone()));
+        }
+    });
+    Some((format!("unix://{}", socket.display()), seen, dir))
+}
+
+/// Copies one connection both ways, noting each request line the client sends.
+async fn forward(client: UnixStream, upstream: UnixStream, log: Arc<Mutex<Vec<String>>>) {
+    let (mut from_client, mut to_client) = client.into_split();
+    let (mut from_daemon, mut to_daemon) = upstream.into_split();
+    tokio::spawn(async move { tokio::io::copy(&mut from_daemon, &mut to_client).await });
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut pending = Vec::new();
+    loop {
+        let n = match from_client.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if to_daemon.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.windows(2).position(|w| w == b"\r\n") {
+            let line = String::from_utf8_lossy(&pending[..end]).into_owned();
+            pending.drain(..end + 2);
+            if let Some(request) = request_line(&line) {
+                log.lock().unwrap().push(request);
+            }
+        }
+    }
+    let _ = to_daemon.shutdown().await;
+}
+
+/// `POST /containers/{id}/start` out of `POST /v1.41/containers/3f2a...?x=y HTTP/1.1`; a
+/// request body without a line end may precede it on the same line.
+fn request_line(line: &str) -> Option<String> {
+    let line = line.strip_suffix(" HTTP/1.1")?;
+    let start = ["GET /", "POST /", "DELETE /", "PUT /", "HEAD /"]
+        .iter()
+        .filter_map(|m| line.rfind(m))
+        .max()?;
+    let (method, target) = line[start..].split_once(' ')?;
+    let path = target.split('?').next().unwrap_or_default();
+    let mut parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+    let versioned = |p: &&str| {
+        p.strip_prefix('v')
+            .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+    };
+    if parts.first().is_some_and(versioned) {
+        parts.remove(0);
+    }
+    let parts: Vec<String> = match parts.as_slice() {
+        ["images", .., "json"] => vec!["images".into(), "{image}".into(), "json".into()],
+        parts => parts
+            .iter()
+            .map(|p| {
+                if p.len() == 64 && p.chars().all(|c| c.is_ascii_hexdigit()) {
+                    "{id}".to_string()
+                } else {
+                    p.to_string()
+                }
+            })
+            .collect(),
+    };
+    Some(format!("{method} /{}", parts.join("/")))
+}
+
+#[tokio::test]
+async fn prepared_execution_makes_the_same_daemon_calls_as_a_direct_client() {
+    require_docker!();
+    let Some((host, seen, _dir)) = record_daemon_requests().await else {
+        eprintln!("skipping: the daemon is not on a unix socket");
+        return;
+    };
+    let executor = DockerExecutor::with_host(&host).unwrap();
+    let mut f = fixture("calls", sh("echo out"));
+    f.request.resources.memory = 64 << 20;
+    let id = f.request.execution_id.clone();
+    executor
+        .prepare(&f.request, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let (sink, rx) = LogSink::channel();
+    let exit = executor
+        .run(f.request, sink, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(exit.code, 0);
+    assert_eq!(text(&drain(rx), Stream::Stdout), "out\n");
+    let mut calls: Vec<String> = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| !c.ends_with("/version"))
+        .cloned()
+        .collect();
+    calls.sort();
+    // Preparing inspects the image once; the run then does what `docker run --rm` does:
+    // create, start, follow the logs while waiting, read the exit state, remove.
+    assert_eq!(
+        calls,
+        [
+            "DELETE /containers/{id}",
+            "GET /containers/{id}/json",
+            "GET /containers/{id}/logs",
+            "GET /images/{image}/json",
+            "POST /containers/create",
+            "POST /containers/{id}/start",
+            "POST /containers/{id}/wait",
+        ]
+    );
     assert_no_container_left(&id);
 }

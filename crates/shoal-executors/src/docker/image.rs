@@ -4,6 +4,7 @@
 //! A pull is tried once and its failure is final: nodes here often have no registry at all, and
 //! retrying a missing image only delays the message that tells the user to load it.
 
+use bollard::errors::Error as BollardError;
 use bollard::models::ImageInspect;
 use bollard::query_parameters::CreateImageOptionsBuilder;
 use futures::StreamExt;
@@ -38,6 +39,11 @@ pub(super) async fn ensure_image(
         }
     };
     check_platform(daemon, image, &inspected)
+}
+
+/// Whether the daemon refused a container because its image is not on the node.
+pub(super) fn is_missing(err: &BollardError) -> bool {
+    daemon_status(err) == Some(404) && daemon_message(err).starts_with("No such image")
 }
 
 async fn pull(

@@ -10,8 +10,16 @@
 //! The container is removed on every path, after its logs are drained. If the future itself is
 //! dropped half-way, a guard removes the container in the background; a crash of the whole agent
 //! leaves it to `cleanup_orphans` at the next start.
+//!
+//! Daemon calls of an execution that ends by itself, in order: `GET /images/{name}/json` (only
+//! when [`Executor::prepare`](crate::Executor::prepare) has not checked the image for this
+//! execution), `POST /containers/create`, `POST .../start`, then `GET .../logs?follow` and
+//! `POST .../wait` side by side, `GET .../json` (exit code and OOM flag), `DELETE ...?force&v`.
+//! These are the calls `bench/docker.sh` makes as a direct client of the Engine API, and the
+//! test `prepared_execution_makes_the_same_daemon_calls_as_a_direct_client` pins them. Each
+//! phase's time is logged at debug level (`docker execution phase done`).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bollard::Docker;
 use bollard::container::LogOutput;
@@ -24,7 +32,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use shoal_types::resources::format_bytes;
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use super::container::{container_body, container_name, result_dirs};
 use super::daemon::{Daemon, daemon_message, daemon_status};
@@ -58,17 +66,26 @@ pub(super) async fn execute(
         image = tracing::field::Empty,
     );
     async move {
+        // Taken first, so that no way out of this function leaves the execution in the set.
+        let prepared = executor.take_prepared(&request.execution_id);
         let params = DockerParams::parse(&request.engine)?;
         tracing::Span::current().record("image", params.image.as_str());
         let body = container_body(&request, &params, executor.node_id.as_deref())?;
         if cancel.is_cancelled() {
             return Err(ExecutorError::Cancelled);
         }
+        let mut laps = Laps::start();
         let daemon = executor.daemon().await?;
-        let progress = |line: String| tracing::info!(target: "shoal::docker::pull", "{line}");
-        tokio::select! {
-            ready = image::ensure_image(&daemon, &params.image, &progress) => ready?,
-            () = cancel.cancelled() => return Err(ExecutorError::Cancelled),
+        let ensure_image = || async {
+            let progress = |line: String| tracing::info!(target: "shoal::docker::pull", "{line}");
+            tokio::select! {
+                ready = image::ensure_image(&daemon, &params.image, &progress) => ready,
+                () = cancel.cancelled() => Err(ExecutorError::Cancelled),
+            }
+        };
+        if !prepared {
+            ensure_image().await?;
+            laps.lap("image");
         }
         for (dir, _) in result_dirs(&request)? {
             tokio::fs::create_dir_all(&dir).await.map_err(|e| {
@@ -80,10 +97,20 @@ pub(super) async fn execute(
         }
 
         let name = container_name(&request.execution_id);
-        let id = create(&daemon.docker, &name, body).await?;
+        let mut created = create(&daemon.docker, &name, &body).await;
+        if prepared && created.as_ref().is_err_and(image::is_missing) {
+            // Removed from the node since Preparing checked it: fetch it as an unprepared run
+            // would, so that the error (if any) is the one about the image.
+            ensure_image().await?;
+            created = create(&daemon.docker, &name, &body).await;
+        }
+        let id = created
+            .map_err(|e| refused(&format!("container {name} could not be created"), &e))?;
+        laps.lap("create");
         let mut guard = RemoveGuard { docker: daemon.docker.clone(), id: Some(id.clone()) };
-        let outcome = supervise(&daemon, &id, &request, &logs, &cancel).await;
+        let outcome = supervise(&daemon, &id, &request, &logs, &cancel, &mut laps).await;
         remove(&daemon.docker, &id).await;
+        laps.lap("remove");
         guard.id = None;
         outcome
     }
@@ -96,8 +123,8 @@ pub(super) async fn execute(
 async fn create(
     docker: &Docker,
     name: &str,
-    body: ContainerCreateBody,
-) -> Result<String, ExecutorError> {
+    body: &ContainerCreateBody,
+) -> Result<String, BollardError> {
     let options = || CreateContainerOptionsBuilder::default().name(name).build();
     let created = match docker.create_container(Some(options()), body.clone()).await {
         Err(e) if daemon_status(&e) == Some(409) => {
@@ -106,13 +133,11 @@ async fn create(
                 "removing a leftover container of the same name"
             );
             remove(docker, name).await;
-            docker.create_container(Some(options()), body).await
+            docker.create_container(Some(options()), body.clone()).await
         }
         other => other,
     };
-    created
-        .map(|c| c.id)
-        .map_err(|e| refused(&format!("container {name} could not be created"), &e))
+    created.map(|c| c.id)
 }
 
 /// Classifies a daemon refusal: 400 and 404 are about the spec (bad mount, unknown image,
@@ -134,6 +159,7 @@ async fn supervise(
     request: &ExecutionRequest,
     logs: &LogSink,
     cancel: &CancellationToken,
+    laps: &mut Laps,
 ) -> Result<Exit, ExecutorError> {
     let docker = &daemon.docker;
     docker.start_container(id, None).await.map_err(|e| {
@@ -145,6 +171,7 @@ async fn supervise(
             &e,
         )
     })?;
+    laps.lap("start");
 
     let pump = tokio::spawn(pump_logs(docker.clone(), id.to_string(), logs.clone()));
     let timeout = async {
@@ -174,6 +201,7 @@ async fn supervise(
         () = cancel.cancelled() => Ending::Cancelled,
     };
     drop(wait);
+    laps.lap("wait");
 
     match ending {
         Ending::TimedOut(limit) => {
@@ -188,7 +216,9 @@ async fn supervise(
         }
         Ending::Exited => {
             drain(pump).await;
+            laps.lap("logs");
             let state = final_state(docker, id, request.resources.memory).await?;
+            laps.lap("inspect");
             if state.oom_killed == Some(true) {
                 let limit = match request.resources.memory {
                     0 => "none set (the node ran out of memory)".to_string(),
@@ -291,6 +321,34 @@ pub(super) async fn remove(docker: &Docker, id: &str) {
         && daemon_status(&e) != Some(404)
     {
         warn!(container = id, error = %daemon_message(&e), "removing the container failed; cleanup_orphans will retry at the next start");
+    }
+}
+
+/// Times the phases of one execution, each logged at debug level with its own and the total
+/// elapsed time, so that `SHOAL_LOG=shoal_executors=debug` shows where an execution's time goes.
+struct Laps {
+    start: Instant,
+    last: Instant,
+}
+
+impl Laps {
+    fn start() -> Self {
+        let now = Instant::now();
+        Laps {
+            start: now,
+            last: now,
+        }
+    }
+
+    fn lap(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        debug!(
+            phase,
+            ms = (now - self.last).as_secs_f64() * 1e3,
+            total_ms = (now - self.start).as_secs_f64() * 1e3,
+            "docker execution phase done"
+        );
+        self.last = now;
     }
 }
 

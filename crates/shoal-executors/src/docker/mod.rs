@@ -2,7 +2,8 @@
 //!
 //! Parameters, mounts, limits and network follow Bacalhau's Docker executor (see
 //! [`DockerParams`] and the `container` module). Images are used from the node when present
-//! and pulled once otherwise, in the execution's `Preparing` phase ([`Executor::prepare`]).
+//! and pulled once otherwise, in the execution's `Preparing` phase ([`Executor::prepare`]); a
+//! run that follows its own preparation does not inspect the image again.
 //! Output is followed live, stdout and stderr apart; the exit code comes from the container's
 //! state, so a non-zero exit is an `Ok(Exit)`, and an OOM kill is
 //! [`ExecutorError::OutOfMemory`]. Every container carries the
@@ -10,7 +11,7 @@
 //! execution ends; [`DockerExecutor::cleanup_orphans`] removes those a crashed agent left.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use futures::future::BoxFuture;
@@ -46,6 +47,9 @@ pub struct DockerExecutor {
     host: String,
     node_id: Option<String>,
     daemon: Arc<OnceCell<Daemon>>,
+    /// Executions whose image [`Executor::prepare`] has found usable and whose run has not
+    /// started yet: their run creates the container without inspecting the image again.
+    prepared: Arc<Mutex<HashSet<String>>>,
 }
 
 impl DockerExecutor {
@@ -67,6 +71,7 @@ impl DockerExecutor {
             host: host.to_string(),
             node_id: None,
             daemon: Arc::new(OnceCell::new()),
+            prepared: Arc::default(),
         })
     }
 
@@ -88,8 +93,9 @@ impl DockerExecutor {
     /// otherwise pulls it once, reporting the pull's progress lines to `progress`. Fails with a
     /// user error naming the image when it can be neither found nor pulled, and with a transient
     /// one when it is built for another platform than the daemon's. [`Executor::run`] calls this
-    /// itself; calling it earlier ([`Executor::prepare`]) moves the pull out of the execution's
-    /// run time and into its `Preparing` phase.
+    /// itself unless [`Executor::prepare`] did for the same execution; preparing moves the pull
+    /// out of the execution's run time and into its `Preparing` phase. An image removed between
+    /// the two is fetched again by the run.
     pub async fn ensure_image(
         &self,
         engine: &SpecConfig,
@@ -155,6 +161,15 @@ impl DockerExecutor {
             .await
     }
 
+    /// Whether [`Executor::prepare`] checked this execution's image; forgets it, so that a
+    /// second run of the same execution id checks again.
+    fn take_prepared(&self, execution_id: &str) -> bool {
+        self.prepared
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id)
+    }
+
     async fn daemon(&self) -> Result<Daemon, ExecutorError> {
         self.daemon_or_reason()
             .await
@@ -178,10 +193,17 @@ impl Executor for DockerExecutor {
         progress: Progress,
     ) -> BoxFuture<'static, Result<(), ExecutorError>> {
         let (executor, engine) = (self.clone(), request.engine.clone());
+        let execution_id = request.execution_id.clone();
         Box::pin(async move {
             executor
                 .ensure_image(&engine, move |line| progress(line))
-                .await
+                .await?;
+            executor
+                .prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(execution_id);
+            Ok(())
         })
     }
 
