@@ -35,8 +35,8 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     // engine, in-memory ledgers), so the orchestrator process does only what it does in
     // production: accept, commit, place, send, and apply the reports.
     let urls = vec![format!("ws://127.0.0.1:{port}")];
-    let fleet = tokio::task::spawn_blocking(move || Fleet::spawn(&urls, AGENTS, "bench", &[]))
-        .await??;
+    let fleet =
+        tokio::task::spawn_blocking(move || Fleet::spawn(&urls, AGENTS, "bench", &[])).await??;
     wait_nodes(&client, AGENTS, Duration::from_secs(60)).await?;
 
     // Load: CLIENTS tasks submit no-op jobs back to back for `load_secs`.
