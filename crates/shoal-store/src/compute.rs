@@ -151,7 +151,7 @@ impl ComputeStore {
 impl Tx<'_> {
     /// Inserts or replaces a local execution.
     pub fn put_local_execution(&self, e: &LocalExecution) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO executions (id, state, body) VALUES (?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body",
             params![e.execution.id.as_str(), e.state.as_str(), to_json(e)],
@@ -162,8 +162,7 @@ impl Tx<'_> {
     /// A local execution, read inside the transaction.
     pub fn local_execution(&self, id: &str) -> Result<Option<LocalExecution>, StoreError> {
         let body: Option<String> = self
-            .tx
-            .query_row(
+            .query_one(
                 "SELECT body FROM executions WHERE id = ?1",
                 params![id],
                 |r| r.get(0),

@@ -72,6 +72,7 @@ fn configure(conn: &Connection) -> Result<(), StoreError> {
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
 
@@ -92,6 +93,22 @@ pub struct Tx<'a> {
 }
 
 impl Tx<'_> {
+    /// Runs one statement, prepared once per connection and cached: parsing the SQL anew on
+    /// every write was a visible share of the engine's time.
+    pub(crate) fn exec(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params)
+    }
+
+    /// Reads one row with a cached statement.
+    pub(crate) fn query_one<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> rusqlite::Result<T> {
+        self.tx.prepare_cached(sql)?.query_row(params, f)
+    }
+
     /// Makes every change in the transaction durable.
     pub fn commit(self) -> Result<(), StoreError> {
         self.tx.commit()?;

@@ -220,7 +220,7 @@ impl Tx<'_> {
 
     /// Inserts or replaces a job.
     pub fn put_job(&self, job: &Job) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO jobs (id, name, namespace, state, create_time, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(id) DO UPDATE SET name = excluded.name, namespace = excluded.namespace,
                state = excluded.state, body = excluded.body",
@@ -238,7 +238,7 @@ impl Tx<'_> {
 
     /// Records why nodes were not chosen for a job (JSON list).
     pub fn set_placement(&self, job_id: &str, placement_json: &str) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.exec(
             "UPDATE jobs SET placement = ?2 WHERE id = ?1",
             params![job_id, placement_json],
         )?;
@@ -249,7 +249,7 @@ impl Tx<'_> {
     pub fn put_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         let mut stored = execution.clone();
         stored.job = None;
-        self.tx.execute(
+        self.exec(
             "INSERT INTO executions (id, job_id, node_id, create_time, body) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(id) DO UPDATE SET body = excluded.body",
             params![
@@ -265,13 +265,13 @@ impl Tx<'_> {
 
     /// Appends a history entry, assigning its `SeqNum`; returns it.
     pub fn append_history(&self, mut entry: JobHistory) -> Result<JobHistory, StoreError> {
-        let next: u64 = self.tx.query_row(
+        let next: u64 = self.query_one(
             "SELECT COALESCE(MAX(seq), 0) + 1 FROM history WHERE job_id = ?1",
             params![entry.job_id],
             |r| r.get(0),
         )?;
         entry.seq_num = next;
-        self.tx.execute(
+        self.exec(
             "INSERT INTO history (job_id, seq, body) VALUES (?1, ?2, ?3)",
             params![entry.job_id, next, to_json(&entry)],
         )?;
@@ -280,7 +280,7 @@ impl Tx<'_> {
 
     /// Inserts or replaces a node.
     pub fn put_node(&self, node: &NodeState) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO nodes (id, body) VALUES (?1, ?2) ON CONFLICT(id) DO UPDATE SET body = excluded.body",
             params![node.info.node_id, to_json(node)],
         )?;
@@ -289,8 +289,7 @@ impl Tx<'_> {
 
     /// Removes a node and its link state.
     pub fn delete_node(&self, id: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute("DELETE FROM nodes WHERE id = ?1", params![id])?;
+        self.exec("DELETE FROM nodes WHERE id = ?1", params![id])?;
         self.link_forget(id)
     }
 }

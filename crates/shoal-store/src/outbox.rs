@@ -26,16 +26,16 @@ CREATE TABLE links (peer TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, applied_se
 impl Tx<'_> {
     /// Appends a message for `peer` and returns its sequence number.
     pub fn outbox_push(&self, peer: &str, body: &str) -> Result<u64, StoreError> {
-        self.tx.execute(
+        self.exec(
             "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, 0) ON CONFLICT(peer) DO NOTHING",
             params![peer],
         )?;
-        let seq: u64 = self.tx.query_row(
+        let seq: u64 = self.query_one(
             "UPDATE links SET next_seq = next_seq + 1 WHERE peer = ?1 RETURNING next_seq - 1",
             params![peer],
             |r| r.get(0),
         )?;
-        self.tx.execute(
+        self.exec(
             "INSERT INTO outbox (peer, seq, body) VALUES (?1, ?2, ?3)",
             params![peer, seq, body],
         )?;
@@ -49,7 +49,7 @@ impl Tx<'_> {
         if seq <= applied {
             return Ok(false);
         }
-        self.tx.execute(
+        self.exec(
             "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, ?2)
              ON CONFLICT(peer) DO UPDATE SET applied_seq = excluded.applied_seq",
             params![peer, seq],
@@ -59,7 +59,7 @@ impl Tx<'_> {
 
     /// Drops messages to `peer` that it has acknowledged.
     pub fn outbox_ack(&self, peer: &str, upto: u64) -> Result<(), StoreError> {
-        self.tx.execute(
+        self.exec(
             "DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2",
             params![peer, upto],
         )?;
@@ -68,10 +68,8 @@ impl Tx<'_> {
 
     /// Forgets everything about a peer's link (the node was deleted).
     pub fn link_forget(&self, peer: &str) -> Result<(), StoreError> {
-        self.tx
-            .execute("DELETE FROM outbox WHERE peer = ?1", params![peer])?;
-        self.tx
-            .execute("DELETE FROM links WHERE peer = ?1", params![peer])?;
+        self.exec("DELETE FROM outbox WHERE peer = ?1", params![peer])?;
+        self.exec("DELETE FROM links WHERE peer = ?1", params![peer])?;
         Ok(())
     }
 }
