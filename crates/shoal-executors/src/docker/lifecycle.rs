@@ -219,7 +219,12 @@ async fn supervise(
             laps.lap("logs");
             let state = final_state(docker, id, request.resources.memory).await?;
             laps.lap("inspect");
-            if state.oom_killed == Some(true) {
+            // Docker 20.10 on cgroup v2 can miss the kernel's OOM notice altogether (seen under
+            // load, after the retries in `final_state`); a SIGKILL exit under a memory limit
+            // that Shoal did not send is then the limit's doing, and must not pass for a
+            // completed run with exit code 137.
+            let killed_at_limit = state.exit_code == Some(137) && request.resources.memory > 0;
+            if state.oom_killed == Some(true) || killed_at_limit {
                 let limit = match request.resources.memory {
                     0 => "none set (the node ran out of memory)".to_string(),
                     bytes => format_bytes(bytes),
