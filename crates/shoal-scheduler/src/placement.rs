@@ -9,7 +9,7 @@ use shoal_types::{ExecutionId, JobStateType, NodeId, Resources};
 use crate::NodeView;
 use crate::feasibility::{self, Kind, Purpose, Rejection};
 use crate::planner::Planner;
-use crate::rank::{self, Candidate};
+use crate::rank;
 use crate::settle::go_duration;
 
 const SECOND: i64 = 1_000_000_000;
@@ -107,31 +107,7 @@ pub(crate) fn place_all(p: &mut Planner, work: Vec<Work>) -> Outcome {
         .collect();
     outcome.suitable = heap.len();
     for w in work {
-        let chosen = if w.avoid.is_empty() && w.exclude.is_empty() {
-            let mut best = None;
-            while let Some(top) = heap.pop() {
-                if top.stamp == stamps[top.at] {
-                    best = Some(top.at);
-                    break;
-                }
-            }
-            best
-        } else {
-            let (feasible, rejections) = candidates(p, &w);
-            for r in &rejections {
-                p.reject(r);
-            }
-            let ranked: Vec<Candidate> = feasible
-                .iter()
-                .map(|node| Candidate {
-                    node_id: node.id(),
-                    max: &node.state.info.compute_node_info.max_capacity,
-                    free: p.free(&node.id()),
-                    load: p.load(&node.id()),
-                })
-                .collect();
-            rank::best(&ranked, &request).and_then(|id| p.node_position(&id))
-        };
+        let chosen = pop_best(&mut heap, &stamps, p, &w);
         match chosen {
             Some(at) => {
                 outcome.placed += 1;
@@ -166,6 +142,53 @@ pub(crate) fn place_all(p: &mut Planner, work: Vec<Work>) -> Outcome {
         }
     }
     outcome
+}
+
+/// Takes the best node for `w` off the heap. The work's exclusions are skipped, and a node
+/// where its partition failed before is taken only when no other node has room (a last
+/// resort, not a ban). Skipped entries go back; stale ones (an older score) are dropped.
+fn pop_best(
+    heap: &mut BinaryHeap<Ranked>,
+    stamps: &[u32],
+    p: &mut Planner,
+    w: &Work,
+) -> Option<usize> {
+    let plain = w.avoid.is_empty() && w.exclude.is_empty();
+    let (mut skipped, mut fallback, mut best) = (Vec::new(), None, None);
+    while let Some(top) = heap.pop() {
+        if top.stamp != stamps[top.at] {
+            continue;
+        }
+        if plain {
+            best = Some(top);
+            break;
+        }
+        let id = p.nodes[top.at].id();
+        if let Some(why) = w.exclude.get(&id) {
+            p.reject(&Rejection::new(id, Kind::Excluded, why.clone()));
+            skipped.push(top);
+        } else if w.avoid.contains(&id) {
+            match fallback {
+                None => fallback = Some(top),
+                Some(_) => skipped.push(top),
+            }
+        } else {
+            best = Some(top);
+            break;
+        }
+    }
+    let chosen = match (best, fallback) {
+        (Some(best), Some(tried)) => {
+            let why = format!("partition {} failed on this node before", w.partition);
+            p.reject(&Rejection::new(p.nodes[tried.at].id(), Kind::Excluded, why));
+            skipped.push(tried);
+            Some(best.at)
+        }
+        (Some(best), None) => Some(best.at),
+        (None, tried) => tried.map(|t| t.at),
+    };
+    heap.extend(skipped);
+    chosen
 }
 
 /// The node at `at` ranked for `request`, if it has room for it.

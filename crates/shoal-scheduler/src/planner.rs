@@ -109,11 +109,6 @@ impl<'a> Planner<'a> {
         planner
     }
 
-    /// A node's position in [`Self::nodes`].
-    pub fn node_position(&self, id: &NodeId) -> Option<usize> {
-        self.node_at.get(id.as_str()).copied()
-    }
-
     /// A node by id, if the orchestrator knows it.
     pub fn node(&self, id: &NodeId) -> Option<&'a NodeView> {
         self.node_at.get(id.as_str()).map(|&i| self.nodes[i])

@@ -10,31 +10,7 @@
 //!    memory .3, disk .2, gpu .1). Between 0 and 1, so it only orders nodes of equal spread.
 //! 3. **node id** — breaks ties, so that the same input always yields the same plan.
 
-use shoal_types::{NodeId, Resources};
-
-/// One feasible node, with what the ranking needs to know about it.
-pub(crate) struct Candidate<'a> {
-    pub node_id: NodeId,
-    pub max: &'a Resources,
-    pub free: Resources,
-    pub load: u32,
-}
-
-/// The best candidate, or `None` when there are none.
-pub(crate) fn best(candidates: &[Candidate<'_>], request: &Resources) -> Option<NodeId> {
-    candidates
-        .iter()
-        .map(|c| (score(c, request), c))
-        .max_by(|(sa, a), (sb, b)| {
-            // Higher score wins; on equal scores the smaller id wins, hence the reversal.
-            sa.total_cmp(sb).then_with(|| b.node_id.cmp(&a.node_id))
-        })
-        .map(|(_, c)| c.node_id.clone())
-}
-
-fn score(c: &Candidate<'_>, request: &Resources) -> f64 {
-    score_of(c.max, &c.free, c.load, request)
-}
+use shoal_types::Resources;
 
 /// A node's score for `request`, given its total and free capacity and this job's live
 /// executions on it: higher is better.
@@ -77,61 +53,35 @@ mod tests {
 
     const GIB: u64 = 1 << 30;
 
-    fn candidate<'a>(id: &str, max: &'a Resources, free_gib: u64, load: u32) -> Candidate<'a> {
-        Candidate {
-            node_id: NodeId::new(id),
-            max,
-            free: Resources {
-                cpu: max.cpu,
-                memory: free_gib * GIB,
-                ..Default::default()
-            },
-            load,
+    fn max() -> Resources {
+        Resources {
+            cpu: 4.0,
+            memory: 8 * GIB,
+            ..Default::default()
         }
+    }
+
+    /// The score of a node with `free_gib` free memory and `load` executions of the job.
+    fn score(free_gib: u64, load: u32) -> f64 {
+        let want = Resources {
+            memory: GIB,
+            ..Default::default()
+        };
+        let free = Resources {
+            cpu: 4.0,
+            memory: free_gib * GIB,
+            ..Default::default()
+        };
+        score_of(&max(), &free, load, &want)
     }
 
     #[test]
     fn more_free_memory_wins_when_the_job_asks_for_memory() {
-        let max = Resources {
-            cpu: 4.0,
-            memory: 8 * GIB,
-            ..Default::default()
-        };
-        let want = Resources {
-            memory: GIB,
-            ..Default::default()
-        };
-        let nodes = [candidate("n-a", &max, 2, 0), candidate("n-b", &max, 6, 0)];
-        assert_eq!(best(&nodes, &want), Some(NodeId::new("n-b")));
+        assert!(score(6, 0) > score(2, 0));
     }
 
     #[test]
     fn spreading_outweighs_free_capacity() {
-        let max = Resources {
-            cpu: 4.0,
-            memory: 8 * GIB,
-            ..Default::default()
-        };
-        let want = Resources {
-            memory: GIB,
-            ..Default::default()
-        };
-        let nodes = [candidate("n-a", &max, 2, 0), candidate("n-b", &max, 8, 1)];
-        assert_eq!(best(&nodes, &want), Some(NodeId::new("n-a")));
-    }
-
-    #[test]
-    fn ties_go_to_the_smallest_node_id() {
-        let max = Resources {
-            cpu: 4.0,
-            memory: 8 * GIB,
-            ..Default::default()
-        };
-        let want = Resources {
-            memory: GIB,
-            ..Default::default()
-        };
-        let nodes = [candidate("n-b", &max, 4, 0), candidate("n-a", &max, 4, 0)];
-        assert_eq!(best(&nodes, &want), Some(NodeId::new("n-a")));
+        assert!(score(2, 0) > score(8, 1));
     }
 }
