@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
          job JSON inserted into a bare SQLite table, one transaction per insert, same settings.\n\n\
          | measure | value | target |\n|---|---|---|\n\
          | durable submits/s | {rate} ({n} jobs) | ≥ 10,000/s |\n\
-         | submit ack latency | {a}, p99 {a99} ms | |\n\
+         | submit ack latency | {a}, p99 {a99} ms, max {amax} ms | |\n\
          | floor: bare SQLite inserts/s | {floor} | |\n\
          | Shoal / floor | {ratio} | |\n\
          | kill -9 after the load → API ready | {r1} ms | < 5 s |\n\
@@ -117,6 +117,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         n = acks.n(),
         a = spread(&acks, " ms"),
         a99 = fmt(acks.q(0.99)),
+        amax = fmt(acks.max()),
         floor = fmt(floor),
         ratio = ratio(rate / floor),
         r1 = fmt(ready_after_load.as_secs_f64() * 1e3),

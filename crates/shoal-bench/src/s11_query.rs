@@ -37,12 +37,16 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
             rows.push(("baseline", fanout(b, n, reps).await?));
         }
     }
+    // A size that fails is reported as such beside the others, not in place of them.
+    let mut failed = Vec::new();
     for n in [salt_n, 1_000, 10_000] {
-        let f = fanout(&ctx.shoal, n, reps).await?;
-        if n == salt_n {
-            shoal_small = Some(f);
-        } else {
-            rows.push(("this build", f));
+        match fanout(&ctx.shoal, n, reps).await {
+            Ok(f) if n == salt_n => shoal_small = Some(f),
+            Ok(f) => rows.push(("this build", f)),
+            Err(e) if n == salt_n => return Err(e),
+            Err(e) => failed.push(format!(
+                "| {n} | this build | not measured: {e:#} | | | | |\n"
+            )),
         }
     }
     let shoal_small = shoal_small.expect("measured above");
@@ -77,6 +81,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                 ""
             },
         ));
+    }
+    for row in &failed {
+        body.push_str(row);
     }
     body.push_str(&format!(
         "\n**Peer: Salt** (PyPI `salt`, a `salt-master` and {salt_n} `salt-minion` processes on \
