@@ -152,6 +152,17 @@ impl NodeViews {
         self.views.as_deref().unwrap_or_default()
     }
 
+    /// Replaces node `id`'s view after a change to its state (connection, labels), without
+    /// rebuilding every other node's.
+    pub fn replace(&mut self, nodes: &NodeTable, id: &str) {
+        let (Some(views), Some(&i), Some(n)) = (&mut self.views, self.index.get(id), nodes.get(id))
+        else {
+            self.views = None;
+            return;
+        };
+        views[i] = n.view();
+    }
+
     /// Brings node `id`'s free capacity and last heartbeat up to date.
     pub fn refresh(&mut self, nodes: &NodeTable, id: &str) {
         let (Some(views), Some(&i), Some(n)) = (&mut self.views, self.index.get(id), nodes.get(id))
