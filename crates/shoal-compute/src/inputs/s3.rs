@@ -526,6 +526,18 @@ mod moto {
         }
     }
 
+    /// Stages one s3 input that must fail, and returns its error.
+    async fn stage_err(
+        endpoint: &str,
+        params: serde_json::Value,
+        target: &str,
+        cx: &InputContext,
+    ) -> InputError {
+        stage(0, &input(endpoint, params, target), cx)
+            .await
+            .expect_err("staging was expected to fail")
+    }
+
     fn input(endpoint: &str, params: serde_json::Value, target: &str) -> InputSource {
         let mut p = params.as_object().unwrap().clone();
         p.insert("Endpoint".into(), serde_json::json!(endpoint));
@@ -605,17 +617,13 @@ mod moto {
         moto.create_bucket("data");
         let dir = tempfile::tempdir().unwrap();
         let cx = cx(dir.path());
-        let err = stage(
-            0,
-            &input(
-                &moto.endpoint,
-                serde_json::json!({"Bucket": "data", "Key": "nope.csv"}),
-                "/inputs/x",
-            ),
+        let err = stage_err(
+            &moto.endpoint,
+            serde_json::json!({"Bucket": "data", "Key": "nope.csv"}),
+            "/inputs/x",
             &cx,
         )
-        .await
-        .unwrap_err();
+        .await;
         assert!(matches!(err, InputError::User(_)), "{err}");
         let text = err.to_string();
         assert!(
@@ -634,17 +642,13 @@ mod moto {
         use_key(&moto.key);
         let dir = tempfile::tempdir().unwrap();
         let cx = cx(dir.path());
-        let err = stage(
-            0,
-            &input(
-                &moto.endpoint,
-                serde_json::json!({"Bucket": "nobucket", "Key": "k.csv"}),
-                "/inputs/k.csv",
-            ),
+        let err = stage_err(
+            &moto.endpoint,
+            serde_json::json!({"Bucket": "nobucket", "Key": "k.csv"}),
+            "/inputs/k.csv",
             &cx,
         )
-        .await
-        .unwrap_err();
+        .await;
         assert!(matches!(err, InputError::User(_)), "{err}");
         let text = err.to_string();
         assert!(
@@ -749,17 +753,13 @@ mod moto {
         let (endpoint, hits) = unavailable().await;
         let dir = tempfile::tempdir().unwrap();
         let cx = cx(dir.path());
-        let err = stage(
-            0,
-            &input(
-                &endpoint,
-                serde_json::json!({"Bucket": "data", "Key": "a.csv"}),
-                "/inputs/a.csv",
-            ),
+        let err = stage_err(
+            &endpoint,
+            serde_json::json!({"Bucket": "data", "Key": "a.csv"}),
+            "/inputs/a.csv",
             &cx,
         )
-        .await
-        .unwrap_err();
+        .await;
         assert!(matches!(err, InputError::Transient(_)), "{err}");
         assert_eq!(hits.load(Ordering::SeqCst), 4, "one request per attempt");
         assert_eq!(
