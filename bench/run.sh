@@ -3,7 +3,7 @@
 #
 #   bench/run.sh [--quick] [--only S2,S10]
 #
-# --quick finishes in a few minutes; the full run takes about 15 minutes on 2 cores. Every
+# --quick finishes in a few minutes; the full run takes about 30 minutes on 2 cores (18 min measured, plus up to 10 for S1 through the orchestrator). Every
 # scenario writes bench/results/<scenario>.md (machine, date, commit, mode) and RESULTS.md is
 # assembled from those fragments, so running one scenario keeps the others' figures.
 # SHOAL_BENCH_PROFILE=dev measures the debug build (much quicker to build; the figures say so).
