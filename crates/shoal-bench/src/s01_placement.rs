@@ -9,7 +9,7 @@ use shoal_scheduler::{NodeView, SchedulerConfig, SchedulerInput, schedule};
 use shoal_types::{ConnectionStatus, Job, Membership, NodeInfo, NodeState, Resources, spec};
 
 use crate::Ctx;
-use crate::proc::{Shoal, connected_nodes, free_port, wait_alive};
+use crate::proc::{Shoal, free_port, wait_alive, wait_nodes};
 use crate::report::Section;
 use crate::simfleet::Fleet;
 use crate::stats::{Stats, fmt, spread};
@@ -100,14 +100,7 @@ async fn through_orchestrator(ctx: &Ctx) -> anyhow::Result<Durable> {
         )
     })
     .await??;
-    let t0 = Instant::now();
-    while connected_nodes(&client).await < NODES {
-        anyhow::ensure!(
-            t0.elapsed() < std::time::Duration::from_secs(300),
-            "S1: the {NODES} simulated nodes did not all connect within 300 s"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    wait_nodes(&client, NODES, std::time::Duration::from_secs(300)).await?;
     let mut job = spec::read_job_value(json!({
         "Type": "batch", "Count": PER_JOB,
         "Constraints": [

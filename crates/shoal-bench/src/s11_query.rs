@@ -9,7 +9,7 @@ use shoal_client::Client;
 use shoal_types::answer::{Outcome, QueryEvent, QueryRequest};
 
 use crate::Ctx;
-use crate::proc::{Shoal, connected_nodes, cpu_seconds, free_port, rss_bytes, wait_alive};
+use crate::proc::{Shoal, cpu_seconds, free_port, rss_bytes, wait_alive, wait_nodes};
 use crate::report::Section;
 use crate::simfleet::Fleet;
 use crate::stats::{Stats, ratio, spread};
@@ -129,14 +129,7 @@ async fn fanout(bin: &std::path::Path, n: usize, reps: usize) -> anyhow::Result<
     wait_alive(&client, Duration::from_secs(30)).await?;
     let urls = vec![format!("ws://127.0.0.1:{port}")];
     let fleet = tokio::task::spawn_blocking(move || Fleet::spawn(&urls, n, "bench", &[])).await??;
-    let t0 = Instant::now();
-    while connected_nodes(&client).await < n {
-        anyhow::ensure!(
-            t0.elapsed() < Duration::from_secs(300),
-            "S11: {n} agents did not all connect within 300 s"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    wait_nodes(&client, n, Duration::from_secs(300)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     // One ask to warm up (first query: engine start-up on every node), not counted.
     ask(&client, n).await?;
