@@ -217,12 +217,12 @@ async fn supervise(
         Ending::Exited => {
             drain(pump).await;
             laps.lap("logs");
-            let state = final_state(docker, id, request.resources.memory).await?;
+            let state = final_state(docker, id).await?;
             laps.lap("inspect");
-            // Docker 20.10 on cgroup v2 can miss the kernel's OOM notice altogether (seen under
-            // load, after the retries in `final_state`); a SIGKILL exit under a memory limit
-            // that Shoal did not send is then the limit's doing, and must not pass for a
-            // completed run with exit code 137.
+            // The daemon can record the exit before the kernel's OOM notice, and Docker 20.10
+            // on cgroup v2 can miss the notice altogether (seen under load, even after a second
+            // of re-reading); a SIGKILL exit under a memory limit that Shoal did not send is
+            // then the limit's doing, and must not pass for a completed run with exit code 137.
             let killed_at_limit = state.exit_code == Some(137) && request.resources.memory > 0;
             if state.oom_killed == Some(true) || killed_at_limit {
                 let limit = match request.resources.memory {
@@ -239,34 +239,19 @@ async fn supervise(
     }
 }
 
-/// Reads the ended container's state. The daemon can record a container's exit before the
-/// kernel's OOM notice for it, so a SIGKILL exit under a memory limit is read again a few times
-/// before it is taken as a plain kill.
-async fn final_state(
-    docker: &Docker,
-    id: &str,
-    memory_limit: u64,
-) -> Result<ContainerState, ExecutorError> {
-    let mut attempts_left = if memory_limit > 0 { 10 } else { 0 };
-    loop {
-        let state = docker
-            .inspect_container(id, None)
-            .await
-            .map_err(|e| {
-                ExecutorError::transient(format!(
-                    "container {id} could not be inspected: {}",
-                    daemon_message(&e)
-                ))
-            })?
-            .state
-            .unwrap_or_default();
-        let maybe_oom = state.exit_code == Some(137) && state.oom_killed != Some(true);
-        if !maybe_oom || attempts_left == 0 {
-            return Ok(state);
-        }
-        attempts_left -= 1;
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+/// Reads the ended container's state.
+async fn final_state(docker: &Docker, id: &str) -> Result<ContainerState, ExecutorError> {
+    Ok(docker
+        .inspect_container(id, None)
+        .await
+        .map_err(|e| {
+            ExecutorError::transient(format!(
+                "container {id} could not be inspected: {}",
+                daemon_message(&e)
+            ))
+        })?
+        .state
+        .unwrap_or_default())
 }
 
 /// Forwards the container's output to the sink until the daemon closes the stream, which it
