@@ -208,8 +208,12 @@ async fn salt(n: usize, reps: usize) -> Result<(Stats, Stats, f64), String> {
         .map_err(|_| "the Salt run took over 600 s".to_string())?
         .map_err(|e| format!("python3 did not run: {e}"))?;
     let (mut first, mut all, mut rss) = (Vec::new(), Vec::new(), 0.0);
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let v: serde_json::Value = serde_json::from_str(line).map_err(|e| e.to_string())?;
+    // Only lines that start with `{` are the script's figures; anything else (a library's notice
+    // that slipped onto stdout) is skipped.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in stdout.lines().map(str::trim).filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .map_err(|e| format!("{e} in the Salt script's line {line}"))?;
         if let Some(e) = v["error"].as_str() {
             return Err(e.to_string());
         }
@@ -222,8 +226,18 @@ async fn salt(n: usize, reps: usize) -> Result<(Stats, Stats, f64), String> {
     }
     if all.is_empty() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let tail: String = err.lines().rev().take(3).collect::<Vec<_>>().join(" / ");
-        return Err(format!("the Salt script produced no figures: {tail}"));
+        let mut tail: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.trim().is_empty())
+            .rev()
+            .take(5)
+            .collect();
+        tail.reverse();
+        return Err(format!(
+            "the Salt script produced no figures ({}): {}",
+            out.status,
+            tail.join(" / ")
+        ));
     }
     Ok((Stats::new(first), Stats::new(all), rss))
 }
