@@ -15,69 +15,77 @@
 //! The job is Running from submission until stopped, also while no node matches: daemons wait
 //! for nodes to join instead of failing.
 
-use std::collections::BTreeMap;
-
-use shoal_types::{DesiredStateType, Execution, ExecutionId, JobStateType, NodeId};
+use shoal_types::{DesiredStateType, ExecutionId, JobStateType};
 
 use crate::feasibility::{self, Kind, Purpose, Rejection};
 use crate::planner::Planner;
 
 pub(crate) fn reconcile(p: &mut Planner) {
-    let mut by_node: BTreeMap<NodeId, Vec<Execution>> = BTreeMap::new();
-    for e in p.current() {
-        by_node
-            .entry(e.node_id.clone())
-            .or_default()
-            .push(e.clone());
+    // Positions of the current version's executions, per node (by position in `p.nodes`);
+    // executions on nodes the orchestrator no longer knows are settled by `settle`.
+    let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); p.nodes.len()];
+    let current: Vec<usize> = p.current_positions().collect();
+    for at in current {
+        if let Some(node) = p.node_index(p.execution(at).node_id.as_str()) {
+            by_node[node].push(at);
+        }
     }
     let request = p.requested();
     let mut running = false;
     let nodes = p.nodes.clone();
-    for node in nodes {
+    for (node_at, node) in nodes.into_iter().enumerate() {
         let id = node.id();
-        let mut execs = by_node.remove(&id).unwrap_or_default();
-        execs.sort_by(|a, b| {
+        let mut execs = std::mem::take(&mut by_node[node_at]);
+        execs.sort_by(|&a, &b| {
+            let (a, b) = (p.execution(a), p.execution(b));
             a.create_time
                 .cmp(&b.create_time)
                 .then_with(|| a.id.cmp(&b.id))
         });
-        let live: Vec<&Execution> = execs.iter().filter(|e| !e.is_terminal()).collect();
-        if let Some((keep, extra)) = live.split_first() {
+        let live: Vec<(ExecutionId, bool)> = execs
+            .iter()
+            .map(|&at| p.execution(at))
+            .filter(|e| !e.is_terminal())
+            .map(|e| {
+                let stopping = e.desired_state.state_type == DesiredStateType::Stopped;
+                (e.id.clone(), stopping)
+            })
+            .collect();
+        if let Some(((keep, stopping), extra)) = live.split_first() {
             running = true;
-            for e in extra {
-                p.stop(&e.id, "more executions than needed on this node");
+            for (e, _) in extra {
+                p.stop(e, "more executions than needed on this node");
             }
-            if keep.desired_state.state_type != DesiredStateType::Stopped {
+            if !stopping {
                 let free = p.free(&id);
                 if let Err(r) = feasibility::check(node, p.job, &request, &free, Purpose::Keep) {
-                    p.stop(&keep.id, no_longer_matches(&r));
+                    p.stop(keep, no_longer_matches(&r));
                 }
             }
             continue;
         }
         if let Err(r) = feasibility::check(node, p.job, &request, &p.free(&id), Purpose::Place) {
-            // Capacity frees up without any event this job hears about, so look again later;
-            // a node that reconnects or changes labels triggers a new evaluation by itself.
             if r.kind == Kind::Busy {
                 p.retry_at(p.now + p.config.queue_backoff);
             }
             p.reject(&r);
             continue;
         }
-        let last = execs.last();
-        if let Some(last) = last {
-            let ended = last.modify_time.max(last.create_time);
+        let last = execs
+            .last()
+            .map(|&at| p.execution(at))
+            .map(|e| (e.id.clone(), e.modify_time.max(e.create_time)));
+        if let Some((last, ended)) = &last {
             let restart_at = ended.saturating_add(p.config.queue_backoff);
             if p.now < restart_at {
                 p.retry_at(restart_at);
-                let why = format!("restarting after the last execution {} ended", last.id);
+                let why = format!("restarting after the last execution {last} ended");
                 p.reject(&Rejection::new(id, Kind::Busy, why));
                 running = true;
                 continue;
             }
         }
-        let previous: Option<ExecutionId> = last.map(|e| e.id.clone());
-        p.place(id, 0, previous);
+        p.place(id, 0, last.map(|(id, _)| id));
         running = true;
     }
     if running {

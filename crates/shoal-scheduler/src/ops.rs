@@ -70,7 +70,7 @@ impl OpsSummary {
 ///
 /// Pass the executions of one job version. Nodes that were not matching have no execution;
 /// they are in the plan's rejections and the job's history, not here.
-pub fn ops_buckets(executions: &[Execution]) -> OpsSummary {
+pub fn ops_buckets<'e>(executions: impl IntoIterator<Item = &'e Execution>) -> OpsSummary {
     let mut summary = OpsSummary::default();
     for e in executions {
         let node = e.node_id.clone();
@@ -110,8 +110,7 @@ pub(crate) fn reconcile(p: &mut Planner) {
         Some(deadline) => p.retry_at(deadline),
         None => {}
     }
-    let current: Vec<Execution> = p.current().cloned().collect();
-    let summary = ops_buckets(&current);
+    let summary = ops_buckets(p.current());
     if !summary.in_progress.is_empty() {
         p.set_state(JobStateType::Running, "job running");
     } else if summary.all_succeeded() {

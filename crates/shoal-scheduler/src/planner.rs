@@ -23,30 +23,36 @@ use crate::{
 const PLACED_EVENT: &str = "Requested execution on ";
 
 /// One call's worth of decisions about one job.
+///
+/// The planner borrows the job's executions and copies only those it changes: a fleet-wide job
+/// has 10,000 of them and is evaluated after every batch of reports, so a full copy per call
+/// made the orchestrator's cost grow with the square of the fleet.
 pub(crate) struct Planner<'a> {
     /// The job, as stored.
     pub job: &'a Job,
-    /// The nodes, sorted by id so that every loop over them is deterministic.
+    /// The nodes, sorted by id so that every loop over them is deterministic (and so that a
+    /// node is found by binary search).
     pub nodes: Vec<&'a NodeView>,
     /// The time the plan is made for.
     pub now: UnixNanos,
     /// Tunables.
     pub config: &'a SchedulerConfig,
-    /// Every execution (all versions), with this plan's updates already applied.
-    executions: Vec<Execution>,
-    /// Where each execution and node sits in its vector: plans for large jobs and fleets
-    /// look up by id a lot.
-    execution_at: HashMap<ExecutionId, usize>,
-    node_at: HashMap<String, usize>,
+    /// Every execution (all versions), as the caller passed them.
+    executions: &'a [Execution],
+    /// This plan's changed copies, by position in `executions`; empty until the first change.
+    changed: Vec<Option<Box<Execution>>>,
+    /// Where each execution sits in `executions`, by id; built on the first change.
+    execution_at: HashMap<&'a str, usize>,
     /// Positions of the current version's executions per partition, oldest first: a job of
     /// 1,000 partitions would otherwise scan every execution once per partition.
     partitions: HashMap<u32, Vec<usize>>,
     /// The task's requested resources with defaults filled in, or why they cannot be read.
     request: Result<Resources, String>,
-    /// Free capacity per node, minus what this plan has placed there.
-    free: BTreeMap<NodeId, Resources>,
-    /// Live executions of the current version per node, including the ones placed here.
-    load: BTreeMap<NodeId, u32>,
+    /// Free capacity per node (by position in `nodes`), minus what this plan has placed there.
+    free: Vec<Resources>,
+    /// Live executions of the current version per node (by position in `nodes`), including
+    /// the ones placed here.
+    load: Vec<u32>,
     rejections: BTreeMap<NodeId, NodeRejection>,
     chosen: BTreeSet<NodeId>,
     plan: Plan,
@@ -55,83 +61,97 @@ pub(crate) struct Planner<'a> {
 impl<'a> Planner<'a> {
     pub fn new(input: SchedulerInput<'a>) -> Self {
         let mut nodes: Vec<&NodeView> = input.nodes.iter().collect();
-        nodes.sort_by(|a, b| a.state.info.node_id.cmp(&b.state.info.node_id));
-        let free = nodes.iter().map(|n| (n.id(), n.free)).collect();
-        let node_at = nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| (n.state.info.node_id.clone(), i))
-            .collect();
-        let execution_at = input
-            .executions
-            .iter()
-            .enumerate()
-            .map(|(i, e)| (e.id.clone(), i))
-            .collect();
+        // The orchestrator passes its views sorted already; checking is cheaper than sorting.
+        if !nodes.is_sorted_by(|a, b| a.state.info.node_id <= b.state.info.node_id) {
+            nodes.sort_by(|a, b| a.state.info.node_id.cmp(&b.state.info.node_id));
+        }
+        let free = nodes.iter().map(|n| n.free).collect();
         let mut partitions: HashMap<u32, Vec<usize>> = HashMap::new();
         for (i, e) in input.executions.iter().enumerate() {
             if e.job_version >= input.job.version {
                 partitions.entry(e.partition_index).or_default().push(i);
             }
         }
+        let oldest_first = |&a: &usize, &b: &usize| {
+            let (a, b) = (&input.executions[a], &input.executions[b]);
+            a.create_time
+                .cmp(&b.create_time)
+                .then_with(|| a.id.cmp(&b.id))
+        };
         for at in partitions.values_mut() {
-            at.sort_by(|&a, &b| {
-                let (a, b) = (&input.executions[a], &input.executions[b]);
-                a.create_time
-                    .cmp(&b.create_time)
-                    .then_with(|| a.id.cmp(&b.id))
-            });
+            if !at.is_sorted_by(|a, b| oldest_first(a, b).is_le()) {
+                at.sort_by(oldest_first);
+            }
         }
+        let load = vec![0; nodes.len()];
         let mut planner = Planner {
             job: input.job,
             nodes,
             now: input.now,
             config: input.config,
-            executions: input.executions.to_vec(),
-            execution_at,
-            node_at,
+            executions: input.executions,
+            changed: Vec::new(),
+            execution_at: HashMap::new(),
             partitions,
             request: requested_resources(input.job, &input.config.default_resources),
             free,
-            load: BTreeMap::new(),
+            load,
             rejections: BTreeMap::new(),
             chosen: BTreeSet::new(),
             plan: Plan::default(),
         };
-        let live: Vec<NodeId> = planner
+        let live: Vec<usize> = planner
             .current()
             .filter(|e| !e.is_terminal())
-            .map(|e| e.node_id.clone())
+            .filter_map(|e| planner.node_index(e.node_id.as_str()))
             .collect();
-        for node in live {
-            *planner.load.entry(node).or_default() += 1;
+        for at in live {
+            planner.load[at] += 1;
         }
         planner
     }
 
+    /// Where a node sits in [`Self::nodes`].
+    pub fn node_index(&self, id: &str) -> Option<usize> {
+        self.nodes
+            .binary_search_by(|n| n.state.info.node_id.as_str().cmp(id))
+            .ok()
+    }
+
     /// A node by id, if the orchestrator knows it.
     pub fn node(&self, id: &NodeId) -> Option<&'a NodeView> {
-        self.node_at.get(id.as_str()).map(|&i| self.nodes[i])
+        self.node_index(id.as_str()).map(|i| self.nodes[i])
+    }
+
+    /// The execution at position `at`, as this plan leaves it.
+    pub fn execution(&self, at: usize) -> &Execution {
+        self.changed
+            .get(at)
+            .and_then(|c| c.as_deref())
+            .unwrap_or(&self.executions[at])
     }
 
     /// Every execution, all versions, as this plan leaves them.
-    pub fn executions(&self) -> &[Execution] {
-        &self.executions
+    pub fn executions(&self) -> impl Iterator<Item = &Execution> {
+        (0..self.executions.len()).map(|at| self.execution(at))
+    }
+
+    /// Positions of the executions of the job's current version.
+    pub fn current_positions(&self) -> impl Iterator<Item = usize> + use<'_, 'a> {
+        let version = self.job.version;
+        (0..self.executions.len()).filter(move |&at| self.executions[at].job_version >= version)
     }
 
     /// Executions of the job's current version: only these count towards the job's progress.
     pub fn current(&self) -> impl Iterator<Item = &Execution> {
-        let version = self.job.version;
-        self.executions
-            .iter()
-            .filter(move |e| e.job_version >= version)
+        self.current_positions().map(|at| self.execution(at))
     }
 
     /// Executions of the current version in one partition, oldest first.
     pub fn partition(&self, index: u32) -> Vec<&Execution> {
         self.partitions
             .get(&index)
-            .map(|at| at.iter().map(|&i| &self.executions[i]).collect())
+            .map(|at| at.iter().map(|&i| self.execution(i)).collect())
             .unwrap_or_default()
     }
 
@@ -148,12 +168,14 @@ impl<'a> Planner<'a> {
 
     /// A node's free capacity after this plan's placements.
     pub fn free(&self, node: &NodeId) -> Resources {
-        self.free.get(node).copied().unwrap_or_default()
+        self.node_index(node.as_str())
+            .map(|at| self.free[at])
+            .unwrap_or_default()
     }
 
     /// Live executions of this job on a node, including this plan's placements.
     pub fn load(&self, node: &NodeId) -> u32 {
-        self.load.get(node).copied().unwrap_or(0)
+        self.node_index(node.as_str()).map_or(0, |at| self.load[at])
     }
 
     /// The job's state as this plan leaves it.
@@ -164,10 +186,25 @@ impl<'a> Planner<'a> {
             .map_or(self.job.state.state_type, |s| s.state_type)
     }
 
+    /// This plan's own copy of an execution, made on its first change.
+    fn execution_mut(&mut self, id: &ExecutionId) -> Option<&mut Execution> {
+        let executions = self.executions;
+        if self.changed.is_empty() {
+            self.changed.resize_with(executions.len(), || None);
+            self.execution_at = executions
+                .iter()
+                .enumerate()
+                .map(|(at, e)| (e.id.as_str(), at))
+                .collect();
+        }
+        let at = *self.execution_at.get(id.as_str())?;
+        Some(self.changed[at].get_or_insert_with(|| Box::new(executions[at].clone())))
+    }
+
     /// Asks the node to stop a live execution. A no-op for executions that are terminal or
     /// already asked to stop, so repeated calls make empty plans.
     pub fn stop(&mut self, id: &ExecutionId, message: impl Into<String>) {
-        let Some(exec) = self.execution_at.get(id).map(|&i| &mut self.executions[i]) else {
+        let Some(exec) = self.execution_mut(id) else {
             return;
         };
         if exec.is_terminal() || exec.desired_state.state_type == DesiredStateType::Stopped {
@@ -187,7 +224,7 @@ impl<'a> Planner<'a> {
 
     /// Marks a live execution Failed without waiting for its node (which cannot answer).
     pub fn settle_failed(&mut self, id: &ExecutionId, message: impl Into<String>, retryable: bool) {
-        let Some(exec) = self.execution_at.get(id).map(|&i| &mut self.executions[i]) else {
+        let Some(exec) = self.execution_mut(id) else {
             return;
         };
         if exec.is_terminal() {
@@ -215,10 +252,10 @@ impl<'a> Planner<'a> {
     /// Creates an execution on a node and takes its resources from the node's free capacity.
     pub fn place(&mut self, node: NodeId, partition: u32, previous: Option<ExecutionId>) {
         let resources = self.requested();
-        if let Some(free) = self.free.get_mut(&node) {
-            *free = free.saturating_sub(&resources);
+        if let Some(at) = self.node_index(node.as_str()) {
+            self.free[at] = self.free[at].saturating_sub(&resources);
+            self.load[at] += 1;
         }
-        *self.load.entry(node.clone()).or_default() += 1;
         let event = Event::new(
             "Scheduling",
             format!("{PLACED_EVENT}{node}"),
@@ -298,8 +335,7 @@ impl<'a> Planner<'a> {
     /// Stops every live execution of every version.
     pub fn stop_all_live(&mut self, message: &str) {
         let live: Vec<ExecutionId> = self
-            .executions
-            .iter()
+            .executions()
             .filter(|e| !e.is_terminal())
             .map(|e| e.id.clone())
             .collect();

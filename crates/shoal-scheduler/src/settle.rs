@@ -17,7 +17,6 @@ use crate::planner::Planner;
 pub(crate) fn settle_lost_nodes(p: &mut Planner) {
     let lost: Vec<(ExecutionId, String)> = p
         .executions()
-        .iter()
         .filter(|e| !e.is_terminal())
         .filter_map(|e| lost_reason(p, &e.node_id).map(|why| (e.id.clone(), why)))
         .collect();
@@ -71,7 +70,6 @@ pub(crate) fn wake_at_grace_end(p: &mut Planner) {
     };
     let due = p
         .executions()
-        .iter()
         .filter(|e| !e.is_terminal())
         .filter_map(|e| p.node(&e.node_id))
         .filter(|n| n.state.connection == ConnectionStatus::Disconnected)
@@ -98,7 +96,6 @@ pub(crate) fn stop_old_versions(p: &mut Planner) {
     let version = p.job.version;
     let old: Vec<ExecutionId> = p
         .executions()
-        .iter()
         .filter(|e| e.job_version < version && !e.is_terminal())
         .map(|e| e.id.clone())
         .collect();
