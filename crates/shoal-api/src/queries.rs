@@ -1,12 +1,12 @@
 //! `/api/v1/orchestrator/queries`: fleet SQL (a Shoal extension of Bacalhau's API).
 //!
 //! - `POST /queries` with `{"Query": "SELECT ...", "Constraints": [...], "Nodes": [...],
-//!   "Timeout": 60, "MaxRows": 1000, "Merge": "SELECT ... FROM results ..."}` submits the
-//!   query as an ops job and answers `{"JobID": "j-..."}`.
+//!   "Timeout": 60, "MaxRows": 1000, "Merge": "SELECT ... FROM results ..."}` asks every
+//!   matching node now (a live query, not a job) and answers `{"QueryID": "q-..."}`.
 //! - `GET /queries/{id}/stream` (WebSocket) sends one JSON text frame per event: `started`,
-//!   then one `answer` per node as its report is applied, then `done` with the fleet
-//!   coverage and the merge stage's answer, then a close frame. Errors are
-//!   `{"type":"error","message":"..."}`.
+//!   then one `answer` per node as it replies, then `done` with the fleet coverage and the
+//!   merge stage's answer, then a close frame. A finished query's events stay readable for
+//!   ten minutes. Errors are `{"type":"error","message":"..."}`.
 
 use axum::Json;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
@@ -27,11 +27,8 @@ pub(crate) async fn submit(
             "invalid query request: {e}; send {{\"Query\": \"SELECT ...\"}}"
         ))
     })?;
-    let outcome = s.orchestrator.submit_query(&request).await?;
-    Ok(Json(json!({
-        "JobID": outcome.job_id,
-        "State": outcome.state,
-    })))
+    let id = s.orchestrator.ask_query(&request).await?;
+    Ok(Json(json!({ "QueryID": id })))
 }
 
 /// `GET /queries/{id}/stream` (WebSocket).

@@ -161,7 +161,7 @@ async fn ask(client: &Client, n: usize) -> anyhow::Result<(f64, f64)> {
         ..QueryRequest::default()
     };
     let t0 = Instant::now();
-    let id = client.submit_query(&request).await?;
+    let id = client.ask_query(&request).await?;
     let (mut first, mut last, mut answered) = (None, None, 0usize);
     let done = client
         .query_stream(&id, |ev| {

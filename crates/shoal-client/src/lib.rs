@@ -420,8 +420,8 @@ impl Client {
         Ok(())
     }
 
-    /// Submits a fleet query (an ops job with the `query` engine); returns its job id.
-    pub async fn submit_query(&self, request: &QueryRequest) -> Result<String, ClientError> {
+    /// Asks the fleet a question (a live query); returns the query id.
+    pub async fn ask_query(&self, request: &QueryRequest) -> Result<String, ClientError> {
         let v = self
             .call(
                 self.http
@@ -429,24 +429,24 @@ impl Client {
                     .json(request),
             )
             .await?;
-        v.get("JobID")
+        v.get("QueryID")
             .and_then(Value::as_str)
             .map(str::to_string)
-            .ok_or_else(|| ClientError::Decode("no JobID in the answer".into()))
+            .ok_or_else(|| ClientError::Decode("no QueryID in the answer".into()))
     }
 
     /// Streams a fleet query's events, calling `on_event` for each as nodes answer, until
     /// the `done` event (returned) or the stream breaks.
     pub async fn query_stream(
         &self,
-        job_id: &str,
+        query_id: &str,
         mut on_event: impl FnMut(&QueryEvent),
     ) -> Result<QueryEvent, ClientError> {
         let ws_base = self
             .base
             .replacen("http://", "ws://", 1)
             .replacen("https://", "wss://", 1);
-        let url = format!("{ws_base}/api/v1/orchestrator/queries/{job_id}/stream");
+        let url = format!("{ws_base}/api/v1/orchestrator/queries/{query_id}/stream");
         let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
             .await
             .map_err(|e| ClientError::Unreachable {

@@ -185,6 +185,21 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
                 Ok(Frame::ResultCancel { stream_id }) => {
                     if let Some((c, _)) = result_streams.remove(&stream_id) { c.cancel() }
                 }
+                Ok(Frame::Query { query_id, sql, max_rows, timeout_ms }) => {
+                    let (engine, tx) = (agent.executors.get("query"), tx.clone());
+                    tokio::spawn(async move {
+                        let timeout = std::time::Duration::from_millis(timeout_ms);
+                        let answered = match engine.as_deref().and_then(|e| e.live_query()) {
+                            Some(q) => q.answer(&sql, max_rows, timeout).await,
+                            None => Err("this node does not offer the query engine".into()),
+                        };
+                        let (answer, error) = match answered {
+                            Ok(a) => (Some(a), None),
+                            Err(e) => (None, Some(e)),
+                        };
+                        let _ = tx.send(Frame::QueryAnswer { query_id, answer, error });
+                    });
+                }
                 Ok(Frame::Refused { reason }) => break Err(reason),
                 Ok(other) => tracing::debug!(?other, "ignored frame"),
                 Err(e) => break Err(e),

@@ -234,6 +234,12 @@ pub trait Executor: Send + Sync + 'static {
         logs: LogSink,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Result<Exit, ExecutorError>>;
+
+    /// The engine's answer to live fleet queries (`Frame::Query`, no execution, no files),
+    /// if it gives any: only the `query` engine does.
+    fn live_query(&self) -> Option<&query::QueryExecutor> {
+        None
+    }
 }
 
 /// The executors a node offers, by engine name, and why the engines it knows of but does not

@@ -21,7 +21,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value as Json;
 use shoal_hostquery::{QueryError, QueryLimits, QueryResult, run_query};
-use shoal_types::SpecConfig;
+use shoal_types::{Answer, SpecConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink, Stream};
@@ -127,6 +127,10 @@ impl Executor for QueryExecutor {
         params(engine).map(|_| ())
     }
 
+    fn live_query(&self) -> Option<&QueryExecutor> {
+        Some(self)
+    }
+
     fn run(
         &self,
         request: ExecutionRequest,
@@ -162,6 +166,42 @@ impl Executor for QueryExecutor {
     }
 }
 
+impl QueryExecutor {
+    /// Answers a live fleet query: the statement over the host tables within this node's
+    /// limits, lowered by the query's own; `Err` holds the message to show for this node.
+    pub async fn answer(
+        &self,
+        sql: &str,
+        max_rows: Option<u64>,
+        timeout: Duration,
+    ) -> Result<Answer, String> {
+        let params = QueryParams {
+            sql: sql.to_string(),
+            max_rows: max_rows.map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            timeout: None,
+        };
+        let limits = self.limits_for(&params, Some(timeout));
+        let result = tokio::task::spawn_blocking(move || run_query(&params.sql, &limits))
+            .await
+            .map_err(|e| format!("query engine: query task failed: {e}"))?;
+        result.map(|r| to_answer(&r)).map_err(|e| e.to_string())
+    }
+}
+
+/// The typed answer an execution's report or a live query's reply carries.
+fn to_answer(result: &QueryResult) -> Answer {
+    Answer {
+        columns: result.columns.clone(),
+        rows: result
+            .rows
+            .iter()
+            .map(|r| r.iter().map(|v| v.to_json()).collect())
+            .collect(),
+        warnings: result.warnings.clone(),
+        wall_ms: result.cost.wall.as_millis() as u64,
+    }
+}
+
 fn classify(e: QueryError, limits: &QueryLimits) -> ExecutorError {
     match e {
         QueryError::Timeout { .. } => ExecutorError::Timeout(limits.timeout),
@@ -172,16 +212,7 @@ fn classify(e: QueryError, limits: &QueryLimits) -> ExecutorError {
 /// Streams the rows to stdout, warnings to stderr, writes `query/rows.json` and leaves the
 /// typed answer for the report.
 fn emit(result: &QueryResult, logs: &LogSink, results_dir: &Path) {
-    logs.answer(shoal_types::Answer {
-        columns: result.columns.clone(),
-        rows: result
-            .rows
-            .iter()
-            .map(|r| r.iter().map(|v| v.to_json()).collect())
-            .collect(),
-        warnings: result.warnings.clone(),
-        wall_ms: result.cost.wall.as_millis() as u64,
-    });
+    logs.answer(to_answer(result));
     let rows = result.osquery_rows();
     for row in &rows {
         logs.write(Stream::Stdout, format!("{}\n", Json::Object(row.clone())));
@@ -294,6 +325,28 @@ mod tests {
             answer.rows[2999],
             vec![Json::from(3000), Json::from("r3000")]
         );
+    }
+
+    #[tokio::test]
+    async fn a_live_answer_reads_the_host_within_the_node_and_query_limits() {
+        let q = QueryExecutor::default();
+        let timeout = Duration::from_secs(5);
+        let a = q
+            .answer("SELECT username FROM users WHERE uid = 0", None, timeout)
+            .await
+            .unwrap();
+        assert_eq!(
+            (a.columns, a.rows),
+            (vec!["username".to_string()], vec![vec![Json::from("root")]])
+        );
+        let sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 10) SELECT x FROM c";
+        let err = q.answer(sql, Some(3), timeout).await.unwrap_err();
+        assert!(err.contains("more than 3 rows"), "{err}");
+        let err = q
+            .answer("SELECT * FROM nope", None, timeout)
+            .await
+            .unwrap_err();
+        assert!(err.contains("no such table: nope"), "{err}");
     }
 
     #[tokio::test]

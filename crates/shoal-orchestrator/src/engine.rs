@@ -6,6 +6,7 @@
 //! heartbeat checks run between commands.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, SystemTime};
 
@@ -16,15 +17,15 @@ use shoal_types::{
     ComputeStateType, ConnectionStatus, DesiredStateType, Event, HistoryType, Job, JobHistory,
     JobId, JobState, JobStateType, Membership, NodeInfo, NodeState, Resources,
 };
-use tokio::sync::oneshot;
+use tokio::sync::{Notify, oneshot};
 
 use crate::config::OrchestratorConfig;
 use crate::error::OrchestratorError;
-use crate::evaluate::{ExecCache, evaluate};
+use crate::evaluate::{ActiveJobs, evaluate};
 use crate::handle::{SubmitOptions, SubmitOutcome};
 use crate::logs::LogRegistry;
 use crate::nodes::{Links, LiveNode, NodeTable, NodeViews, Session, Usage};
-use crate::query::{HubEvent, QueryHub};
+use crate::query::{LiveQueries, NodeAnswer, Outcome, QueryRequest};
 
 type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
 
@@ -74,6 +75,13 @@ pub(crate) enum Command {
         remove: Vec<String>,
         reply: Reply<()>,
     },
+    /// Sends a live fleet query to the nodes it reaches (see `query.rs`).
+    AskFleet {
+        query_id: String,
+        job: Box<Job>,
+        request: Box<QueryRequest>,
+        reply: Reply<Arc<Notify>>,
+    },
     /// Live free capacity of every known node.
     Usage {
         reply: oneshot::Sender<HashMap<String, Usage>>,
@@ -87,12 +95,10 @@ struct Submission {
     reply: Reply<SubmitOutcome>,
 }
 
-/// Frames to send, and query watchers to tell, once the transaction that produced them has
-/// committed.
+/// Frames to send once the transaction that produced them has committed.
 #[derive(Default)]
 pub(crate) struct Outgoing {
     frames: Vec<(String, Frame)>,
-    queries: Vec<(String, HubEvent)>,
 }
 
 impl Outgoing {
@@ -100,22 +106,10 @@ impl Outgoing {
         self.frames.push((node_id.to_string(), frame));
     }
 
-    /// Tells the watchers of `job_id` (fleet query streams), if any, after the commit.
-    ///
-    /// Whether anyone watches is decided at publication, after the commit: a watcher that
-    /// subscribes while this transaction is open reads the store before the commit, so
-    /// deciding here would lose the event for it (a fleet query's stream missed answers so).
-    pub fn query_event(&mut self, job_id: &str, event: impl FnOnce() -> HubEvent) {
-        self.queries.push((job_id.to_string(), event()));
-    }
-
-    fn flush(self, links: &Links, hub: &QueryHub) {
+    fn flush(self, links: &Links) {
         for (node, frame) in self.frames {
             // A node that is away gets durable messages from its outbox when it returns.
             links.send(&node, frame);
-        }
-        for (job, event) in self.queries {
-            hub.publish(&job, event);
         }
     }
 }
@@ -126,13 +120,13 @@ pub(crate) struct EngineState {
     pub nodes: NodeTable,
     pub links: Links,
     pub logs: LogRegistry,
-    pub queries: QueryHub,
+    pub queries: LiveQueries,
     /// (when, job id) pairs to re-evaluate; job id `*` means every active job.
     pub timers: BTreeSet<(UnixNanos, String)>,
     /// The scheduler's view of the nodes, kept between evaluations.
     pub views: NodeViews,
-    /// Executions of jobs being evaluated, kept between evaluations.
-    pub execs: ExecCache,
+    /// Jobs with work in flight and their executions, kept between evaluations.
+    pub active: ActiveJobs,
 }
 
 pub(crate) struct Engine {
@@ -173,7 +167,7 @@ impl Engine {
         cfg: OrchestratorConfig,
         links: Links,
         logs: LogRegistry,
-        queries: QueryHub,
+        queries: LiveQueries,
     ) -> Result<Self, StoreError> {
         let t = now();
         let mut nodes = NodeTable::new();
@@ -199,7 +193,7 @@ impl Engine {
                 queries,
                 timers,
                 views: NodeViews::default(),
-                execs: ExecCache::default(),
+                active: ActiveJobs::default(),
             },
         })
     }
@@ -405,6 +399,14 @@ impl Engine {
                 let r = self.with_tx(|tx, st, out| node_labels(tx, st, out, &node_id, set, remove));
                 let _ = reply.send(r);
             }
+            Command::AskFleet {
+                query_id,
+                job,
+                request,
+                reply,
+            } => {
+                let _ = reply.send(Ok(ask_fleet(&mut self.st, &query_id, &job, &request)));
+            }
             Command::Usage { reply } => {
                 let usage = self
                     .st
@@ -485,14 +487,14 @@ impl Engine {
         });
         if done.is_err() {
             // The caches may hold what the store now does not.
-            self.st.execs.clear();
+            self.st.active.clear();
             self.st.views.invalidate();
             if let Err(e) = load_allocations(&self.store.read(), &mut self.st.nodes) {
                 tracing::error!(error = %e, "reloading node allocations after a failed transaction");
             }
         }
         let value = done?;
-        out.flush(&self.st.links, &self.st.queries);
+        out.flush(&self.st.links);
         Ok(value)
     }
 }
@@ -598,13 +600,13 @@ fn submit(
         "bacalhau.org/orchestrator.id".into(),
         st.cfg.node_id.clone(),
     );
-    tx.put_job(&job)?;
+    crate::evaluate::put_job(tx, st, &job)?;
     tx.append_history(history(&job, None, submission))?;
     evaluate(tx, st, out, &job.id)?;
-    let stored = tx.read().job(&job.id)?.unwrap_or(job);
+    let stored = st.active.job(tx, &job.id)?.unwrap_or(&job);
     Ok(SubmitOutcome {
         job_id: stored.id.clone(),
-        state: stored.state,
+        state: stored.state.clone(),
         version: stored.version,
     })
 }
@@ -633,7 +635,7 @@ fn stop(
     job_id: &str,
     reason: &str,
 ) -> Result<(), OrchestratorError> {
-    let Some(mut job) = tx.read().job(job_id)? else {
+    let Some(mut job) = st.active.job(tx, job_id)?.cloned() else {
         return Err(OrchestratorError::NotFound(format!(
             "job {job_id} not found"
         )));
@@ -651,7 +653,7 @@ fn stop(
     job.state = JobState::new(JobStateType::Stopped, reason);
     job.revision += 1;
     job.modify_time = now();
-    tx.put_job(&job)?;
+    crate::evaluate::put_job(tx, st, &job)?;
     let ev = event("State Update", reason).with("NewState", "Stopped");
     tx.append_history(history(&job, None, ev))?;
     evaluate(tx, st, out, job_id)
@@ -813,7 +815,7 @@ fn inbound(
         return Ok(None);
     }
     match msg {
-        Message::Update(report) => apply_report(tx, st, out, node_id, report),
+        Message::Update(report) => apply_report(tx, st, node_id, report),
         other => {
             tracing::warn!(node = %node_id, ?other, "unexpected message from a node");
             Ok(None)
@@ -824,11 +826,13 @@ fn inbound(
 fn apply_report(
     tx: &Tx<'_>,
     st: &mut EngineState,
-    out: &mut Outgoing,
     node_id: &str,
     r: ExecutionReport,
 ) -> Result<Option<String>, OrchestratorError> {
-    let Some(mut e) = tx.read().execution(&r.execution_id)? else {
+    let cached = st.active.execution(&r.job_id, &r.execution_id).cloned();
+    let Some(mut e) =
+        cached.map_or_else(|| tx.read().execution(&r.execution_id), |e| Ok(Some(e)))?
+    else {
         tracing::warn!(node = %node_id, execution = %r.execution_id, "report for an unknown execution ignored");
         return Ok(None);
     };
@@ -889,10 +893,7 @@ fn apply_report(
     e.revision += 1;
     e.modify_time = t;
     crate::evaluate::put_execution(tx, st, &e)?;
-    if r.state.is_terminal() {
-        out.query_event(e.job_id.as_str(), || HubEvent::Settled(Box::new(e.clone())));
-    }
-    if let Some(job) = tx.read().job(e.job_id.as_str())? {
+    if let Some(job) = st.active.job(tx, e.job_id.as_str())? {
         let mut message = match (r.state, &r.run_output) {
             (ComputeStateType::Completed, Some(o)) => {
                 format!("execution completed with exit code {}", o.exit_code)
@@ -915,9 +916,44 @@ fn apply_report(
                 .with("IsError", "true")
                 .with("Retryable", r.retryable.to_string());
         }
-        tx.append_history(history(&job, Some(e.id.as_str()), ev))?;
+        tx.append_history(history(job, Some(e.id.as_str()), ev))?;
     }
     Ok(Some(e.job_id.to_string()))
+}
+
+/// Opens a live fleet query and sends it to every connected node it reaches; the matching
+/// nodes that are away count as unreachable at once.
+fn ask_fleet(
+    st: &mut EngineState,
+    query_id: &str,
+    job: &Job,
+    request: &QueryRequest,
+) -> Arc<Notify> {
+    let reach = shoal_scheduler::reach(job, st.views.get(&st.nodes));
+    let asked: Vec<String> = reach.connected.iter().map(|n| n.to_string()).collect();
+    let away = reach
+        .away
+        .iter()
+        .map(|r| NodeAnswer {
+            error: Some(format!("not asked: {}", r.reason)),
+            ..NodeAnswer::new(r.node_id.as_str(), Outcome::Unreachable)
+        })
+        .collect();
+    let all_in = st.queries.open(query_id, request, &asked, away);
+    let timeout_ms = job.task().timeouts.total_timeout.saturating_mul(1000);
+    for node in &asked {
+        let frame = Frame::Query {
+            query_id: query_id.to_string(),
+            sql: request.query.trim().to_string(),
+            max_rows: request.max_rows,
+            timeout_ms,
+        };
+        if !st.links.send(node, frame) {
+            // Its link closed after the engine last heard of it: nothing will come back.
+            st.queries.node_gone(node);
+        }
+    }
+    all_in
 }
 
 fn node_action(
@@ -1000,22 +1036,4 @@ fn node_labels(
     // Labels are part of the node views the scheduler reads: rebuild them.
     st.views.invalidate();
     evaluate_active(tx, st, out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_watcher_that_subscribes_before_the_commit_gets_the_event() {
-        // The engine applies a report while nobody watches the job; a watcher subscribes
-        // before the transaction commits (so its read of the store misses the report); the
-        // event published after the commit must still reach it.
-        let hub = QueryHub::default();
-        let mut out = Outgoing::default();
-        out.query_event("j-1", || HubEvent::Finished);
-        let mut rx = hub.subscribe("j-1");
-        out.flush(&Links::default(), &hub);
-        assert!(matches!(rx.try_recv(), Ok(HubEvent::Finished)));
-    }
 }

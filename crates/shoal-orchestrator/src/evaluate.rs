@@ -13,7 +13,6 @@ use shoal_types::{
 use crate::engine::{EngineState, Outgoing, allocated, event, history, now};
 use crate::error::OrchestratorError;
 use crate::handle::Placement;
-use crate::query::HubEvent;
 
 /// Re-evaluates one job and applies the resulting plan in `tx`.
 pub(crate) fn evaluate(
@@ -22,12 +21,12 @@ pub(crate) fn evaluate(
     out: &mut Outgoing,
     job_id: &str,
 ) -> Result<(), OrchestratorError> {
-    let Some(job) = tx.read().job(job_id)? else {
-        st.execs.forget(job_id);
+    let Some(job) = st.active.job(tx, job_id)?.cloned() else {
+        st.active.forget(job_id);
         return Ok(());
     };
-    st.execs.load(tx, job_id)?;
-    let executions = st.execs.list(job_id);
+    st.active.load(tx, job_id)?;
+    let executions = st.active.list(job_id);
     let views = st.views.get(&st.nodes);
     let t = now();
     let plan = schedule(SchedulerInput {
@@ -40,11 +39,13 @@ pub(crate) fn evaluate(
     let ends = plan
         .job_state
         .as_ref()
-        .is_some_and(|s| s.state_type.is_terminal());
+        .map_or(job.state.state_type, |s| s.state_type)
+        .is_terminal();
     apply(tx, st, out, job, plan)?;
-    if ends {
-        // Only active jobs are kept: a settled job is evaluated again only by a late report.
-        st.execs.forget(job_id);
+    if ends && st.active.list(job_id).iter().all(Execution::is_terminal) {
+        // Only jobs with work in flight are kept: a settled job whose executions have all
+        // ended is evaluated again only by a late report.
+        st.active.forget(job_id);
     }
     Ok(())
 }
@@ -56,18 +57,30 @@ pub(crate) fn put_execution(
     e: &Execution,
 ) -> Result<(), OrchestratorError> {
     tx.put_execution(e)?;
-    st.execs.put(e);
+    st.active.put(e);
     Ok(())
 }
 
-/// The executions of jobs being evaluated, kept between evaluations so that a job with 10,000
-/// executions (a fleet-wide query) is not read back and decoded from SQLite after every batch
-/// of reports. Write-through: every execution the engine writes goes through
-/// [`put_execution`]; the engine clears it when a transaction fails, since what it holds may
-/// then be ahead of the store.
+/// Writes a job and keeps the engine's copy in step.
+pub(crate) fn put_job(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    job: &Job,
+) -> Result<(), OrchestratorError> {
+    tx.put_job(job)?;
+    st.active.put_job(job);
+    Ok(())
+}
+
+/// The jobs being evaluated and their executions, kept between evaluations so that a job with
+/// 10,000 executions (a fleet-wide query) is not read back and decoded from SQLite after every
+/// batch of reports, and a report does not decode its job again. Write-through: every job and
+/// execution the engine writes goes through [`put_job`] and [`put_execution`]; the engine
+/// clears it when a transaction fails, since what it holds may then be ahead of the store.
 #[derive(Debug, Default)]
-pub(crate) struct ExecCache {
+pub(crate) struct ActiveJobs {
     jobs: HashMap<String, JobExecs>,
+    specs: HashMap<String, Job>,
 }
 
 #[derive(Debug, Default)]
@@ -76,15 +89,37 @@ struct JobExecs {
     at: HashMap<String, usize>,
 }
 
-impl ExecCache {
+impl ActiveJobs {
     /// Drops everything (after a failed transaction).
     pub fn clear(&mut self) {
         self.jobs.clear();
+        self.specs.clear();
     }
 
-    /// Drops one job's executions.
+    /// Drops one job and its executions.
     pub fn forget(&mut self, job_id: &str) {
         self.jobs.remove(job_id);
+        self.specs.remove(job_id);
+    }
+
+    /// A job as stored, read once and then kept until it is forgotten.
+    pub fn job(&mut self, tx: &Tx<'_>, job_id: &str) -> Result<Option<&Job>, OrchestratorError> {
+        if !self.specs.contains_key(job_id) {
+            match tx.read().job(job_id)? {
+                Some(job) => self.specs.insert(job_id.to_string(), job),
+                None => return Ok(None),
+            };
+        }
+        Ok(self.specs.get(job_id))
+    }
+
+    fn put_job(&mut self, job: &Job) {
+        self.specs.insert(job.id.clone(), job.clone());
+    }
+
+    /// One execution, if its job's executions are loaded.
+    pub fn execution(&self, job_id: &str, execution_id: &str) -> Option<&Execution> {
+        self.get(job_id, execution_id)
     }
 
     fn load(&mut self, tx: &Tx<'_>, job_id: &str) -> Result<(), OrchestratorError> {
@@ -132,7 +167,11 @@ fn apply(
 ) -> Result<(), OrchestratorError> {
     let t = now();
     for update in &plan.updates {
-        let Some(mut e) = st.execs.get(&job.id, update.execution_id.as_str()).cloned() else {
+        let Some(mut e) = st
+            .active
+            .get(&job.id, update.execution_id.as_str())
+            .cloned()
+        else {
             continue;
         };
         let was_terminal = e.is_terminal();
@@ -153,9 +192,6 @@ fn apply(
             n.allocated.remove(e.id.as_str());
             st.views.refresh(&st.nodes, e.node_id.as_str());
         }
-        if settled_here && !was_terminal {
-            out.query_event(&job.id, || HubEvent::Settled(Box::new(e.clone())));
-        }
         if update.desired == DesiredStateType::Stopped && !was_terminal {
             // Tell the node even when the orchestrator settled the state itself: a node that
             // comes back must not keep running work that was given up on.
@@ -174,10 +210,7 @@ fn apply(
         job.state = state.clone();
         job.revision += 1;
         job.modify_time = t;
-        tx.put_job(&job)?;
-        if state.state_type.is_terminal() {
-            out.query_event(&job.id, || HubEvent::Finished);
-        }
+        put_job(tx, st, &job)?;
     }
 
     for new in &plan.new_executions {

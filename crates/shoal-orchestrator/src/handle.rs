@@ -16,7 +16,7 @@ use crate::engine::{Command, Engine};
 use crate::error::OrchestratorError;
 use crate::logs::{LogRegistry, LogStream};
 use crate::nodes::{Links, Session};
-use crate::query::QueryHub;
+use crate::query::LiveQueries;
 use crate::results::{ResultEvent, ResultRegistry, ResultStream};
 
 /// The result of a submission.
@@ -74,7 +74,7 @@ struct Inner {
     reader: SharedReader,
     links: Links,
     logs: LogRegistry,
-    queries: QueryHub,
+    queries: LiveQueries,
     results: ResultRegistry,
     sessions: AtomicU64,
     config: OrchestratorConfig,
@@ -87,7 +87,7 @@ impl Orchestrator {
         let reader = store.reader()?;
         let links = Links::default();
         let logs = LogRegistry::default();
-        let queries = QueryHub::default();
+        let queries = LiveQueries::default();
         let engine = Engine::new(
             store,
             config.clone(),
@@ -128,7 +128,7 @@ impl Orchestrator {
             .map_err(|_| OrchestratorError::Unavailable("the orchestrator is shutting down".into()))
     }
 
-    async fn ask<T>(
+    pub(crate) async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<Result<T, OrchestratorError>>) -> Command,
     ) -> Result<T, OrchestratorError> {
@@ -369,7 +369,7 @@ impl Orchestrator {
         }
     }
 
-    pub(crate) fn query_hub(&self) -> &QueryHub {
+    pub(crate) fn live_queries(&self) -> &LiveQueries {
         &self.inner.queries
     }
 

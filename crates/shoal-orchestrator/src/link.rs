@@ -83,6 +83,7 @@ where
         }
     }
     orch.result_registry().node_gone(&node_id);
+    orch.live_queries().node_gone(&node_id);
     let _ = orch.send(Command::Disconnected {
         node_id,
         session_id,
@@ -113,6 +114,15 @@ fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
         } => {
             orch.log_registry()
                 .deliver(&node_id, stream_id, LogEvent::Line { stream, line });
+            return true;
+        }
+        Frame::QueryAnswer {
+            query_id,
+            answer,
+            error,
+        } => {
+            orch.live_queries()
+                .answer(&node_id, &query_id, answer, error);
             return true;
         }
         Frame::LogEnd { stream_id, error } => {

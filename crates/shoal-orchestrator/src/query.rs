@@ -1,28 +1,38 @@
-//! Fleet SQL on the orchestrator: ask every matching node one question, stream the answers.
+//! Fleet SQL on the orchestrator: ask every matching node one question now, stream the answers.
 //!
-//! A query is an ops job whose task uses the `query` engine, so it is placed, accounted for
-//! and listed like any ops job. What this module adds:
+//! A fleet query is live, as Fleet's live queries and Salt's publish are: it is not a job and
+//! leaves no execution behind on any node. The engine picks the nodes (the scheduler's
+//! [`reach`](shoal_scheduler::reach): approved, offering the `query` engine, matching the
+//! constraints), sends each connected one a `Query` frame, and counts the disconnected ones
+//! unreachable at once. Answers come back as `QueryAnswer` frames and go from the link task
+//! straight to [`LiveQueries`], never through the engine thread or the store:
 //!
 //! ```text
-//!  submit_query ──► ops job (Engine query, Params.Query, TotalTimeout = query timeout)
-//!  node report applied (engine.rs) ──► committed ──► QueryHub::publish ──► every watcher
-//!  watch_query: subscribe first, then replay what the store already has (dedupe by
-//!               execution id), so no answer is missed or shown twice
-//!  job terminal ──► Done: coverage (targeted, answered, errored, unreachable) + merge stage
+//!  ask_query ──► engine: reach() ──► LiveQueries::open ──► Query frame to each connected node
+//!  node: run the SQL (no execution, no files) ──► QueryAnswer ──► link task ──► LiveQueries::answer
+//!     ──► every watcher; the last answer (or the deadline, or a lost link) wakes the driver
+//!  driver ──► coverage (targeted, answered, errored, unreachable) + merge stage ──► Done
 //! ```
 //!
-//! Per answer the engine does O(1) work here (a map lookup and a channel send per watcher);
-//! the answer itself travels in the execution's `RunOutput.Answer`, stored with the report.
+//! Why not an ops job (the first design): a job writes an execution, a `Run` message, three
+//! reports and their history per node, durably on both sides. At 10,000 nodes that cost about
+//! a millisecond of CPU per node on each side, ten times the target of an answer in a second,
+//! for durability a question asked now does not need. A query that must survive restarts or
+//! wait for offline nodes is still a job: `Engine: {Type: query}` in a job file (ops or batch).
+//! A finished query's answers stay readable for [`KEEP_FINISHED`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use shoal_hostquery::{QueryError, QueryLimits, Value, run_over_rows};
 pub use shoal_types::answer::{
     Coverage, MergeAnswer, NodeAnswer, Outcome, QueryEvent, QueryRequest,
 };
-use shoal_types::{ComputeStateType, Execution, Job};
+use shoal_types::time::UnixNanos;
+use shoal_types::{Answer, Job};
+use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use crate::error::OrchestratorError;
@@ -31,19 +41,17 @@ use crate::error::OrchestratorError;
 /// (or any job) can target nodes by id: `Key: shoal.node.id, Operator: in`.
 pub const NODE_ID_LABEL: &str = "shoal.node.id";
 
-/// Job meta key holding the merge statement of a query.
-pub const MERGE_META: &str = "shoal.io/query-merge";
-
-/// Job meta key marking a job as a fleet query (value: the SQL).
-pub const QUERY_META: &str = "shoal.io/query";
-
 /// The name of the merge stage's table.
 pub const RESULTS_TABLE: &str = "results";
 
-/// Default query timeout.
+/// Default query timeout, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 
-/// The ops job that asks a fleet query's question.
+/// How long a finished query's answers stay readable (`GET /queries/{id}/stream`).
+pub const KEEP_FINISHED: Duration = Duration::from_secs(600);
+
+/// The ops job a query is equivalent to: the engine picks the nodes a live query asks as the
+/// scheduler would place this job, and `shoal job run` of the same spec asks durably.
 pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
     let sql = request.query.trim();
     if sql.is_empty() {
@@ -58,29 +66,13 @@ pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
     {
         list.push(json!({ "Key": NODE_ID_LABEL, "Operator": "in", "Values": request.nodes }));
     }
-    let timeout = if request.timeout == 0 {
-        DEFAULT_TIMEOUT_SECS
-    } else {
-        request.timeout
-    };
+    let timeout = timeout_secs(request);
     let mut params = json!({ "Query": sql, "TimeoutMs": timeout * 1000 });
     if let Some(rows) = request.max_rows {
         params["MaxRows"] = rows.into();
     }
-    let mut meta = json!({ QUERY_META: sql });
-    if let Some(m) = request
-        .merge
-        .as_deref()
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-    {
-        meta[MERGE_META] = m.into();
-    }
-    // No Name: names are unique per namespace, and a second query under the same name would
-    // update the first query's job instead of asking again. The SQL is in the job's Meta.
     let job = json!({
         "Type": "ops",
-        "Meta": meta,
         "Constraints": constraints,
         "Tasks": [{
             "Name": "query",
@@ -102,214 +94,256 @@ pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
     Ok(job)
 }
 
-/// What the engine tells watchers, after the transaction that made it true committed.
-#[derive(Debug, Clone)]
-pub(crate) enum HubEvent {
-    /// An execution of the job reached a terminal state.
-    Settled(Box<Execution>),
-    /// The job reached a terminal state; every execution was settled before.
-    Finished,
+fn timeout_secs(request: &QueryRequest) -> u64 {
+    if request.timeout == 0 {
+        DEFAULT_TIMEOUT_SECS
+    } else {
+        request.timeout
+    }
 }
 
-/// Watchers of query jobs, by job id. The engine publishes to it after each commit.
+/// Live and recently finished fleet queries, by query id. Shared by the engine (which opens
+/// them), the link tasks (which deliver answers) and the API (which watches them).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct QueryHub(Arc<Mutex<HashMap<String, Vec<UnboundedSender<HubEvent>>>>>);
+pub(crate) struct LiveQueries(Arc<Mutex<HashMap<String, LiveQuery>>>);
 
-impl QueryHub {
-    /// Whether anyone watches `job_id`.
-    #[cfg(test)]
-    pub fn watched(&self, job_id: &str) -> bool {
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains_key(job_id)
-    }
+#[derive(Debug)]
+struct LiveQuery {
+    sql: String,
+    merge: Option<String>,
+    created: UnixNanos,
+    targeted: usize,
+    /// Nodes asked that have not answered yet.
+    pending: HashSet<String>,
+    answers: Vec<NodeAnswer>,
+    watchers: Vec<UnboundedSender<QueryEvent>>,
+    /// Wakes the driver when nothing is pending any more.
+    all_in: Arc<Notify>,
+    /// The `Done` event, once the query is over.
+    done: Option<(QueryEvent, UnixNanos)>,
+}
 
-    pub fn subscribe(&self, job_id: &str) -> UnboundedReceiver<HubEvent> {
-        let (tx, rx) = unbounded_channel();
-        self.0
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(job_id.to_string())
-            .or_default()
-            .push(tx);
-        rx
-    }
-
-    pub fn publish(&self, job_id: &str, event: HubEvent) {
-        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(watchers) = map.get_mut(job_id) {
-            watchers.retain(|w| w.send(event.clone()).is_ok());
-            if watchers.is_empty() {
-                map.remove(job_id);
-            }
+impl LiveQuery {
+    fn settle(&mut self, answer: NodeAnswer) {
+        let event = QueryEvent::Answer(answer);
+        self.watchers.retain(|w| w.send(event.clone()).is_ok());
+        let QueryEvent::Answer(answer) = event else {
+            unreachable!("built above")
+        };
+        self.answers.push(answer);
+        if self.pending.is_empty() {
+            self.all_in.notify_one();
         }
     }
 }
 
-/// Reads a settled execution of a query job.
-pub fn node_answer(e: &Execution) -> NodeAnswer {
-    let mut a = NodeAnswer {
-        node_id: e.node_id.to_string(),
-        execution_id: e.id.to_string(),
-        outcome: Outcome::Errored,
-        columns: vec![],
-        rows: vec![],
-        warnings: vec![],
-        wall_ms: 0,
-        error: None,
-    };
-    let msg = &e.compute_state.message;
-    let unreachable = msg.starts_with(shoal_scheduler::UNREACHABLE_PREFIX)
-        || e.compute_state
-            .details
-            .get("Unreachable")
-            .is_some_and(|v| v == "true");
-    match e.compute_state.state_type {
-        ComputeStateType::Completed => match e.run_output.as_ref().and_then(|o| o.answer.as_ref()) {
-            Some(answer) => {
-                a.outcome = Outcome::Answered;
-                a.columns = answer.columns.clone();
-                a.rows = answer.rows.clone();
-                a.warnings = answer.warnings.clone();
+/// What a watcher gets when it subscribes: the events so far, then the live ones.
+pub(crate) struct Subscription {
+    started: QueryEvent,
+    replay: Vec<QueryEvent>,
+    live: Option<UnboundedReceiver<QueryEvent>>,
+}
+
+impl LiveQueries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, LiveQuery>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a query asked of `asked` (answers pending) with `away` already unreachable;
+    /// returns what wakes its driver. Forgets queries finished over [`KEEP_FINISHED`] ago.
+    pub fn open(
+        &self,
+        id: &str,
+        request: &QueryRequest,
+        asked: &[String],
+        away: Vec<NodeAnswer>,
+    ) -> Arc<Notify> {
+        let t = crate::engine::now();
+        let keep = KEEP_FINISHED.as_nanos() as i64;
+        let mut map = self.lock();
+        map.retain(|_, q| q.done.as_ref().is_none_or(|(_, at)| t - at < keep));
+        let all_in = Arc::new(Notify::new());
+        let mut query = LiveQuery {
+            sql: request.query.trim().to_string(),
+            merge: request
+                .merge
+                .as_deref()
+                .map(str::trim)
+                .filter(|m| !m.is_empty())
+                .map(str::to_string),
+            created: t,
+            targeted: asked.len() + away.len(),
+            pending: asked.iter().cloned().collect(),
+            answers: Vec::with_capacity(asked.len() + away.len()),
+            watchers: Vec::new(),
+            all_in: all_in.clone(),
+            done: None,
+        };
+        query.answers.extend(away);
+        if query.pending.is_empty() {
+            all_in.notify_one();
+        }
+        map.insert(id.to_string(), query);
+        all_in
+    }
+
+    /// A node's reply; ignored unless the node was asked and has not answered yet.
+    pub fn answer(
+        &self,
+        node_id: &str,
+        query_id: &str,
+        answer: Option<Answer>,
+        error: Option<String>,
+    ) {
+        let mut map = self.lock();
+        let Some(q) = map.get_mut(query_id) else {
+            return;
+        };
+        if !q.pending.remove(node_id) {
+            return;
+        }
+        let mut a = NodeAnswer::new(node_id, Outcome::Answered);
+        match (answer, error) {
+            (Some(answer), None) => {
                 a.wall_ms = answer.wall_ms;
+                a.columns = answer.columns;
+                a.rows = answer.rows;
+                a.warnings = answer.warnings;
+            }
+            (_, error) => {
+                a.outcome = Outcome::Errored;
+                a.error =
+                    Some(error.unwrap_or_else(|| "the node sent no answer and no error".into()));
+            }
+        }
+        q.settle(a);
+    }
+
+    /// The link to `node_id` closed: every query still waiting for it counts it unreachable.
+    pub fn node_gone(&self, node_id: &str) {
+        for q in self.lock().values_mut() {
+            if q.pending.remove(node_id) {
+                let mut a = NodeAnswer::new(node_id, Outcome::Unreachable);
+                a.error = Some("the link to the node closed before it answered".into());
+                q.settle(a);
+            }
+        }
+    }
+
+    /// The deadline passed: every node still pending counts unreachable.
+    fn expire(&self, id: &str, timeout: Duration) {
+        let mut map = self.lock();
+        let Some(q) = map.get_mut(id) else {
+            return;
+        };
+        let mut late: Vec<String> = q.pending.drain().collect();
+        late.sort();
+        for node in late {
+            let mut a = NodeAnswer::new(&node, Outcome::Unreachable);
+            a.error = Some(format!(
+                "no answer within the query's timeout of {}s",
+                timeout.as_secs()
+            ));
+            q.settle(a);
+        }
+    }
+
+    /// The answers so far and the merge statement, for the closing account.
+    fn answers(&self, id: &str) -> (Vec<NodeAnswer>, Option<String>, usize) {
+        self.lock()
+            .get(id)
+            .map(|q| (q.answers.clone(), q.merge.clone(), q.targeted))
+            .unwrap_or_default()
+    }
+
+    /// Ends a query with its `Done` event, sent to every watcher and kept for later ones.
+    fn finish(&self, id: &str, done: QueryEvent) {
+        if let Some(q) = self.lock().get_mut(id) {
+            for w in q.watchers.drain(..) {
+                let _ = w.send(done.clone());
+            }
+            q.done = Some((done, crate::engine::now()));
+        }
+    }
+
+    /// Subscribes to a query: its events so far, then the live ones; `None` if unknown.
+    fn subscribe(&self, id: &str) -> Option<Subscription> {
+        let mut map = self.lock();
+        let q = map.get_mut(id)?;
+        let started = QueryEvent::Started {
+            query_id: id.to_string(),
+            query: q.sql.clone(),
+            targeted: q.targeted,
+        };
+        let mut replay: Vec<QueryEvent> =
+            q.answers.iter().cloned().map(QueryEvent::Answer).collect();
+        let live = match &q.done {
+            Some((done, _)) => {
+                replay.push(done.clone());
+                None
             }
             None => {
-                a.error = Some(
-                    "the node completed without an answer (is its query engine older than this orchestrator?)"
-                        .into(),
-                )
+                let (tx, rx) = unbounded_channel();
+                q.watchers.push(tx);
+                Some(rx)
             }
-        },
-        // The deadline cancels work on connected nodes: they were silent until then.
-        ComputeStateType::Cancelled => {
-            a.outcome = Outcome::Unreachable;
-            a.error = Some(if msg.is_empty() {
-                "no answer before the timeout".into()
-            } else {
-                format!("no answer: {msg}")
-            });
-        }
-        _ if unreachable => {
-            a.outcome = Outcome::Unreachable;
-            a.error = Some(msg.clone());
-        }
-        _ => {
-            let error = e
-                .run_output
-                .as_ref()
-                .map(|o| o.error_msg.clone())
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| msg.clone());
-            a.error = Some(error);
-        }
+        };
+        Some(Subscription {
+            started,
+            replay,
+            live,
+        })
     }
-    a
+
+    /// Whether a query is known (live or kept).
+    #[cfg(test)]
+    fn knows(&self, id: &str) -> bool {
+        self.lock().contains_key(id)
+    }
+
+    /// When a query was asked.
+    fn created(&self, id: &str) -> Option<UnixNanos> {
+        self.lock().get(id).map(|q| q.created)
+    }
 }
 
-/// Streams a query's answers: replayed from the store, then live, each once.
+/// Streams a query's events: `Started`, every answer once (those already in first), `Done`.
 pub struct QueryStream {
-    pub(crate) job: Job,
-    pub(crate) replay: std::vec::IntoIter<Execution>,
-    pub(crate) live: UnboundedReceiver<HubEvent>,
-    pub(crate) finished: bool,
-    pub(crate) unreachable_at_submit: usize,
-    pub(crate) seen: HashSet<String>,
-    pub(crate) targeted: usize,
-    pub(crate) answers: Vec<NodeAnswer>,
-    pub(crate) started: bool,
-    pub(crate) done: bool,
-    pub(crate) reread: Option<crate::Orchestrator>,
+    pending: std::collections::VecDeque<QueryEvent>,
+    live: Option<UnboundedReceiver<QueryEvent>>,
+    done: bool,
 }
 
 impl QueryStream {
+    fn new(s: Subscription) -> QueryStream {
+        let mut pending = std::collections::VecDeque::with_capacity(s.replay.len() + 1);
+        pending.push_back(s.started);
+        pending.extend(s.replay);
+        QueryStream {
+            pending,
+            live: s.live,
+            done: false,
+        }
+    }
+
     /// The next event; `None` after `Done`.
     pub async fn next(&mut self) -> Option<QueryEvent> {
         if self.done {
             return None;
         }
-        if !self.started {
-            self.started = true;
-            return Some(QueryEvent::Started {
-                job_id: self.job.id.clone(),
-                query: self.job.meta.get(QUERY_META).cloned().unwrap_or_default(),
-                targeted: self.targeted + self.unreachable_at_submit,
-            });
-        }
-        for e in self.replay.by_ref() {
-            if let Some(ev) = Self::settle(&mut self.seen, &mut self.answers, &e) {
-                return Some(ev);
-            }
-        }
-        while !self.finished {
-            match self.live.recv().await {
-                Some(HubEvent::Settled(e)) => {
-                    if let Some(ev) = Self::settle(&mut self.seen, &mut self.answers, &e) {
-                        return Some(ev);
-                    }
-                }
-                Some(HubEvent::Finished) | None => self.finished = true,
-            }
-        }
-        self.done = true;
-        Some(self.finish().await)
-    }
-
-    fn settle(
-        seen: &mut HashSet<String>,
-        answers: &mut Vec<NodeAnswer>,
-        e: &Execution,
-    ) -> Option<QueryEvent> {
-        if !e.is_terminal() || !seen.insert(e.id.to_string()) {
-            return None;
-        }
-        let a = node_answer(e);
-        answers.push(a.clone());
-        Some(QueryEvent::Answer(a))
-    }
-
-    async fn finish(&mut self) -> QueryEvent {
-        let mut message = self.job.state.message.clone();
-        if let Some(o) = &self.reread
-            && let Ok(job) = o.job(&self.job.id).await
-        {
-            message = job.state.message;
-        }
-        let mut coverage = coverage(&self.answers, self.unreachable_at_submit);
-        coverage.wall_ms =
-            ((crate::engine::now() - self.job.create_time).max(0) / 1_000_000) as u64;
-        let merge = match self.job.meta.get(MERGE_META) {
-            Some(sql) => {
-                let (sql, answers) = (sql.clone(), std::mem::take(&mut self.answers));
-                let run = tokio::task::spawn_blocking(move || {
-                    merge(&sql, &answers, &QueryLimits::default())
-                });
-                let mut m = run.await.unwrap_or_else(|e| MergeAnswer {
-                    sql: String::new(),
-                    columns: vec![],
-                    rows: vec![],
-                    error: Some(format!("merge stage failed: {e}")),
-                    answered: 0,
-                    targeted: 0,
-                });
-                m.targeted = coverage.targeted;
-                Some(m)
-            }
-            None => None,
+        let event = match self.pending.pop_front() {
+            Some(ev) => ev,
+            None => self.live.as_mut()?.recv().await?,
         };
-        QueryEvent::Done {
-            coverage,
-            merge,
-            message,
-        }
+        self.done = matches!(event, QueryEvent::Done { .. });
+        Some(event)
     }
 }
 
 /// Counts answers into the fleet coverage.
-pub fn coverage(answers: &[NodeAnswer], unreachable_at_submit: usize) -> Coverage {
+pub fn coverage(answers: &[NodeAnswer]) -> Coverage {
     let mut c = Coverage {
-        targeted: answers.len() + unreachable_at_submit,
-        unreachable: unreachable_at_submit,
+        targeted: answers.len(),
         ..Coverage::default()
     };
     for a in answers {
@@ -400,72 +434,90 @@ fn to_value(v: &Json) -> Value {
 }
 
 impl crate::Orchestrator {
-    /// Submits a fleet query as an ops job; returns the job id and its first state.
-    pub async fn submit_query(
-        &self,
-        request: &QueryRequest,
-    ) -> Result<crate::SubmitOutcome, OrchestratorError> {
+    /// Asks the fleet a question now; returns the query id. Answers stream through
+    /// [`Self::watch_query`]; the query ends when every node asked has answered, its link
+    /// closed, or the timeout passed.
+    pub async fn ask_query(&self, request: &QueryRequest) -> Result<String, OrchestratorError> {
         let job = query_job(request)?;
-        self.submit(job).await
-    }
-
-    /// Streams a query job's answers: those already in, then each as its node's report is
-    /// applied, then the coverage (and merge stage) once the job is over.
-    pub async fn watch_query(&self, key: &str) -> Result<QueryStream, OrchestratorError> {
-        let job = self.job(key).await?;
-        if !job.meta.contains_key(QUERY_META) {
-            return Err(OrchestratorError::BadRequest(format!(
-                "job {} is not a fleet query; `shoal job describe {}` shows it",
-                job.id, job.id
-            )));
-        }
-        // Subscribe before reading the store: an answer committed in between is then seen
-        // twice (deduplicated by execution id) rather than never.
-        let live = self.query_hub().subscribe(&job.id);
-        let details = self.job_details(&job.id).await?;
-        let finished = details.job.state.state_type.is_terminal();
-        let unreachable_at_submit = self.disconnected_matching(&details).await?;
-        Ok(QueryStream {
-            targeted: details.executions.len(),
-            job: details.job,
-            replay: details.executions.into_iter(),
-            live,
-            finished,
-            unreachable_at_submit,
-            seen: HashSet::new(),
-            answers: Vec::new(),
-            started: false,
-            done: false,
-            reread: Some(self.clone()),
-        })
-    }
-
-    /// Nodes the query did not reach because they were disconnected at submission although
-    /// their labels match: the scheduler rules them out before looking at labels, so they
-    /// are counted here, as unreachable.
-    async fn disconnected_matching(
-        &self,
-        details: &crate::JobDetails,
-    ) -> Result<usize, OrchestratorError> {
-        let away: HashSet<&str> = details
-            .placement
-            .iter()
-            .filter(|p| p.reason.starts_with("node disconnected"))
-            .map(|p| p.node_id.as_str())
-            .collect();
-        if away.is_empty() {
-            return Ok(0);
-        }
-        let nodes = self.nodes().await?;
-        Ok(nodes
-            .iter()
-            .filter(|n| away.contains(n.info.node_id.as_str()))
-            .filter(|n| {
-                let mut labels = n.info.labels.clone();
-                labels.insert(NODE_ID_LABEL.into(), n.info.node_id.clone());
-                shoal_types::selector::matches(&details.job.constraints, &labels)
+        let id = format!(
+            "q-{}",
+            shoal_types::JobId::generate()
+                .as_str()
+                .trim_start_matches("j-")
+        );
+        let timeout = Duration::from_secs(timeout_secs(request));
+        let all_in = self
+            .ask(|reply| crate::engine::Command::AskFleet {
+                query_id: id.clone(),
+                job: Box::new(job),
+                request: Box::new(request.clone()),
+                reply,
             })
-            .count())
+            .await?;
+        let (queries, query_id) = (self.live_queries().clone(), id.clone());
+        tokio::spawn(async move {
+            if tokio::time::timeout(timeout, all_in.notified())
+                .await
+                .is_err()
+            {
+                queries.expire(&query_id, timeout);
+            }
+            let (answers, merge_sql, targeted) = queries.answers(&query_id);
+            let mut coverage = coverage(&answers);
+            // Nodes still pending when the driver woke early cannot be: it wakes when none is.
+            coverage.targeted = targeted.max(coverage.targeted);
+            let asked = queries
+                .created(&query_id)
+                .unwrap_or_else(crate::engine::now);
+            coverage.wall_ms = ((crate::engine::now() - asked).max(0) / 1_000_000) as u64;
+            let merge = match merge_sql {
+                Some(sql) => {
+                    let run = tokio::task::spawn_blocking(move || {
+                        merge(&sql, &answers, &QueryLimits::default())
+                    });
+                    let mut m = run.await.unwrap_or_else(|e| MergeAnswer {
+                        sql: String::new(),
+                        columns: vec![],
+                        rows: vec![],
+                        error: Some(format!("merge stage failed: {e}")),
+                        answered: 0,
+                        targeted: 0,
+                    });
+                    m.targeted = coverage.targeted;
+                    Some(m)
+                }
+                None => None,
+            };
+            let message = if coverage.targeted == 0 {
+                "no node offers the query engine and matches the query's constraints; `shoal node list` shows the nodes and their labels".to_string()
+            } else {
+                format!(
+                    "{} of {} nodes answered",
+                    coverage.answered, coverage.targeted
+                )
+            };
+            queries.finish(
+                &query_id,
+                QueryEvent::Done {
+                    coverage,
+                    merge,
+                    message,
+                },
+            );
+        });
+        Ok(id)
+    }
+
+    /// Streams a query's events: the answers already in, then each as its node replies, then
+    /// the coverage (and the merge stage) once the query is over.
+    pub async fn watch_query(&self, id: &str) -> Result<QueryStream, OrchestratorError> {
+        match self.live_queries().subscribe(id) {
+            Some(s) => Ok(QueryStream::new(s)),
+            None => Err(OrchestratorError::NotFound(format!(
+                "query {id} not found: queries are kept for {} minutes after they end; ask again with `shoal query`",
+                KEEP_FINISHED.as_secs() / 60
+            ))),
+        }
     }
 }
 
@@ -475,14 +527,10 @@ mod tests {
 
     fn answered(node: &str, columns: &[&str], rows: Vec<Vec<Json>>) -> NodeAnswer {
         NodeAnswer {
-            node_id: node.into(),
-            execution_id: format!("e-{node}"),
-            outcome: Outcome::Answered,
             columns: columns.iter().map(|c| c.to_string()).collect(),
             rows,
-            warnings: vec![],
             wall_ms: 1,
-            error: None,
+            ..NodeAnswer::new(node, Outcome::Answered)
         }
     }
 
@@ -501,10 +549,10 @@ mod tests {
             failed("n-b", Outcome::Errored),
             failed("n-c", Outcome::Unreachable),
         ];
-        let c = coverage(&answers, 2);
+        let c = coverage(&answers);
         assert_eq!(
             (c.targeted, c.answered, c.errored, c.unreachable, c.rows),
-            (5, 1, 1, 3, 2)
+            (3, 1, 1, 1, 2)
         );
     }
 
@@ -549,12 +597,11 @@ mod tests {
     }
 
     #[test]
-    fn a_query_becomes_an_ops_job_with_the_query_engine_and_node_targets() {
+    fn a_query_targets_nodes_as_an_ops_job_with_the_query_engine_would() {
         let job = query_job(&QueryRequest {
             query: "SELECT hostname FROM system_info".into(),
             nodes: vec!["n-1".into()],
             timeout: 5,
-            merge: Some("SELECT count(*) FROM results".into()),
             ..QueryRequest::default()
         })
         .unwrap();
@@ -566,7 +613,6 @@ mod tests {
         );
         assert_eq!(job.constraints[0].key, NODE_ID_LABEL);
         assert_eq!(job.constraints[0].values, vec!["n-1"]);
-        assert_eq!(job.meta[MERGE_META], "SELECT count(*) FROM results");
         assert_eq!(job.task().timeouts.total_timeout, 5);
     }
 
@@ -576,17 +622,117 @@ mod tests {
         assert!(err.to_string().contains("query is empty"), "{err}");
     }
 
+    fn request() -> QueryRequest {
+        QueryRequest {
+            query: "SELECT 1".into(),
+            ..QueryRequest::default()
+        }
+    }
+
+    fn rows(n: i64) -> Option<Answer> {
+        Some(Answer {
+            columns: vec!["x".into()],
+            rows: vec![vec![json!(n)]],
+            ..Answer::default()
+        })
+    }
+
     #[tokio::test]
-    async fn the_hub_delivers_to_watchers_and_forgets_them_when_they_leave() {
-        let hub = QueryHub::default();
-        assert!(!hub.watched("j-1"));
-        let mut rx = hub.subscribe("j-1");
-        assert!(hub.watched("j-1"));
-        hub.publish("j-1", HubEvent::Finished);
-        hub.publish("j-2", HubEvent::Finished);
-        assert!(matches!(rx.recv().await, Some(HubEvent::Finished)));
-        drop(rx);
-        hub.publish("j-1", HubEvent::Finished);
-        assert!(!hub.watched("j-1"));
+    async fn a_watcher_sees_every_answer_once_whether_it_came_before_or_after_it_subscribed() {
+        let q = LiveQueries::default();
+        let all_in = q.open("q-1", &request(), &["n-a".into(), "n-b".into()], vec![]);
+        q.answer("n-a", "q-1", rows(1), None);
+        let mut stream = QueryStream::new(q.subscribe("q-1").unwrap());
+        q.answer("n-b", "q-1", None, Some("no such table: nope".into()));
+        // A second reply from a node, and one from a node never asked, count for nothing.
+        q.answer("n-b", "q-1", rows(2), None);
+        q.answer("n-z", "q-1", rows(3), None);
+        all_in.notified().await;
+        q.finish(
+            "q-1",
+            QueryEvent::Done {
+                coverage: coverage(&q.answers("q-1").0),
+                merge: None,
+                message: String::new(),
+            },
+        );
+        let mut seen = Vec::new();
+        while let Some(ev) = stream.next().await {
+            seen.push(ev);
+        }
+        assert!(
+            matches!(&seen[0], QueryEvent::Started { targeted: 2, .. }),
+            "{seen:?}"
+        );
+        let answers: Vec<(&str, Outcome)> = seen
+            .iter()
+            .filter_map(|e| match e {
+                QueryEvent::Answer(a) => Some((a.node_id.as_str(), a.outcome)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            answers,
+            [("n-a", Outcome::Answered), ("n-b", Outcome::Errored)]
+        );
+        let Some(QueryEvent::Done { coverage, .. }) = seen.last() else {
+            panic!("{seen:?}")
+        };
+        assert_eq!((coverage.answered, coverage.errored), (1, 1));
+        // A watcher that comes after the end gets the whole story, Done included.
+        let late: Vec<QueryEvent> = {
+            let mut s = QueryStream::new(q.subscribe("q-1").unwrap());
+            let mut v = Vec::new();
+            while let Some(ev) = s.next().await {
+                v.push(ev);
+            }
+            v
+        };
+        assert_eq!(late.len(), 4, "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn a_lost_link_and_the_deadline_make_silent_nodes_unreachable() {
+        let q = LiveQueries::default();
+        let away = vec![NodeAnswer::new("n-away", Outcome::Unreachable)];
+        let asked = ["n-a".to_string(), "n-b".to_string(), "n-c".to_string()];
+        let all_in = q.open("q-1", &request(), &asked, away);
+        q.answer("n-a", "q-1", rows(1), None);
+        q.node_gone("n-b");
+        q.expire("q-1", Duration::from_secs(5));
+        all_in.notified().await;
+        let (answers, _, targeted) = q.answers("q-1");
+        let c = coverage(&answers);
+        assert_eq!((targeted, c.answered, c.unreachable), (4, 1, 3));
+        let why: Vec<&str> = answers.iter().filter_map(|a| a.error.as_deref()).collect();
+        assert!(
+            why.contains(&"the link to the node closed before it answered"),
+            "{why:?}"
+        );
+        assert!(
+            why.contains(&"no answer within the query's timeout of 5s"),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn finished_queries_are_forgotten_after_the_keep_time() {
+        let q = LiveQueries::default();
+        q.open("q-old", &request(), &[], vec![]);
+        q.finish(
+            "q-old",
+            QueryEvent::Done {
+                coverage: Coverage::default(),
+                merge: None,
+                message: String::new(),
+            },
+        );
+        let long_ago = crate::engine::now() - KEEP_FINISHED.as_nanos() as i64 - 1;
+        if let Some(old) = q.lock().get_mut("q-old") {
+            old.done.as_mut().unwrap().1 = long_ago;
+        }
+        q.open("q-new", &request(), &[], vec![]);
+        assert!(!q.knows("q-old"));
+        assert!(q.knows("q-new"));
     }
 }

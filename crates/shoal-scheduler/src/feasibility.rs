@@ -104,6 +104,26 @@ pub(crate) fn check_static(
 }
 
 /// Why a node that passes [`check_static`] cannot take `request` with `free` left.
+/// Where a live fleet query goes: every node that could run `job` (membership, engine,
+/// labels), split into those connected now and those away, with why. It reserves nothing, so
+/// capacity is not looked at.
+pub fn reach(job: &Job, nodes: &[NodeView]) -> crate::Reach {
+    let mut reach = crate::Reach::default();
+    let nothing = Resources::default();
+    for node in nodes {
+        if static_checks(node, job, &nothing, Purpose::Keep).is_err() {
+            continue;
+        }
+        match connected(node) {
+            Ok(()) => reach.connected.push(node.id()),
+            Err((kind, reason)) => reach
+                .away
+                .push(Rejection::new(node.id(), kind, reason).to_public()),
+        }
+    }
+    reach
+}
+
 pub(crate) fn busy(node: &NodeView, request: &Resources, free: &Resources) -> Option<Rejection> {
     free_capacity(request, free)
         .err()

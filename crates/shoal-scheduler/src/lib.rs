@@ -30,6 +30,7 @@ mod rank;
 mod service;
 mod settle;
 
+pub use feasibility::reach;
 pub use ops::{OpsSummary, UNREACHABLE_PREFIX, ops_buckets};
 
 use shoal_types::time::UnixNanos;
@@ -141,6 +142,15 @@ pub struct NodeRejection {
     /// Whether the reason may go away by itself (busy, disconnected) rather than being a
     /// property of the node (labels, engines, total capacity).
     pub transient: bool,
+}
+
+/// The nodes a live fleet query reaches ([`reach`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Reach {
+    /// Connected nodes that can answer: the query is sent to them.
+    pub connected: Vec<NodeId>,
+    /// Nodes that could answer but are disconnected, with why: they count as unreachable.
+    pub away: Vec<NodeRejection>,
 }
 
 /// What the orchestrator should do for one job.

@@ -21,7 +21,9 @@
 //! unchanged.
 
 use serde::{Deserialize, Serialize};
-use shoal_types::{ComputeStateType, Execution, NodeInfo, Resources, RunOutput, SpecConfig};
+use shoal_types::{
+    Answer, ComputeStateType, Execution, NodeInfo, Resources, RunOutput, SpecConfig,
+};
 
 /// The link protocol version spoken by this build.
 pub const PROTOCOL: &str = "shoal/v1";
@@ -153,6 +155,31 @@ pub enum Frame {
     ResultCancel {
         /// Which request.
         stream_id: u64,
+    },
+    /// Fleet SQL: run one read-only statement over the host tables now and reply with
+    /// [`Frame::QueryAnswer`]. Not durable: a live query asks the nodes that are connected,
+    /// and a node that is away is counted unreachable, as Fleet's and Salt's live queries do.
+    Query {
+        /// Correlates the answer.
+        query_id: String,
+        /// The statement.
+        sql: String,
+        /// Most rows the node may return (its own limit applies too).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        max_rows: Option<u64>,
+        /// Time limit in milliseconds (its own limit applies too).
+        timeout_ms: u64,
+    },
+    /// A node's answer to [`Frame::Query`]: the rows, or why there are none.
+    QueryAnswer {
+        /// Which query.
+        query_id: String,
+        /// The rows, when the statement ran.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        answer: Option<Answer>,
+        /// Why the statement did not run (an SQL error, a limit, no query engine).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
 }
 

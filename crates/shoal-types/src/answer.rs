@@ -73,8 +73,6 @@ pub enum Outcome {
 pub struct NodeAnswer {
     /// The node.
     pub node_id: String,
-    /// Its execution.
-    pub execution_id: String,
     /// How it ended.
     pub outcome: Outcome,
     /// Column names (answered only).
@@ -92,6 +90,21 @@ pub struct NodeAnswer {
     /// Why there is no answer (errored and unreachable).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+impl NodeAnswer {
+    /// An answer from `node_id` with no rows and no error yet.
+    pub fn new(node_id: &str, outcome: Outcome) -> NodeAnswer {
+        NodeAnswer {
+            node_id: node_id.to_string(),
+            outcome,
+            columns: vec![],
+            rows: vec![],
+            warnings: vec![],
+            wall_ms: 0,
+            error: None,
+        }
+    }
 }
 
 /// The fleet coverage of a query, sent last.
@@ -135,11 +148,11 @@ pub struct MergeAnswer {
 pub enum QueryEvent {
     /// Sent first.
     Started {
-        /// The ops job.
-        job_id: String,
+        /// The query's id (`q-...`).
+        query_id: String,
         /// The SQL.
         query: String,
-        /// Nodes asked so far (executions placed).
+        /// Nodes targeted: those asked plus matching nodes that are disconnected.
         targeted: usize,
     },
     /// One node's answer or failure.

@@ -1,7 +1,7 @@
 //! `shoal query "SELECT ..."`: ask the fleet one question in osquery's SQL.
 //!
-//! The query runs as an ops job with the `query` engine on every matching node; answers
-//! stream back as nodes answer, each row tagged with `node_id`. stdout carries only rows
+//! A live query: the orchestrator asks every matching node now (no job, nothing left on the
+//! nodes); answers stream back as nodes answer, each row tagged with `node_id`. stdout carries only rows
 //! (so `--output csv|ndjson` pipes cleanly); the fleet coverage and errors go to stderr.
 
 use std::collections::BTreeMap;
@@ -76,13 +76,15 @@ pub async fn run(endpoint: &Endpoint, args: QueryArgs) -> anyhow::Result<ExitCod
         merge: args.merge.clone(),
     };
     let started = Instant::now();
-    let job_id = client.submit_query(&request).await?;
-    eprintln!("Query submitted as ops job {job_id} (see `shoal job describe {job_id}`)");
+    let query_id = client.ask_query(&request).await?;
     let mut printer = Printer::new(args.output, args.merge.is_some());
-    // The orchestrator ends the job at the timeout; the extra grace covers a lost stream.
+    // The orchestrator ends the query at the timeout; the extra grace covers a lost stream.
     let limit = Duration::from_secs(args.timeout) + Duration::from_secs(15);
-    let streamed =
-        tokio::time::timeout(limit, client.query_stream(&job_id, |ev| printer.event(ev))).await;
+    let streamed = tokio::time::timeout(
+        limit,
+        client.query_stream(&query_id, |ev| printer.event(ev)),
+    )
+    .await;
     let done = match streamed {
         Ok(Ok(done)) => Some(done),
         Ok(Err(e)) => {
@@ -151,7 +153,15 @@ impl Printer {
 
     fn event(&mut self, ev: &QueryEvent) {
         match ev {
-            QueryEvent::Started { targeted, .. } => self.targeted = *targeted,
+            QueryEvent::Started {
+                query_id, targeted, ..
+            } => {
+                self.targeted = *targeted;
+                eprintln!(
+                    "Query {query_id} asked of {targeted} node{}",
+                    if *targeted == 1 { "" } else { "s" }
+                );
+            }
             QueryEvent::Answer(a) => {
                 if a.outcome == Outcome::Answered && !self.merging {
                     for row in &a.rows {
