@@ -26,6 +26,6 @@ pub use query::{
     QueryCost, QueryError, QueryLimits, QueryResult, run_over_rows, run_query, table_names,
 };
 pub use table::{
-    Column, ColumnType, Constraints, HostTable, Row, ScanContext, TableDef, TableError,
+    Column, ColumnType, Constraints, HostTable, Row, ScanContext, TableDef, TableError, UsedColumns,
 };
 pub use value::Value;

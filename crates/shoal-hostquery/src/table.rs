@@ -2,6 +2,9 @@
 //!
 //! Adding a table is one file in `tables/` that implements [`HostTable`] and one line in
 //! `tables/mod.rs`. The SQLite plumbing (`vtab.rs`) is shared by every table.
+//!
+//! A scan also learns which columns the statement reads ([`ScanContext::wants`]); a table
+//! may skip computing the others, which then read as `NULL` (SQLite never asks for them).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -171,6 +174,56 @@ impl Constraints {
     }
 }
 
+/// The columns of a table that one statement reads, as SQLite's `colUsed` mask: bit `i`
+/// is column `i`, and bit 63 stands for column 63 and every later one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UsedColumns(u64);
+
+impl UsedColumns {
+    /// Every column: what a scan assumes when nobody said which columns it needs.
+    pub const ALL: UsedColumns = UsedColumns(u64::MAX);
+
+    /// The columns of a `colUsed` mask.
+    pub const fn from_mask(mask: u64) -> Self {
+        UsedColumns(mask)
+    }
+
+    /// The columns of `table` named in `names` (names that are not columns are ignored).
+    pub fn named(table: &[Column], names: &[&str]) -> Self {
+        let mask = table
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| names.contains(&c.name))
+            .fold(0, |mask, (i, _)| mask | bit(i));
+        UsedColumns(mask)
+    }
+
+    /// The `colUsed` mask.
+    pub const fn mask(self) -> u64 {
+        self.0
+    }
+
+    /// Whether the column at `index` is used.
+    pub const fn contains(self, index: usize) -> bool {
+        self.0 & bit(index) != 0
+    }
+
+    /// Whether every column of `other` is in `self`.
+    pub const fn covers(self, other: UsedColumns) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The columns in either set.
+    pub const fn union(self, other: UsedColumns) -> Self {
+        UsedColumns(self.0 | other.0)
+    }
+}
+
+/// The `colUsed` bit of the column at `index` (63 and later share bit 63).
+const fn bit(index: usize) -> u64 {
+    1 << if index < 63 { index } else { 63 }
+}
+
 /// Why a table could not produce its rows.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum TableError {
@@ -184,24 +237,53 @@ pub enum TableError {
     Source(String),
 }
 
-/// What a table gets for one scan: the pushed-down constraints, the query's deadline and a
-/// place for warnings (osquery prints these to stderr; Shoal returns them with the result).
+/// What a table gets for one scan: the pushed-down constraints, the columns the statement
+/// reads, the query's deadline and a place for warnings (osquery prints these to stderr;
+/// Shoal returns them with the result).
 #[derive(Debug)]
 pub struct ScanContext<'a> {
     /// Pushed-down equality constraints.
     pub constraints: &'a Constraints,
+    columns: &'a [Column],
+    used: UsedColumns,
     deadline: Option<Instant>,
     warnings: Vec<String>,
 }
 
 impl<'a> ScanContext<'a> {
-    /// A context with the given constraints and deadline.
+    /// A context with the given constraints and deadline, wanting every column.
     pub fn new(constraints: &'a Constraints, deadline: Option<Instant>) -> Self {
         ScanContext {
             constraints,
+            columns: &[],
+            used: UsedColumns::ALL,
             deadline,
             warnings: Vec::new(),
         }
+    }
+
+    /// Narrows the scan to the `used` columns of a table with the given `columns`.
+    pub fn with_used_columns(mut self, columns: &'a [Column], used: UsedColumns) -> Self {
+        self.columns = columns;
+        self.used = used;
+        self
+    }
+
+    /// Whether the statement reads the column `name`. A table may leave a column it is not
+    /// wanted `NULL` rather than read the host for it. True when the scan was not narrowed
+    /// or `name` is not one of the table's columns.
+    pub fn wants(&self, name: &str) -> bool {
+        let index = self.columns.iter().position(|c| c.name == name);
+        debug_assert!(
+            self.columns.is_empty() || index.is_some(),
+            "wants({name:?}): not a column of this table"
+        );
+        index.is_none_or(|i| self.used.contains(i))
+    }
+
+    /// Whether the statement reads any of the columns `names`.
+    pub fn wants_any(&self, names: &[&str]) -> bool {
+        names.iter().any(|n| self.wants(n))
     }
 
     /// Fails with [`TableError::Timeout`] once the deadline has passed. Tables that can run
@@ -278,4 +360,42 @@ pub(crate) fn declaration(columns: &[Column]) -> String {
         })
         .collect();
     format!("CREATE TABLE x({})", cols.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const COLUMNS: &[Column] = &[Column::text("a"), Column::text("b"), Column::text("c")];
+
+    #[test]
+    fn bit_63_stands_for_every_later_column() {
+        let late = UsedColumns::from_mask(1 << 63);
+        assert!(late.contains(63) && late.contains(64) && late.contains(200));
+        assert!(!late.contains(62) && !late.contains(0));
+        assert!(UsedColumns::from_mask(1).contains(0));
+    }
+
+    #[test]
+    fn a_scan_wants_every_column_unless_narrowed() {
+        let constraints = Constraints::none();
+        let cx = ScanContext::new(&constraints, None);
+        assert!(cx.wants("a") && cx.wants("anything"));
+
+        let used = UsedColumns::named(COLUMNS, &["b"]);
+        assert_eq!(used, UsedColumns::from_mask(0b010));
+        let cx = ScanContext::new(&constraints, None).with_used_columns(COLUMNS, used);
+        assert!(cx.wants("b") && !cx.wants("a") && !cx.wants("c"));
+        assert!(cx.wants_any(&["a", "b"]) && !cx.wants_any(&["a", "c"]));
+    }
+
+    #[test]
+    fn covers_and_union_compare_column_sets() {
+        let ab = UsedColumns::named(COLUMNS, &["a", "b"]);
+        let b = UsedColumns::named(COLUMNS, &["b"]);
+        let c = UsedColumns::named(COLUMNS, &["c"]);
+        assert!(ab.covers(b) && !b.covers(ab) && !ab.covers(c));
+        assert_eq!(b.union(c), UsedColumns::named(COLUMNS, &["b", "c"]));
+        assert!(UsedColumns::ALL.covers(ab));
+    }
 }

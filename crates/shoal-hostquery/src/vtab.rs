@@ -6,6 +6,12 @@
 //! reads the host at that moment. Rows are cached per query and per constraint set, so a
 //! correlated subquery or a join that rescans a table does not re-read `/proc` per outer row
 //! and sees one consistent snapshot.
+//!
+//! `best_index` also hands `filter` SQLite's `colUsed` mask (in `idx_str`) and records it
+//! for the query. A scan computes only the columns some scan of that table in the statement
+//! reads (the union over the statement, known once it is prepared; the rest are `NULL`), so
+//! `SELECT hostname FROM system_info` reads no DMI files. A cached scan is only reused by a
+//! scan whose columns it covers.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -21,11 +27,14 @@ use rusqlite::vtab::{
 };
 use rusqlite::{Connection, types::Value as SqlValue};
 
-use crate::table::{Constraints, Row, ScanContext, TableDef, TableError, declaration};
+use crate::table::{Constraints, Row, ScanContext, TableDef, TableError, UsedColumns, declaration};
 use crate::value::Value;
 
 /// A table's name and the constraints of one scan of it.
 type ScanKey = (&'static str, String);
+
+/// One cached scan: the columns it computed and its rows.
+type Scan = (UsedColumns, Arc<Vec<Row>>);
 
 /// State shared by every table of one query's connection.
 #[derive(Debug, Default)]
@@ -33,7 +42,9 @@ pub(crate) struct QueryState {
     pub(crate) deadline: Option<Instant>,
     pub(crate) timed_out: AtomicBool,
     pub(crate) warnings: Mutex<Vec<String>>,
-    cache: Mutex<HashMap<ScanKey, Arc<Vec<Row>>>>,
+    /// Per table, the union of the columns every `best_index` call saw used.
+    used: Mutex<HashMap<&'static str, UsedColumns>>,
+    cache: Mutex<HashMap<ScanKey, Scan>>,
 }
 
 impl QueryState {
@@ -42,6 +53,20 @@ impl QueryState {
             deadline,
             ..Default::default()
         }
+    }
+
+    /// Records that a scan of `table` reads the `used` columns.
+    fn note_used(&self, table: &'static str, used: UsedColumns) {
+        let mut all = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = all.entry(table).or_insert(used);
+        *entry = entry.union(used);
+    }
+
+    /// The columns a scan of `table` that reads `needed` computes: every column any scan of
+    /// `table` in the statement reads, so that rescans can share one snapshot.
+    fn to_compute(&self, table: &'static str, needed: UsedColumns) -> UsedColumns {
+        let all = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(table).map_or(needed, |u| u.union(needed))
     }
 
     fn warn(&self, message: String) {
@@ -125,8 +150,9 @@ unsafe impl<'vtab> VTab<'vtab> for HostVTab {
                 pushable.then_some((i, col))
             })
             .collect();
-        // idx_str lists the pushed columns in argv order: "3e,5i" = column 3 by equality,
-        // column 5 as a whole IN list.
+        // idx_str is the colUsed mask in hex, then the pushed columns in argv order:
+        // "29/3e,5i" = columns 0, 3 and 5 are read, column 3 is pushed by equality, column
+        // 5 as a whole IN list.
         let mut plan = Vec::with_capacity(candidates.len());
         for (argv, (i, col)) in candidates.iter().enumerate() {
             let whole_in = info.is_in_constraint(*i)? && info.set_in_constraint(*i, true)?;
@@ -143,7 +169,9 @@ unsafe impl<'vtab> VTab<'vtab> for HostVTab {
         };
         info.set_estimated_cost(cost);
         info.set_estimated_rows(rows);
-        info.set_idx_str(&plan.join(","));
+        let used = UsedColumns::from_mask(info.col_used());
+        self.query.note_used(self.table.name(), used);
+        info.set_idx_str(&format!("{:x}/{}", used.mask(), plan.join(",")));
         Ok(true)
     }
 
@@ -167,14 +195,10 @@ pub(crate) struct HostCursor<'vtab> {
 }
 
 impl HostCursor<'_> {
-    fn constraints(
-        &self,
-        idx_str: Option<&str>,
-        args: &Filters<'_>,
-    ) -> rusqlite::Result<Constraints> {
+    fn constraints(&self, plan: &str, args: &Filters<'_>) -> rusqlite::Result<Constraints> {
         let columns = self.vtab.table.columns();
         let mut constraints = Constraints::none();
-        let plan = idx_str.unwrap_or("").split(',').filter(|s| !s.is_empty());
+        let plan = plan.split(',').filter(|s| !s.is_empty());
         for (argv, entry) in plan.enumerate() {
             let (col, kind) = entry.split_at(entry.len() - 1);
             let Some(column) = col.parse::<usize>().ok().and_then(|c| columns.get(c)) else {
@@ -193,7 +217,12 @@ impl HostCursor<'_> {
         Ok(constraints)
     }
 
-    fn scan(&self, constraints: &Constraints) -> rusqlite::Result<Arc<Vec<Row>>> {
+    /// The rows of a scan under `constraints` that reads the `needed` columns.
+    fn scan(
+        &self,
+        constraints: &Constraints,
+        needed: UsedColumns,
+    ) -> rusqlite::Result<Arc<Vec<Row>>> {
         let table = self.vtab.table;
         let query = &self.vtab.query;
         let columns = table.columns();
@@ -212,15 +241,17 @@ impl HostCursor<'_> {
             return Ok(Arc::default());
         }
         let key = (table.name(), constraints.cache_key());
-        if let Some(rows) = query
+        if let Some((computed, rows)) = query
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(&key)
+            && computed.covers(needed)
         {
             return Ok(rows.clone());
         }
-        let mut cx = ScanContext::new(constraints, query.deadline);
+        let used = query.to_compute(table.name(), needed);
+        let mut cx = ScanContext::new(constraints, query.deadline).with_used_columns(columns, used);
         let result = table.rows(&mut cx);
         for w in cx.into_warnings() {
             query.warn(w);
@@ -244,8 +275,20 @@ impl HostCursor<'_> {
             .cache
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key, rows.clone());
+            .insert(key, (used, rows.clone()));
         Ok(rows)
+    }
+}
+
+/// Splits `best_index`'s idx_str into the columns read and the pushed-constraint plan. An
+/// idx_str without a readable mask reads every column.
+fn parse_idx_str(idx_str: &str) -> (UsedColumns, &str) {
+    match idx_str.split_once('/') {
+        Some((mask, plan)) => match u64::from_str_radix(mask, 16) {
+            Ok(mask) => (UsedColumns::from_mask(mask), plan),
+            Err(_) => (UsedColumns::ALL, plan),
+        },
+        None => (UsedColumns::ALL, idx_str),
     }
 }
 
@@ -267,8 +310,9 @@ unsafe impl VTabCursor for HostCursor<'_> {
         idx_str: Option<&str>,
         args: &Filters<'_>,
     ) -> rusqlite::Result<()> {
-        let constraints = self.constraints(idx_str, args)?;
-        self.rows = self.scan(&constraints)?;
+        let (used, plan) = parse_idx_str(idx_str.unwrap_or(""));
+        let constraints = self.constraints(plan, args)?;
+        self.rows = self.scan(&constraints, used)?;
         self.i = 0;
         Ok(())
     }
@@ -294,5 +338,151 @@ unsafe impl VTabCursor for HostCursor<'_> {
 
     fn rowid(&self) -> rusqlite::Result<i64> {
         Ok(self.i as i64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+
+    use super::*;
+    use crate::table::{Column, HostTable};
+
+    thread_local! {
+        /// The columns each scan of [`Probe`] on this thread wanted.
+        static SCANS: RefCell<Vec<Vec<&'static str>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// A table that records which columns each scan wants and fills only those, with
+    /// values `"<column>1"` and `"<column>2"` in its two rows.
+    struct Probe;
+
+    impl HostTable for Probe {
+        const NAME: &'static str = "probe";
+        const COLUMNS: &'static [Column] = &[
+            Column::text("a"),
+            Column::text("b"),
+            Column::text("c"),
+            Column::text("d").hidden(),
+        ];
+
+        fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
+            let wanted: Vec<&'static str> = Self::COLUMNS
+                .iter()
+                .map(|c| c.name)
+                .filter(|c| cx.wants(c))
+                .collect();
+            SCANS.with(|s| s.borrow_mut().push(wanted));
+            Ok((1..=2)
+                .map(|i| {
+                    Self::COLUMNS
+                        .iter()
+                        .map(|c| cx.wants(c.name).then(|| format!("{}{i}", c.name)).into())
+                        .collect()
+                })
+                .collect())
+        }
+    }
+
+    fn connection() -> Connection {
+        let conn = Connection::open_in_memory().unwrap();
+        register(&conn, &Probe, &Arc::new(QueryState::new(None))).unwrap();
+        SCANS.with(|s| s.borrow_mut().clear());
+        conn
+    }
+
+    fn rows(conn: &Connection, sql: &str) -> Vec<Vec<Option<String>>> {
+        let mut stmt = conn.prepare(sql).unwrap();
+        let width = stmt.column_count();
+        stmt.query_map([], |r| (0..width).map(|i| r.get(i)).collect())
+            .unwrap()
+            .collect::<rusqlite::Result<_>>()
+            .unwrap()
+    }
+
+    fn scans() -> Vec<Vec<&'static str>> {
+        SCANS.with(|s| s.borrow().clone())
+    }
+
+    fn text(s: &str) -> Option<String> {
+        Some(s.to_string())
+    }
+
+    #[test]
+    fn a_scan_wants_only_the_columns_the_statement_reads() {
+        let conn = connection();
+        assert_eq!(
+            rows(&conn, "SELECT b FROM probe"),
+            [[text("b1")], [text("b2")]]
+        );
+        assert_eq!(scans(), [["b"]]);
+
+        let conn = connection();
+        let sql = "SELECT c, a FROM probe WHERE d = 'd2' ORDER BY b";
+        assert_eq!(rows(&conn, sql), [[text("c2"), text("a2")]]);
+        assert_eq!(scans(), [["a", "b", "c", "d"]]);
+
+        let conn = connection();
+        assert_eq!(
+            rows(&conn, "SELECT CAST(count(*) AS TEXT) FROM probe"),
+            [[text("2")]]
+        );
+        assert_eq!(scans(), [Vec::<&str>::new()]);
+    }
+
+    #[test]
+    fn select_star_wants_every_visible_column() {
+        let conn = connection();
+        assert_eq!(
+            rows(&conn, "SELECT * FROM probe"),
+            [
+                [text("a1"), text("b1"), text("c1")],
+                [text("a2"), text("b2"), text("c2")]
+            ]
+        );
+        assert_eq!(scans(), [["a", "b", "c"]]);
+    }
+
+    #[test]
+    fn scans_of_one_table_with_different_columns_each_get_their_values() {
+        let conn = connection();
+        let sql = "SELECT p.a, q.c FROM probe p JOIN probe q ON substr(q.b, 2) = substr(p.a, 2)";
+        assert_eq!(
+            rows(&conn, sql),
+            [[text("a1"), text("c1")], [text("a2"), text("c2")]]
+        );
+        let sql = "SELECT a, (SELECT d FROM probe q WHERE substr(q.d, 2) = substr(p.a, 2)) \
+                   FROM probe p";
+        assert_eq!(
+            rows(&conn, sql),
+            [[text("a1"), text("d1")], [text("a2"), text("d2")]]
+        );
+    }
+
+    #[test]
+    fn a_cached_scan_is_not_reused_by_a_scan_that_reads_more_columns() {
+        // Two statements on one query state: the second reads a column the first's cached
+        // scan did not compute, so the table is scanned again, for both sets of columns.
+        let conn = connection();
+        assert_eq!(
+            rows(&conn, "SELECT a FROM probe"),
+            [[text("a1")], [text("a2")]]
+        );
+        assert_eq!(
+            rows(&conn, "SELECT c FROM probe"),
+            [[text("c1")], [text("c2")]]
+        );
+        assert_eq!(rows(&conn, "SELECT a FROM probe").len(), 2);
+        assert_eq!(scans(), [vec!["a"], vec!["a", "c"]]);
+    }
+
+    #[test]
+    fn idx_str_without_a_mask_reads_every_column() {
+        assert_eq!(
+            parse_idx_str("29/3e,5i"),
+            (UsedColumns::from_mask(0x29), "3e,5i")
+        );
+        assert_eq!(parse_idx_str(""), (UsedColumns::ALL, ""));
+        assert_eq!(parse_idx_str("3e"), (UsedColumns::ALL, "3e"));
     }
 }

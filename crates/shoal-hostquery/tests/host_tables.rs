@@ -24,6 +24,103 @@ fn system_info_hostname_is_the_kernel_hostname() {
 }
 
 #[test]
+fn system_info_hostname_alone_is_the_kernel_hostname() {
+    let r = query("SELECT hostname FROM system_info");
+    let expected = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    assert_eq!(r.rows, vec![vec![Value::from(expected.trim())]]);
+}
+
+/// `/proc/meminfo`'s `MemTotal` in bytes and the number of `/proc/cpuinfo` processors.
+fn memory_and_processors() -> (i64, i64) {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kib: i64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let processors = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    (kib * 1024, processors as i64)
+}
+
+#[test]
+fn system_info_fills_every_column_a_statement_selects() {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let (memory, processors) = memory_and_processors();
+    let r = query(
+        "SELECT physical_memory, hostname, cpu_logical_cores, cpu_type, local_hostname \
+         FROM system_info",
+    );
+    assert_eq!(r.rows.len(), 1);
+    let row = &r.rows[0];
+    assert_eq!(row[0], Value::Integer(memory));
+    assert_eq!(text(&row[1]), hostname.trim());
+    assert_eq!(row[2], Value::Integer(processors));
+    assert!(!text(&row[3]).is_empty(), "{row:?}");
+    assert_eq!(text(&row[4]), hostname.trim());
+
+    // SELECT * computes every column: the same values, and the DMI and CPU columns too.
+    let all = query("SELECT * FROM system_info");
+    let column = |name: &str| {
+        let i = all.columns.iter().position(|c| c == name).unwrap();
+        all.rows[0][i].clone()
+    };
+    assert_eq!(column("physical_memory"), row[0]);
+    assert_eq!(column("hostname"), row[1]);
+    assert_eq!(column("cpu_logical_cores"), row[2]);
+    assert_eq!(column("cpu_type"), row[3]);
+    assert!(matches!(column("cpu_physical_cores"), Value::Integer(n) if n >= 1));
+    assert!(!text(&column("uuid")).is_empty() || !std::path::Path::new("/etc/machine-id").exists());
+}
+
+#[test]
+fn scans_of_one_table_for_different_columns_each_get_real_values() {
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let (memory, processors) = memory_and_processors();
+    let r = query("SELECT a.hostname, b.physical_memory FROM system_info a, system_info b");
+    assert_eq!(
+        r.rows,
+        vec![vec![Value::from(hostname.trim()), Value::Integer(memory)]]
+    );
+    let r = query(
+        "SELECT hostname, (SELECT cpu_logical_cores FROM system_info WHERE hostname != '') \
+         FROM system_info",
+    );
+    assert_eq!(
+        r.rows,
+        vec![vec![
+            Value::from(hostname.trim()),
+            Value::Integer(processors)
+        ]]
+    );
+    let me = std::process::id();
+    let r = query(&format!(
+        "SELECT p.name, q.cmdline, q.cwd FROM processes p JOIN processes q ON q.pid = p.parent \
+         WHERE p.pid = {me}"
+    ));
+    let parent = std::os::unix::process::parent_id();
+    let cmdline = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap();
+    let cmdline: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    let cwd = std::fs::read_link(format!("/proc/{parent}/cwd")).unwrap();
+    let name = std::fs::read_to_string(format!("/proc/{me}/comm")).unwrap();
+    assert_eq!(
+        r.rows,
+        vec![vec![
+            Value::from(name.trim()),
+            Value::from(cmdline.join(" ")),
+            Value::from(cwd.to_string_lossy().as_ref()),
+        ]]
+    );
+}
+
+#[test]
 fn users_lists_root_with_uid_zero_and_matches_etc_passwd() {
     let r = query("SELECT uid, username, directory FROM users WHERE username = 'root'");
     assert_eq!(

@@ -1,5 +1,7 @@
 //! `processes`: one row per process in `/proc`. `WHERE pid = N` (or `IN`) reads only those
-//! processes. A process that exits while it is being read is left out.
+//! processes. A process that exits while it is being read is left out. Besides `stat`, a
+//! process's files (`status`, `exe`, `cmdline`, `cwd`, `root`, `io`, `cgroup`) are read only
+//! when the statement reads a column they fill.
 
 use std::path::Path;
 
@@ -55,10 +57,14 @@ impl HostTable for Processes {
             ticks: procfs::ticks_per_second().max(1),
             boot: procfs::boot_time_secs().unwrap_or(0),
         };
+        let reads = Reads::wanted(cx);
         let mut rows = Vec::with_capacity(pids.len());
         for pid in pids {
             cx.check_deadline()?;
-            if let Some(row) = Process::new(pid).ok().and_then(|p| process_row(&p, clock)) {
+            if let Some(row) = Process::new(pid)
+                .ok()
+                .and_then(|p| process_row(&p, clock, reads))
+            {
                 rows.push(row);
             }
         }
@@ -72,6 +78,32 @@ struct Clock {
     boot: u64,
 }
 
+/// Which of a process's files (beyond `stat`) the statement's columns need.
+#[derive(Clone, Copy)]
+struct Reads {
+    status: bool,
+    exe: bool,
+    cmdline: bool,
+    cwd: bool,
+    root: bool,
+    io: bool,
+    cgroup: bool,
+}
+
+impl Reads {
+    fn wanted(cx: &ScanContext<'_>) -> Self {
+        Reads {
+            status: cx.wants_any(&["name", "uid", "gid", "euid", "egid", "suid", "sgid"]),
+            exe: cx.wants_any(&["path", "on_disk"]),
+            cmdline: cx.wants("cmdline"),
+            cwd: cx.wants("cwd"),
+            root: cx.wants("root"),
+            io: cx.wants_any(&["disk_bytes_read", "disk_bytes_written"]),
+            cgroup: cx.wants("cgroup_path"),
+        }
+    }
+}
+
 /// Every numeric entry of `/proc`.
 pub(crate) fn all_pids() -> Vec<i32> {
     std::fs::read_dir("/proc")
@@ -82,41 +114,51 @@ pub(crate) fn all_pids() -> Vec<i32> {
         .unwrap_or_default()
 }
 
-fn process_row(p: &Process, clock: Clock) -> Option<Row> {
+fn process_row(p: &Process, clock: Clock, reads: Reads) -> Option<Row> {
     let stat = p.stat().ok()?;
-    let status = p.status().ok();
-    let (path, on_disk) = match p.exe() {
-        Ok(exe) => {
+    let status = reads.status.then(|| p.status().ok()).flatten();
+    let (path, on_disk) = match reads.exe.then(|| p.exe()) {
+        None => (None, None),
+        Some(Ok(exe)) => {
             let s = exe.to_string_lossy().into_owned();
             match s.strip_suffix(" (deleted)") {
-                Some(gone) => (gone.to_string(), 0i64),
+                Some(gone) => (Some(gone.to_string()), Some(0i64)),
                 None => {
                     let exists = Path::new(&s).exists();
-                    (s, i64::from(exists))
+                    (Some(s), Some(i64::from(exists)))
                 }
             }
         }
-        Err(_) => (String::new(), -1),
+        Some(Err(_)) => (Some(String::new()), Some(-1)),
     };
-    let cmdline = p.cmdline().map(|a| a.join(" ")).unwrap_or_default();
-    let link = |r: procfs::ProcResult<std::path::PathBuf>| {
-        r.map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let io = p.io().ok();
-    let ms = |t: u64| (t * 1000 / clock.ticks) as i64;
-    let cgroup = hostfs::read(format!("/proc/{}/cgroup", p.pid()))
-        .and_then(|t| {
-            t.lines()
-                .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+    let cmdline = reads
+        .cmdline
+        .then(|| p.cmdline().map(|a| a.join(" ")).unwrap_or_default());
+    let link = |wanted: bool, read: fn(&Process) -> procfs::ProcResult<std::path::PathBuf>| {
+        wanted.then(|| {
+            read(p)
+                .map(|p| p.to_string_lossy().into_owned())
+                .unwrap_or_default()
         })
-        .unwrap_or_default();
+    };
+    let io = reads.io.then(|| p.io().ok()).flatten();
+    let ms = |t: u64| (t * 1000 / clock.ticks) as i64;
+    let cgroup = reads.cgroup.then(|| {
+        hostfs::read(format!("/proc/{}/cgroup", p.pid()))
+            .and_then(|t| {
+                t.lines()
+                    .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            })
+            .unwrap_or_default()
+    });
     let name = status
         .as_ref()
         .map(|s| s.name.clone())
         .unwrap_or_else(|| stat.comm.clone());
     let id = |f: fn(&procfs::process::Status) -> u32| {
-        status.as_ref().map(|s| i64::from(f(s))).unwrap_or(-1)
+        reads
+            .status
+            .then(|| status.as_ref().map(|s| i64::from(f(s))).unwrap_or(-1))
     };
     let page = procfs::page_size();
     Some(vec![
@@ -125,8 +167,8 @@ fn process_row(p: &Process, clock: Clock) -> Option<Row> {
         path.into(),
         cmdline.into(),
         stat.state.to_string().into(),
-        link(p.cwd()).into(),
-        link(p.root()).into(),
+        link(reads.cwd, Process::cwd).into(),
+        link(reads.root, Process::root).into(),
         id(|s| s.ruid).into(),
         id(|s| s.rgid).into(),
         id(|s| s.euid).into(),

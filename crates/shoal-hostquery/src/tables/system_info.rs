@@ -32,41 +32,74 @@ impl HostTable for SystemInfo {
         Column::text("local_hostname"),
     ];
 
-    fn rows(&self, _cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
-        let name = host_name();
-        let cpus = processors();
-        let refs: Vec<_> = cpus.iter().collect();
+    fn rows(&self, cx: &mut ScanContext<'_>) -> Result<Vec<Row>, TableError> {
+        // Each source is read only when a column it fills is wanted; the rest stay NULL.
+        let name = cx
+            .wants_any(&["hostname", "computer_name", "local_hostname"])
+            .then(host_name);
+        let named = |column: &str| cx.wants(column).then(|| name.clone()).flatten();
+        let cpus = if cx.wants_any(CPUINFO_COLUMNS) {
+            processors()
+        } else {
+            Vec::new()
+        };
         let first = cpus.first();
-        let mut sockets: Vec<Option<&str>> = cpus.iter().map(|p| p.get("physical id")).collect();
-        sockets.sort_unstable();
-        sockets.dedup();
-        let memory = super::memory_info::meminfo().get("MemTotal").copied();
-        let dmi =
-            |f: &str| hostfs::read_trimmed(format!("/sys/class/dmi/id/{f}")).unwrap_or_default();
+        let cpu = |column: &str, key: &str| {
+            cx.wants(column)
+                .then(|| first.and_then(|p| p.get(key)))
+                .flatten()
+        };
+        let sockets = cx.wants("cpu_sockets").then(|| {
+            let mut ids: Vec<Option<&str>> = cpus.iter().map(|p| p.get("physical id")).collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.len()
+        });
+        let memory = cx
+            .wants("physical_memory")
+            .then(|| super::memory_info::meminfo().get("MemTotal").copied())
+            .flatten();
+        let dmi = |column: &str, file: &str| {
+            cx.wants(column).then(|| {
+                hostfs::read_trimmed(format!("/sys/class/dmi/id/{file}")).unwrap_or_default()
+            })
+        };
         Ok(vec![vec![
-            name.clone().into(),
-            machine_uuid().into(),
-            hostfs::machine_arch().into(),
-            first.and_then(|p| p.get("model")).into(),
-            first.and_then(|p| p.get("model name")).into(),
-            physical_cores(&refs).into(),
-            cpus.len().into(),
-            sockets.len().into(),
-            first.and_then(|p| p.get("microcode")).into(),
+            named("hostname").into(),
+            cx.wants("uuid").then(machine_uuid).into(),
+            cx.wants("cpu_type").then(hostfs::machine_arch).into(),
+            cpu("cpu_subtype", "model").into(),
+            cpu("cpu_brand", "model name").into(),
+            cx.wants("cpu_physical_cores")
+                .then(|| physical_cores(&cpus.iter().collect::<Vec<_>>()))
+                .into(),
+            cx.wants("cpu_logical_cores").then_some(cpus.len()).into(),
+            sockets.into(),
+            cpu("cpu_microcode", "microcode").into(),
             memory.into(),
-            dmi("sys_vendor").into(),
-            dmi("product_name").into(),
-            dmi("product_version").into(),
-            dmi("product_serial").into(),
-            dmi("board_vendor").into(),
-            dmi("board_name").into(),
-            dmi("board_version").into(),
-            dmi("board_serial").into(),
-            name.clone().into(),
-            name.into(),
+            dmi("hardware_vendor", "sys_vendor").into(),
+            dmi("hardware_model", "product_name").into(),
+            dmi("hardware_version", "product_version").into(),
+            dmi("hardware_serial", "product_serial").into(),
+            dmi("board_vendor", "board_vendor").into(),
+            dmi("board_model", "board_name").into(),
+            dmi("board_version", "board_version").into(),
+            dmi("board_serial", "board_serial").into(),
+            named("computer_name").into(),
+            named("local_hostname").into(),
         ]])
     }
 }
+
+/// The columns filled from `/proc/cpuinfo`.
+const CPUINFO_COLUMNS: &[&str] = &[
+    "cpu_subtype",
+    "cpu_brand",
+    "cpu_physical_cores",
+    "cpu_logical_cores",
+    "cpu_sockets",
+    "cpu_microcode",
+];
 
 /// The host name as `gethostname(2)` returns it.
 pub(crate) fn host_name() -> String {
@@ -98,5 +131,36 @@ pub(crate) fn machine_uuid() -> String {
         )
     } else {
         id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::table::{Constraints, UsedColumns};
+    use crate::value::Value;
+
+    fn row(wanted: &[&str]) -> Row {
+        let constraints = Constraints::none();
+        let used = UsedColumns::named(SystemInfo::COLUMNS, wanted);
+        let mut cx =
+            ScanContext::new(&constraints, None).with_used_columns(SystemInfo::COLUMNS, used);
+        let mut rows = SystemInfo.rows(&mut cx).unwrap();
+        assert_eq!(rows.len(), 1);
+        rows.remove(0)
+    }
+
+    #[test]
+    fn only_wanted_columns_are_filled() {
+        let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+        let r = row(&["hostname"]);
+        assert_eq!(r[0], Value::from(hostname.trim()));
+        assert!(r[1..].iter().all(|v| *v == Value::Null), "{r:?}");
+
+        let r = row(&["cpu_logical_cores", "physical_memory"]);
+        for (column, value) in SystemInfo::COLUMNS.iter().zip(&r) {
+            let filled = matches!(column.name, "cpu_logical_cores" | "physical_memory");
+            assert_eq!(*value != Value::Null, filled, "{}: {value:?}", column.name);
+        }
     }
 }
