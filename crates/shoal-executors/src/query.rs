@@ -16,12 +16,14 @@
 //! under [`DEFAULT_MAX_ANSWER_BYTES`] because an answer travels in one link message.
 
 use std::path::Path;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value as Json;
 use shoal_hostquery::{QueryError, QueryLimits, QueryResult, run_query};
 use shoal_types::{Answer, SpecConfig};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink, Stream};
@@ -149,7 +151,7 @@ impl Executor for QueryExecutor {
             let task_limits = limits.clone();
             // The query is bounded by its own time limit, so on cancellation the blocking
             // thread is left to finish on its own; nothing it does outlives that limit.
-            let task = tokio::task::spawn_blocking(move || run_query(&sql, &task_limits));
+            let task = run_blocking(move || run_query(&sql, &task_limits));
             let result = tokio::select! {
                 joined = task => joined.map_err(|e| ExecutorError::transient(format!("query engine: query task failed: {e}")))?,
                 () = cancel.cancelled() => return Err(ExecutorError::Cancelled),
@@ -181,11 +183,40 @@ impl QueryExecutor {
             timeout: None,
         };
         let limits = self.limits_for(&params, Some(timeout));
-        let result = tokio::task::spawn_blocking(move || run_query(&params.sql, &limits))
+        let result = run_blocking(move || run_query(&params.sql, &limits))
             .await
             .map_err(|e| format!("query engine: query task failed: {e}"))?;
         result.map(|r| to_answer(&r)).map_err(|e| e.to_string())
     }
+}
+
+/// Host queries running at once in this process: one per CPU. A burst of questions (many
+/// users at once, or a simulated fleet of agents in one process) waits here for a slot
+/// instead of starting a blocking thread per query: at 10,000 agents in one process, the
+/// threads' context switches cost more than the queries. A query's time limit starts when
+/// it runs, not while it waits.
+static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| {
+    Arc::new(Semaphore::new(
+        std::thread::available_parallelism().map_or(2, usize::from),
+    ))
+});
+
+/// Runs `query` on the blocking pool once a slot is free.
+async fn run_blocking<T: Send + 'static>(
+    query: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, tokio::task::JoinError> {
+    // The semaphore is never closed. The slot goes with the query: a cancelled execution
+    // stops waiting for it, but it holds the slot until it has finished.
+    let slot = SLOTS
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the query slots stay open");
+    tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        query()
+    })
+    .await
 }
 
 /// The typed answer an execution's report or a live query's reply carries.
