@@ -918,6 +918,13 @@ fn apply_report(
         }
         tx.append_history(history(job, Some(e.id.as_str()), ev))?;
     }
+    // The scheduler tells live executions apart from ended ones, never one live state from
+    // another: a report that leaves the execution live (accepted, preparing, running) cannot
+    // change the job's plan, so it is not evaluated. A daemon rolled out to 5,000 nodes
+    // otherwise evaluated the whole fleet after every batch of its 10,000 reports.
+    if !r.state.is_terminal() {
+        return Ok(None);
+    }
     Ok(Some(e.job_id.to_string()))
 }
 

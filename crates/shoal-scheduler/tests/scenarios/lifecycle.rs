@@ -162,3 +162,33 @@ fn a_job_no_node_can_run_fails_even_on_an_empty_cluster() {
         "not enough nodes to run job. requested: 2, available: 0, suitable: 0."
     );
 }
+
+/// The orchestrator does not evaluate a job after a report that leaves its execution live
+/// (accepted, preparing, running): that is only right while no plan depends on which live
+/// state an execution is in. Every job type, with some executions placed and others not.
+#[test]
+fn no_plan_depends_on_which_live_state_an_execution_is_in() {
+    for job in [batch(3), service(2), ops(), daemon()] {
+        let kind = job.job_type;
+        let nodes = vec![node("n-a"), node("n-b"), node("n-c")];
+        let mut c = Cluster::new(job, nodes);
+        c.step();
+        assert!(!c.executions.is_empty(), "{kind:?}: nothing placed");
+        c.advance(30);
+        let mut plans = Vec::new();
+        for state in [
+            ComputeStateType::New,
+            ComputeStateType::BidAccepted,
+            ComputeStateType::Running,
+        ] {
+            for e in &mut c.executions {
+                e.compute_state.state_type = state;
+                e.compute_state.message = format!("{state:?}");
+                e.modify_time = c.now;
+            }
+            plans.push(c.plan());
+        }
+        assert_eq!(plans[0], plans[1], "{kind:?}: New vs BidAccepted");
+        assert_eq!(plans[1], plans[2], "{kind:?}: BidAccepted vs Running");
+    }
+}
