@@ -12,14 +12,10 @@ use axum::Json;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
 use axum::response::Response;
-use futures::SinkExt;
 use serde_json::{Value, json};
 use shoal_orchestrator::QueryRequest;
 
 use crate::{ApiError, AppState};
-
-/// Events written before one flush of the stream.
-const BURST: usize = 256;
 
 /// `POST /queries`.
 pub(crate) async fn submit(
@@ -54,24 +50,11 @@ async fn stream_answers(s: AppState, id: String, mut socket: WebSocket) {
             return;
         }
     };
-    // Not raced against reads from the socket: a client that leaves is noticed when a send
-    // fails. The answers already in go out with one flush: 10,000 nodes answering at once
-    // cost 10,000 writes otherwise.
-    while let Some(first) = answers.next().await {
-        let (mut next, mut fed) = (Some(first), 0);
-        while let Some(ev) = next {
-            let frame = serde_json::to_string(&ev).unwrap_or_default();
-            if socket.feed(WsMessage::text(frame)).await.is_err() {
-                return;
-            }
-            fed += 1;
-            next = if fed < BURST {
-                answers.try_next()
-            } else {
-                None
-            };
-        }
-        if socket.flush().await.is_err() {
+    // Not raced against reads from the socket: `next` may be running the merge stage,
+    // and a client that leaves is noticed when a send fails.
+    while let Some(ev) = answers.next().await {
+        let frame = serde_json::to_string(&ev).unwrap_or_default();
+        if socket.send(WsMessage::text(frame)).await.is_err() {
             return;
         }
     }

@@ -338,20 +338,6 @@ impl QueryStream {
         self.done = matches!(event, QueryEvent::Done { .. });
         Some(event)
     }
-
-    /// The next event if one is in already, without waiting; `None` when none is (or after
-    /// `Done`). Lets a sender write a burst of answers with one flush.
-    pub fn try_next(&mut self) -> Option<QueryEvent> {
-        if self.done {
-            return None;
-        }
-        let event = match self.pending.pop_front() {
-            Some(ev) => ev,
-            None => self.live.as_mut()?.try_recv().ok()?,
-        };
-        self.done = matches!(event, QueryEvent::Done { .. });
-        Some(event)
-    }
 }
 
 /// Counts answers into the fleet coverage.
@@ -727,21 +713,6 @@ mod tests {
             why.contains(&"no answer within the query's timeout of 5s"),
             "{why:?}"
         );
-    }
-
-    #[test]
-    fn try_next_hands_out_what_is_in_and_never_waits() {
-        let q = LiveQueries::default();
-        q.open("q-1", &request(), &["n-a".into(), "n-b".into()], vec![]);
-        let mut stream = QueryStream::new(q.subscribe("q-1").unwrap());
-        assert!(matches!(
-            stream.try_next(),
-            Some(QueryEvent::Started { .. })
-        ));
-        assert_eq!(stream.try_next(), None);
-        q.answer("n-a", "q-1", rows(1), None);
-        assert!(matches!(stream.try_next(), Some(QueryEvent::Answer(a)) if a.node_id == "n-a"));
-        assert_eq!(stream.try_next(), None);
     }
 
     #[test]
