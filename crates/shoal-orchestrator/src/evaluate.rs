@@ -117,11 +117,6 @@ impl ActiveJobs {
         self.specs.insert(job.id.clone(), job.clone());
     }
 
-    /// One execution, if its job's executions are loaded.
-    pub fn execution(&self, job_id: &str, execution_id: &str) -> Option<&Execution> {
-        self.get(job_id, execution_id)
-    }
-
     fn load(&mut self, tx: &Tx<'_>, job_id: &str) -> Result<(), OrchestratorError> {
         if !self.jobs.contains_key(job_id) {
             let list = tx.read().executions(job_id)?;
@@ -139,7 +134,8 @@ impl ActiveJobs {
         self.jobs.get(job_id).map_or(&[], |j| j.list.as_slice())
     }
 
-    fn get(&self, job_id: &str, execution_id: &str) -> Option<&Execution> {
+    /// One execution, if its job's executions are loaded.
+    pub fn execution(&self, job_id: &str, execution_id: &str) -> Option<&Execution> {
         let j = self.jobs.get(job_id)?;
         j.at.get(execution_id).map(|&i| &j.list[i])
     }
@@ -169,7 +165,7 @@ fn apply(
     for update in &plan.updates {
         let Some(mut e) = st
             .active
-            .get(&job.id, update.execution_id.as_str())
+            .execution(&job.id, update.execution_id.as_str())
             .cloned()
         else {
             continue;

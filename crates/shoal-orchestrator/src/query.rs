@@ -125,11 +125,8 @@ struct LiveQuery {
 
 impl LiveQuery {
     fn settle(&mut self, answer: NodeAnswer) {
-        let event = QueryEvent::Answer(answer);
-        self.watchers.retain(|w| w.send(event.clone()).is_ok());
-        let QueryEvent::Answer(answer) = event else {
-            unreachable!("built above")
-        };
+        self.watchers
+            .retain(|w| w.send(QueryEvent::Answer(answer.clone())).is_ok());
         self.answers.push(answer);
         if self.pending.is_empty() {
             self.all_in.notify_one();
@@ -248,11 +245,12 @@ impl LiveQueries {
         }
     }
 
-    /// The answers so far and the merge statement, for the closing account.
-    fn answers(&self, id: &str) -> (Vec<NodeAnswer>, Option<String>, usize) {
+    /// The answers so far, the merge statement and when the query was asked, for the
+    /// closing account.
+    fn answers(&self, id: &str) -> (Vec<NodeAnswer>, Option<String>, UnixNanos) {
         self.lock()
             .get(id)
-            .map(|q| (q.answers.clone(), q.merge.clone(), q.targeted))
+            .map(|q| (q.answers.clone(), q.merge.clone(), q.created))
             .unwrap_or_default()
     }
 
@@ -299,11 +297,6 @@ impl LiveQueries {
     #[cfg(test)]
     fn knows(&self, id: &str) -> bool {
         self.lock().contains_key(id)
-    }
-
-    /// When a query was asked.
-    fn created(&self, id: &str) -> Option<UnixNanos> {
-        self.lock().get(id).map(|q| q.created)
     }
 }
 
@@ -462,13 +455,10 @@ impl crate::Orchestrator {
             {
                 queries.expire(&query_id, timeout);
             }
-            let (answers, merge_sql, targeted) = queries.answers(&query_id);
+            // Every targeted node has an answer by now: the driver wakes when none is pending,
+            // and the deadline settles the rest.
+            let (answers, merge_sql, asked) = queries.answers(&query_id);
             let mut coverage = coverage(&answers);
-            // Nodes still pending when the driver woke early cannot be: it wakes when none is.
-            coverage.targeted = targeted.max(coverage.targeted);
-            let asked = queries
-                .created(&query_id)
-                .unwrap_or_else(crate::engine::now);
             coverage.wall_ms = ((crate::engine::now() - asked).max(0) / 1_000_000) as u64;
             let merge = match merge_sql {
                 Some(sql) => {
@@ -701,9 +691,9 @@ mod tests {
         q.node_gone("n-b");
         q.expire("q-1", Duration::from_secs(5));
         all_in.notified().await;
-        let (answers, _, targeted) = q.answers("q-1");
+        let (answers, _, _) = q.answers("q-1");
         let c = coverage(&answers);
-        assert_eq!((targeted, c.answered, c.unreachable), (4, 1, 3));
+        assert_eq!((c.targeted, c.answered, c.unreachable), (4, 1, 3));
         let why: Vec<&str> = answers.iter().filter_map(|a| a.error.as_deref()).collect();
         assert!(
             why.contains(&"the link to the node closed before it answered"),
