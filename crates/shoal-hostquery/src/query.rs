@@ -1,7 +1,11 @@
 //! Running one SQL query over the host tables, read-only and bounded.
 //!
-//! Every query gets a fresh in-memory connection with the host tables registered, so each
-//! query reads the host anew and nothing survives between queries. Guardrails:
+//! Queries run on an in-memory connection with the host tables registered. Each thread keeps
+//! its connection for the next query (opening one and registering the tables costs more than
+//! a small query itself), but every query gets a fresh [`QueryState`]: it reads the host anew
+//! and sees no snapshot, warning or timer of an earlier query. The guardrails below leave a
+//! query no way to change the connection itself (no tables, no `PRAGMA`, no `ATTACH`).
+//! Guardrails:
 //!
 //! - **read-only**: an authorizer allows only `SELECT`, column reads, recursive CTEs and
 //!   SQL functions (never `load_extension`); every write, DDL, `ATTACH`, `DETACH`,
@@ -19,6 +23,7 @@
 //!   [`QueryLimits::max_result_bytes`] ([`QueryError::ResultTooLarge`]). SQLite's heap
 //!   limit is process-wide, so it is left alone: it would also throttle the agent's store.
 
+use std::cell::RefCell;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -29,7 +34,7 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::tables;
 use crate::value::Value;
-use crate::vtab::{self, QueryState};
+use crate::vtab::{self, QueryState, StateSlot};
 
 /// Bounds on one query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -174,8 +179,48 @@ pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryEr
     let deadline = start.checked_add(limits.timeout);
     let state = Arc::new(QueryState::new(deadline));
     let denied: Arc<Mutex<Option<String>>> = Arc::default();
-    let conn = open(limits, &state, &denied).map_err(|e| sql_error(e, &state, &denied, limits))?;
-    collect(conn, sql, limits, start, &state, &denied)
+    let fail = |e| sql_error(e, &state, &denied, limits);
+    let mut host = match HOST_CONNECTION.with(|c| c.borrow_mut().take()) {
+        Some(host) => host,
+        None => HostConnection::open().map_err(fail)?,
+    };
+    host.slot.set(state.clone());
+    let result = guard(&mut host.conn, limits, &state, &denied)
+        .map_err(fail)
+        .and_then(|()| collect(&mut host.conn, sql, limits, start, &state, &denied));
+    // Every way out of `collect` has finalized the statement; the handlers hold only this
+    // query's state and are replaced by the next query's.
+    host.slot.set(Arc::default());
+    HOST_CONNECTION.with(|c| *c.borrow_mut() = Some(host));
+    result
+}
+
+/// A connection with the host tables registered, and the slot its tables read the running
+/// query's state from.
+struct HostConnection {
+    conn: Connection,
+    slot: Arc<StateSlot>,
+}
+
+thread_local! {
+    /// The connection this thread's last host query ran on, kept for its next one.
+    static HOST_CONNECTION: RefCell<Option<HostConnection>> = const { RefCell::new(None) };
+}
+
+impl HostConnection {
+    fn open() -> rusqlite::Result<Self> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let conn = Connection::open_with_flags("file:shoal-hostquery?mode=memory", flags)?;
+        // Before any authorizer, which refuses every PRAGMA.
+        conn.pragma_update(None, "cache_size", -16384)?; // KiB: sorts spill to temp files past it
+        let slot = Arc::<StateSlot>::default();
+        for table in tables::ALL {
+            vtab::register(&conn, *table, &slot)?;
+        }
+        Ok(HostConnection { conn, slot })
+    }
 }
 
 /// Runs one read-only SQL statement over rows held in memory, presented as the table
@@ -226,12 +271,12 @@ pub fn run_over_rows(
     }
     load.commit().map_err(fail)?;
     guard(&mut conn, limits, &state, &denied).map_err(fail)?;
-    collect(conn, sql, limits, start, &state, &denied)
+    collect(&mut conn, sql, limits, start, &state, &denied)
 }
 
 /// Prepares `sql` on a guarded connection and collects its rows within the limits.
 fn collect(
-    mut conn: Connection,
+    conn: &mut Connection,
     sql: &str,
     limits: &QueryLimits,
     start: Instant,
@@ -305,24 +350,6 @@ pub fn table_names() -> Vec<&'static str> {
     let mut names: Vec<&'static str> = tables::ALL.iter().map(|t| t.name()).collect();
     names.sort_unstable();
     names
-}
-
-fn open(
-    limits: &QueryLimits,
-    state: &Arc<QueryState>,
-    denied: &Arc<Mutex<Option<String>>>,
-) -> rusqlite::Result<Connection> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-        | OpenFlags::SQLITE_OPEN_NO_MUTEX
-        | OpenFlags::SQLITE_OPEN_URI;
-    let mut conn = Connection::open_with_flags("file:shoal-hostquery?mode=memory", flags)?;
-    // Before the authorizer, which refuses every PRAGMA.
-    conn.pragma_update(None, "cache_size", -16384)?; // KiB: sorts spill to temp files past it
-    for table in tables::ALL {
-        vtab::register(&conn, *table, state)?;
-    }
-    guard(&mut conn, limits, state, denied)?;
-    Ok(conn)
 }
 
 /// Installs the guardrails: value and statement size limits, no `ATTACH`, the time limit's

@@ -77,10 +77,28 @@ impl QueryState {
     }
 }
 
+/// The state of the query a connection is running, which its tables read. A connection is
+/// kept for many queries (see `query.rs`); each query puts its own fresh state here first, so
+/// no snapshot or warning of one query is seen by the next.
+#[derive(Debug, Default)]
+pub(crate) struct StateSlot(Mutex<Arc<QueryState>>);
+
+impl StateSlot {
+    /// Makes `state` the one the connection's tables read from now on.
+    pub(crate) fn set(&self, state: Arc<QueryState>) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    /// The state of the query now running.
+    fn current(&self) -> Arc<QueryState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
 /// Client data for one registered table.
 pub(crate) struct Aux {
     table: &'static dyn TableDef,
-    query: Arc<QueryState>,
+    query: Arc<StateSlot>,
 }
 
 #[repr(C)]
@@ -88,7 +106,7 @@ pub(crate) struct HostVTab {
     /// SQLite's base struct; must come first.
     base: sqlite3_vtab,
     table: &'static dyn TableDef,
-    query: Arc<QueryState>,
+    query: Arc<StateSlot>,
 }
 
 const MODULE: Module<'static, HostVTab> = Module::eponymous_only_module();
@@ -97,7 +115,7 @@ const MODULE: Module<'static, HostVTab> = Module::eponymous_only_module();
 pub(crate) fn register(
     conn: &Connection,
     table: &'static dyn TableDef,
-    query: &Arc<QueryState>,
+    query: &Arc<StateSlot>,
 ) -> rusqlite::Result<()> {
     conn.create_module(
         table.name(),
@@ -170,7 +188,7 @@ unsafe impl<'vtab> VTab<'vtab> for HostVTab {
         info.set_estimated_cost(cost);
         info.set_estimated_rows(rows);
         let used = UsedColumns::from_mask(info.col_used());
-        self.query.note_used(self.table.name(), used);
+        self.query.current().note_used(self.table.name(), used);
         info.set_idx_str(&format!("{:x}/{}", used.mask(), plan.join(",")));
         Ok(true)
     }
@@ -224,7 +242,7 @@ impl HostCursor<'_> {
         needed: UsedColumns,
     ) -> rusqlite::Result<Arc<Vec<Row>>> {
         let table = self.vtab.table;
-        let query = &self.vtab.query;
+        let query = self.vtab.query.current();
         let columns = table.columns();
         let required: Vec<&str> = columns
             .iter()
@@ -386,7 +404,7 @@ mod tests {
 
     fn connection() -> Connection {
         let conn = Connection::open_in_memory().unwrap();
-        register(&conn, &Probe, &Arc::new(QueryState::new(None))).unwrap();
+        register(&conn, &Probe, &Arc::default()).unwrap();
         SCANS.with(|s| s.borrow_mut().clear());
         conn
     }

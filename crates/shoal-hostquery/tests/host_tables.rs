@@ -305,6 +305,39 @@ fn a_runaway_recursive_query_stops_at_the_time_limit() {
 }
 
 #[test]
+fn queries_in_a_row_on_one_thread_each_read_the_host_anew() {
+    // One thread keeps its connection between queries: neither a snapshot, nor a warning, nor
+    // a refusal or timeout of one query may reach the next.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("grows.txt");
+    let p = path.to_str().unwrap();
+    let size = || query(&format!("SELECT size FROM file WHERE path = '{p}'")).rows;
+    std::fs::write(&path, "1").unwrap();
+    assert_eq!(size(), vec![vec![Value::Integer(1)]]);
+    std::fs::write(&path, "123").unwrap();
+    assert_eq!(size(), vec![vec![Value::Integer(3)]]);
+
+    assert!(!query("SELECT * FROM hash").warnings.is_empty());
+    assert_eq!(query("SELECT 1 AS one").warnings, Vec::<String>::new());
+
+    let refused = run_query("DELETE FROM users", &QueryLimits::default());
+    assert!(matches!(refused, Err(QueryError::ReadOnly { .. })));
+    let short = QueryLimits {
+        timeout: std::time::Duration::from_millis(50),
+        ..QueryLimits::default()
+    };
+    let runaway =
+        "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c";
+    assert!(matches!(
+        run_query(runaway, &short),
+        Err(QueryError::Timeout { .. })
+    ));
+    assert_eq!(size(), vec![vec![Value::Integer(3)]]);
+    let r = query("SELECT count(*) FROM users WHERE uid = 0");
+    assert_eq!(r.rows, vec![vec![Value::Integer(1)]]);
+}
+
+#[test]
 fn answers_past_the_row_limit_fail_with_a_clear_error() {
     let limits = QueryLimits {
         max_rows: 10,
