@@ -161,13 +161,12 @@ impl Node {
             .collect()
     }
 
+    /// Every container of this node is removed; the agent removes one just after it has
+    /// reported the end of its execution, so this waits (bounded) for that.
     fn assert_no_container_left(&self) {
-        let left = self.containers(None);
-        assert!(
-            left.is_empty(),
-            "containers left by {}: {left:?}",
-            self.name
-        );
+        eventually(&format!("the containers of {} to be removed", self.name), || {
+            self.containers(None).is_empty()
+        });
     }
 }
 

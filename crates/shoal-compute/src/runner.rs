@@ -30,6 +30,12 @@ pub(crate) async fn run(agent: Arc<AgentInner>, mut local: LocalExecution) {
             tracing::error!(error = %e, "could not record the end of an execution; it will be reported failed after a restart");
         }
         agent.hub.close(&id);
+        // After the end is on its way to the orchestrator, and before the execution's
+        // resources are free again: a removed container holds none.
+        let engine = local.execution.job.as_deref().map(|j| &j.task().engine.kind);
+        if let Some(executor) = engine.and_then(|kind| agent.executors.get(kind)) {
+            executor.clean_up(&id).await;
+        }
         agent.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
     }
     .instrument(span)

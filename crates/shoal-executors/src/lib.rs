@@ -227,7 +227,8 @@ pub trait Executor: Send + Sync + 'static {
 
     /// Runs the task to its end, streaming output to `logs`. Returns when the task exits, its
     /// time limit passes (`Timeout`) or `cancel` fires (`Cancelled`); in every case nothing the
-    /// engine started is left running.
+    /// engine started is left running, but what it leaves on the node (a stopped container)
+    /// stays until [`clean_up`](Self::clean_up).
     fn run(
         &self,
         request: ExecutionRequest,
@@ -235,8 +236,18 @@ pub trait Executor: Send + Sync + 'static {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Result<Exit, ExecutorError>>;
 
+    /// Removes what a run of `execution_id` left on the node. The agent calls it after it has
+    /// recorded the execution's end, so that removing a container is not part of the time a
+    /// user waits for the result. Engines that leave nothing keep the default, which does
+    /// nothing.
+    fn clean_up(&self, execution_id: &str) -> BoxFuture<'static, ()> {
+        let _ = execution_id;
+        Box::pin(async {})
+    }
+
     /// The engine's answer to live fleet queries (`Frame::Query`, no execution, no files),
     /// if it gives any: only the `query` engine does.
+    #[cfg(feature = "query")]
     fn live_query(&self) -> Option<&query::QueryExecutor> {
         None
     }

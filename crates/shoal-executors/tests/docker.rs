@@ -104,11 +104,12 @@ fn executor() -> DockerExecutor {
     DockerExecutor::connect().expect("docker executor")
 }
 
+/// Runs `request` to its end and cleans up after it, as the agent does.
 async fn run(request: ExecutionRequest) -> (Result<Exit, ExecutorError>, Vec<LogChunk>) {
     let (sink, rx) = LogSink::channel();
-    let result = executor()
-        .run(request, sink, CancellationToken::new())
-        .await;
+    let (executor, id) = (executor(), request.execution_id.clone());
+    let result = executor.run(request, sink, CancellationToken::new()).await;
+    executor.clean_up(&id).await;
     (result, drain(rx))
 }
 
@@ -135,6 +136,34 @@ fn text(chunks: &[LogChunk], stream: Stream) -> String {
         .filter(|c| c.stream == stream)
         .map(|c| c.text.as_str())
         .collect()
+}
+
+/// Whether a container of the execution is running (created or ended ones do not count).
+fn container_running(execution_id: &str) -> bool {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-q",
+            "--filter",
+            &format!("label={LABEL_EXECUTION_ID}={execution_id}"),
+        ])
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+/// Whether a container of the execution exists, running or not.
+fn container_exists(execution_id: &str) -> bool {
+    let out = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label={LABEL_EXECUTION_ID}={execution_id}"),
+        ])
+        .output()
+        .unwrap();
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
 }
 
 fn assert_no_container_left(execution_id: &str) {
@@ -164,6 +193,29 @@ async fn stdout_and_stderr_are_kept_apart() {
     assert_eq!(text(&chunks, Stream::Stdout), "to-out\n");
     assert_eq!(text(&chunks, Stream::Stderr), "to-err\n");
     assert_no_container_left(&id);
+}
+
+#[tokio::test]
+async fn a_run_leaves_its_ended_container_until_clean_up_removes_it() {
+    require_docker!();
+    let f = fixture("cleanup", sh("echo done"));
+    let id = f.request.execution_id.clone();
+    let executor = executor();
+    let (sink, _rx) = LogSink::channel();
+    let exit = executor
+        .run(f.request, sink, CancellationToken::new())
+        .await
+        .unwrap();
+    assert_eq!(exit, Exit { code: 0 });
+    assert!(container_exists(&id), "the run removed its own container");
+    assert!(
+        !container_running(&id),
+        "the run returned before its container ended"
+    );
+    executor.clean_up(&id).await;
+    assert_no_container_left(&id);
+    // A second clean-up of the same execution has nothing left to do.
+    executor.clean_up(&id).await;
 }
 
 #[tokio::test]
@@ -325,7 +377,8 @@ async fn cancel_stops_the_container_with_cancelled() {
     let id = f.request.execution_id.clone();
     let (sink, mut rx) = LogSink::channel();
     let cancel = CancellationToken::new();
-    let running = tokio::spawn(executor().run(f.request, sink, cancel.clone()));
+    let executor = executor();
+    let running = tokio::spawn(executor.run(f.request, sink, cancel.clone()));
     let first = first_chunk(&mut rx).await;
     assert_eq!(first.text, "ready\n");
     cancel.cancel();
@@ -333,6 +386,11 @@ async fn cancel_stops_the_container_with_cancelled() {
         running.await.unwrap().unwrap_err(),
         ExecutorError::Cancelled
     );
+    assert!(
+        !container_running(&id),
+        "the run returned before its container stopped"
+    );
+    executor.clean_up(&id).await;
     assert_no_container_left(&id);
 }
 
@@ -354,7 +412,8 @@ async fn output_is_forwarded_while_the_container_runs() {
     }];
     let id = f.request.execution_id.clone();
     let (sink, mut rx) = LogSink::channel();
-    let running = tokio::spawn(executor().run(f.request, sink, CancellationToken::new()));
+    let executor = executor();
+    let running = tokio::spawn(executor.run(f.request, sink, CancellationToken::new()));
     let first = first_chunk(&mut rx).await;
     assert_eq!(
         first,
@@ -367,6 +426,7 @@ async fn output_is_forwarded_while_the_container_runs() {
     std::fs::write(signal.join("go"), "").unwrap();
     assert_eq!(running.await.unwrap().unwrap(), Exit { code: 0 });
     assert_eq!(text(&drain(rx), Stream::Stdout), "second\n");
+    executor.clean_up(&id).await;
     assert_no_container_left(&id);
 }
 
@@ -522,6 +582,11 @@ async fn image_removed_after_preparing_is_fetched_again_and_named() {
         .output()
         .unwrap();
     assert!(untagged.status.success(), "{untagged:?}");
+    // Preparing again moments later trusts the image is still there; the run finds out.
+    executor
+        .prepare(&f.request, Arc::new(|_| {}))
+        .await
+        .unwrap();
     let (sink, _rx) = LogSink::channel();
     let err = executor
         .run(f.request, sink, CancellationToken::new())
@@ -532,6 +597,7 @@ async fn image_removed_after_preparing_is_fetched_again_and_named() {
     let message = err.to_string();
     assert!(message.contains("not found locally"), "{message}");
     assert!(message.contains("docker load"), "{message}");
+    executor.clean_up(&id).await;
     assert_no_container_left(&id);
 }
 
@@ -641,6 +707,7 @@ async fn prepared_execution_makes_the_same_daemon_calls_as_a_direct_client() {
         .unwrap();
     assert_eq!(exit.code, 0);
     assert_eq!(text(&drain(rx), Stream::Stdout), "out\n");
+    executor.clean_up(&id).await;
     let mut calls: Vec<String> = seen
         .lock()
         .unwrap()
@@ -650,7 +717,7 @@ async fn prepared_execution_makes_the_same_daemon_calls_as_a_direct_client() {
         .collect();
     calls.sort();
     // Preparing inspects the image once; the run then does what `docker run --rm` does:
-    // create, start, follow the logs while waiting, read the exit state, remove.
+    // create, start, follow the logs while waiting, read the exit state; clean-up removes.
     assert_eq!(
         calls,
         [
@@ -664,4 +731,17 @@ async fn prepared_execution_makes_the_same_daemon_calls_as_a_direct_client() {
         ]
     );
     assert_no_container_left(&id);
+
+    // The next execution of the same image, moments later, does not ask about the image.
+    seen.lock().unwrap().clear();
+    let next = fixture("calls-again", sh("true"));
+    executor
+        .prepare(&next.request, Arc::new(|_| {}))
+        .await
+        .unwrap();
+    let asked: Vec<String> = seen.lock().unwrap().clone();
+    assert!(
+        !asked.iter().any(|c| c.contains("/images/")),
+        "asked again: {asked:?}"
+    );
 }

@@ -1,20 +1,23 @@
 //! One execution from create to remove.
 //!
 //! ```text
-//!  create ──> start ──> running ──┬─ exits ─────────────> drain logs ─> inspect ─> remove ─> Ok(Exit)
+//!  create ──> start ──> running ──┬─ exits ─────────────> drain logs ─> inspect ─> Ok(Exit)
 //!                                 │                                     (OOMKilled ─> OutOfMemory)
-//!                                 ├─ time limit passes ─> stop (1 s) ─> drain logs ─> remove ─> Timeout
-//!                                 └─ cancel fires ──────> stop (1 s) ─> drain logs ─> remove ─> Cancelled
+//!                                 ├─ time limit passes ─> stop (1 s) ─> drain logs ─> Timeout
+//!                                 └─ cancel fires ──────> stop (1 s) ─> drain logs ─> Cancelled
+//!                        then, once the agent has recorded the end: clean_up ─> remove
 //! ```
 //!
-//! The container is removed on every path, after its logs are drained. If the future itself is
-//! dropped half-way, a guard removes the container in the background; a crash of the whole agent
-//! leaves it to `cleanup_orphans` at the next start.
+//! On every path the run returns with the container stopped and its logs drained, and leaves
+//! its removal to [`Executor::clean_up`](crate::Executor::clean_up). If the future itself is
+//! dropped half-way, a guard removes the container in the background; a crash of the whole
+//! agent leaves it to `cleanup_orphans` at the next start.
 //!
 //! Daemon calls of an execution that ends by itself, in order: `GET /images/{name}/json` (only
 //! when [`Executor::prepare`](crate::Executor::prepare) has not checked the image for this
 //! execution), `POST /containers/create`, `POST .../start`, then `GET .../logs?follow` and
-//! `POST .../wait` side by side, `GET .../json` (exit code and OOM flag), `DELETE ...?force&v`.
+//! `POST .../wait` side by side, `GET .../json` (exit code and OOM flag), then in `clean_up`
+//! `DELETE ...?force&v`.
 //! These are the calls `bench/docker.sh` makes as a direct client of the Engine API, and the
 //! test `prepared_execution_makes_the_same_daemon_calls_as_a_direct_client` pins them. Each
 //! phase's time is logged at debug level (`docker execution phase done`).
@@ -109,9 +112,8 @@ pub(super) async fn execute(
         laps.lap("create");
         let mut guard = RemoveGuard { docker: daemon.docker.clone(), id: Some(id.clone()) };
         let outcome = supervise(&daemon, &id, &request, &logs, &cancel, &mut laps).await;
-        remove(&daemon.docker, &id).await;
-        laps.lap("remove");
         guard.id = None;
+        executor.ended(&request.execution_id, id);
         outcome
     }
     .instrument(span)

@@ -3,15 +3,19 @@
 //! Parameters, mounts, limits and network follow Bacalhau's Docker executor (see
 //! [`DockerParams`] and the `container` module). Images are used from the node when present
 //! and pulled once otherwise, in the execution's `Preparing` phase ([`Executor::prepare`]); a
-//! run that follows its own preparation does not inspect the image again.
+//! run that follows its own preparation does not inspect the image again, and a preparation
+//! within [`IMAGE_RECHECK`] of finding the same image usable does not ask the daemon at all.
 //! Output is followed live, stdout and stderr apart; the exit code comes from the container's
 //! state, so a non-zero exit is an `Ok(Exit)`, and an OOM kill is
 //! [`ExecutorError::OutOfMemory`]. Every container carries the
-//! `shoal.managed`, `shoal.job-id` and `shoal.execution-id` labels and is removed when its
-//! execution ends; [`DockerExecutor::cleanup_orphans`] removes those a crashed agent left.
+//! `shoal.managed`, `shoal.job-id` and `shoal.execution-id` labels. A run leaves its ended
+//! container for [`Executor::clean_up`], which the agent calls once the execution's end is
+//! recorded (removal takes the daemon several milliseconds: the user need not wait for it);
+//! [`DockerExecutor::cleanup_orphans`] removes those a crashed agent left.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bollard::query_parameters::ListContainersOptionsBuilder;
 use futures::future::BoxFuture;
@@ -35,6 +39,11 @@ pub use params::DockerParams;
 
 use daemon::Daemon;
 
+/// How long an image found usable is taken to still be there without asking the daemon again.
+/// An image removed meanwhile costs nothing but time: the container's creation fails with
+/// "No such image" and the run fetches the image as an unprepared run would.
+const IMAGE_RECHECK: Duration = Duration::from_secs(30);
+
 /// The address used when `DOCKER_HOST` is not set.
 pub const DEFAULT_DOCKER_HOST: &str = "unix:///var/run/docker.sock";
 
@@ -50,6 +59,12 @@ pub struct DockerExecutor {
     /// Executions whose image [`Executor::prepare`] has found usable and whose run has not
     /// started yet: their run creates the container without inspecting the image again.
     prepared: Arc<Mutex<HashSet<String>>>,
+    /// Images found usable, with when: a preparation within [`IMAGE_RECHECK`] of the last
+    /// check skips the daemon call.
+    usable_images: Arc<Mutex<HashMap<String, Instant>>>,
+    /// Containers of executions whose run has returned, by execution id, until
+    /// [`Executor::clean_up`] removes them.
+    ended: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl DockerExecutor {
@@ -72,6 +87,8 @@ impl DockerExecutor {
             node_id: None,
             daemon: Arc::new(OnceCell::new()),
             prepared: Arc::default(),
+            usable_images: Arc::default(),
+            ended: Arc::default(),
         })
     }
 
@@ -170,6 +187,23 @@ impl DockerExecutor {
             .remove(execution_id)
     }
 
+    /// Whether `image` was found usable less than [`IMAGE_RECHECK`] ago.
+    fn recently_usable(&self, image: &str) -> bool {
+        self.usable_images
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(image)
+            .is_some_and(|checked| checked.elapsed() < IMAGE_RECHECK)
+    }
+
+    /// Notes the ended container of an execution for [`Executor::clean_up`].
+    fn ended(&self, execution_id: &str, container_id: String) {
+        self.ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(execution_id.to_string(), container_id);
+    }
+
     async fn daemon(&self) -> Result<Daemon, ExecutorError> {
         self.daemon_or_reason()
             .await
@@ -195,9 +229,17 @@ impl Executor for DockerExecutor {
         let (executor, engine) = (self.clone(), request.engine.clone());
         let execution_id = request.execution_id.clone();
         Box::pin(async move {
-            executor
-                .ensure_image(&engine, move |line| progress(line))
-                .await?;
+            let image = DockerParams::parse(&engine)?.image;
+            if !executor.recently_usable(&image) {
+                executor
+                    .ensure_image(&engine, move |line| progress(line))
+                    .await?;
+                executor
+                    .usable_images
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(image, Instant::now());
+            }
             executor
                 .prepared
                 .lock()
@@ -214,5 +256,21 @@ impl Executor for DockerExecutor {
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Result<Exit, ExecutorError>> {
         Box::pin(lifecycle::execute(self.clone(), request, logs, cancel))
+    }
+
+    fn clean_up(&self, execution_id: &str) -> BoxFuture<'static, ()> {
+        let container = self
+            .ended
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(execution_id);
+        let executor = self.clone();
+        Box::pin(async move {
+            let Some(id) = container else { return };
+            // A daemon that cannot be reached now leaves the container to cleanup_orphans.
+            if let Ok(daemon) = executor.daemon().await {
+                lifecycle::remove(&daemon.docker, &id).await;
+            }
+        })
     }
 }
