@@ -15,7 +15,7 @@ to show what the limits cost apart from Shoal. The paths alternate, so that all 
 daemon state; the first runs of each are warm-up. Writes the S3 fragment of bench/RESULTS.md
 with the machine, the date and the commit.
 """
-import argparse, http.client, json, os, platform, socket, statistics, subprocess, time, urllib.request
+import argparse, http.client, json, os, platform, random, socket, statistics, subprocess, time, urllib.parse, urllib.request
 
 IMAGE = "shoal-test/busybox:latest"
 WARMUP = 3
@@ -96,6 +96,17 @@ def shoal(port):
             raise SystemExit(f"job {jid} ended {state}; see shoal job describe {jid}")
 
 
+def removed(conn, jid):
+    """Waits until the job's container is gone: Shoal removes it just after reporting the end,
+    and that removal must not overlap the next path's run."""
+    filters = urllib.parse.quote(json.dumps({"label": [f"shoal.job-id={jid}"]}))
+    deadline = time.time() + 30
+    while docker(conn, "GET", f"/containers/json?all=1&filters={filters}"):
+        if time.time() > deadline:
+            raise SystemExit(f"the container of job {jid} was not removed within 30 s")
+        time.sleep(0.002)
+
+
 def allocated(port, jid):
     """(CPU cores, memory bytes) Shoal reserved for the job's one task."""
     items = call(port, "GET", f"/orchestrator/jobs/{jid}/executions")["Items"]
@@ -133,10 +144,21 @@ def main():
     _, first = shoal(a.port)
     limits = allocated(a.port, first)
     via_shoal, via_api, known, unlimited = [], [], [], []
+    order = random.Random(7)
     for i in range(a.runs + WARMUP):
-        s, _ = shoal(a.port)
-        d, k = direct(conn, f"{i}", limits)
-        u, _ = direct(conn, f"{i}-unlimited", None)
+        got = {}
+        paths = ["shoal", "direct", "unlimited"]
+        # A fixed order would favour whichever path follows the daemon's quiet moments.
+        order.shuffle(paths)
+        for path in paths:
+            if path == "shoal":
+                got[path], jid = shoal(a.port)
+                removed(conn, jid)
+            elif path == "direct":
+                got[path] = direct(conn, f"{i}", limits)
+            else:
+                got[path] = direct(conn, f"{i}-unlimited", None)
+        s, (d, k), (u, _) = got["shoal"], got["direct"], got["unlimited"]
         if i >= WARMUP:
             via_shoal.append(s)
             via_api.append(d)
@@ -161,7 +183,8 @@ def main():
 _{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} · {os.cpu_count()} cores, {mem:.0f} GiB memory, {platform.processor() or platform.machine()}; Docker {ver.get('Version')} ({ver.get('Os')}/{ver.get('Arch')}) · commit {commit} · {os.environ.get('SHOAL_BENCH_PROFILE', 'release')} build · devstack, 1 compute node_
 
 `true` in `{IMAGE}` (present on the node), no network, no resources asked (Shoal gave the
-task {cpu:g} CPU and {memory / 2**20:g} MiB); {a.runs} runs of each path after {WARMUP} warm-up, alternating.
+task {cpu:g} CPU and {memory / 2**20:g} MiB); {a.runs} runs of each path after {WARMUP} warm-up, in a
+shuffled order each round; each Shoal run waits for its container's removal before the next path starts.
 Shoal: REST submit -> Completed as the orchestrator records it (the job's ModifyTime; the client
 polls every {POLL_S * 1000:.0f} ms). Direct: create, start, wait, logs, inspect, remove over the daemon's
 unix socket, with the limits Shoal gave the task (NanoCPUs, Memory) and, as a third path,
