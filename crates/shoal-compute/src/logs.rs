@@ -52,6 +52,14 @@ impl LogHub {
             .remove(execution_id);
     }
 
+    /// Whether the execution has not ended on this node.
+    fn is_open(&self, execution_id: &str) -> bool {
+        self.live
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(execution_id)
+    }
+
     fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<(u64, u8, String)>> {
         self.live
             .lock()
@@ -93,20 +101,45 @@ fn keep_head(buf: &mut String, truncated: &mut bool, text: &str) {
     }
 }
 
+/// The files an execution's output goes to.
+struct Files {
+    log: tokio::fs::File,
+    out: tokio::fs::File,
+    err: tokio::fs::File,
+}
+
+impl Files {
+    /// Creates the results folder (and the execution's folder above it) and opens the files.
+    async fn open(exec_dir: &Path, results_dir: &Path) -> std::io::Result<Files> {
+        tokio::fs::create_dir_all(results_dir).await?;
+        Ok(Files {
+            log: append(log_file(exec_dir)).await?,
+            out: append(results_dir.join("stdout")).await?,
+            err: append(results_dir.join("stderr")).await?,
+        })
+    }
+}
+
 /// Drains an engine's output: log file, full `stdout`/`stderr` files in the results folder,
 /// live followers, and the head kept for `RunOutput`. Returns when the engine's sink closes.
+///
+/// The folders and files are made at the first output, or at the end (empty `stdout` and
+/// `stderr`) when there was none: a daemon that prints nothing touches no disk while it runs,
+/// which a rollout to many nodes at once (or many executions on one node) feels.
 pub(crate) async fn drain(
     mut rx: mpsc::UnboundedReceiver<LogChunk>,
     exec_dir: &Path,
     results_dir: &Path,
     live: Live,
 ) -> std::io::Result<Captured> {
-    let mut log = append(log_file(exec_dir)).await?;
-    let mut out = append(results_dir.join("stdout")).await?;
-    let mut err = append(results_dir.join("stderr")).await?;
+    let mut files: Option<Files> = None;
     let mut captured = Captured::default();
     let mut n = 0u64;
     while let Some(chunk) = rx.recv().await {
+        let Files { log, out, err } = match &mut files {
+            Some(f) => f,
+            None => files.insert(Files::open(exec_dir, results_dir).await?),
+        };
         let s = match chunk.stream {
             Stream::Stdout => {
                 out.write_all(chunk.text.as_bytes()).await?;
@@ -138,8 +171,13 @@ pub(crate) async fn drain(
         let _ = live.send((n, s, chunk.text));
         n += 1;
     }
-    out.flush().await?;
-    err.flush().await?;
+    match files {
+        Some(mut f) => {
+            f.out.flush().await?;
+            f.err.flush().await?;
+        }
+        None => drop(Files::open(exec_dir, results_dir).await?),
+    }
     Ok(captured)
 }
 
@@ -172,7 +210,7 @@ pub(crate) async fn serve(
         Ok(t) => t,
         Err(e)
             if e.kind() == std::io::ErrorKind::NotFound
-                && (live.is_some() || exec_dir.exists()) =>
+                && (live.is_some() || hub.is_open(execution_id) || exec_dir.exists()) =>
         {
             String::new()
         }

@@ -71,15 +71,10 @@ async fn execute(
             );
         }
     };
+    // Nothing is created here: inputs, engines and the log drain each make the folders they
+    // write to, when they write.
     let exec_dir = agent.exec_dir(e.id.as_str());
     let results_dir = exec_dir.join("results");
-    if let Err(err) = tokio::fs::create_dir_all(&results_dir).await {
-        let msg = format!("cannot create {}: {err}", results_dir.display());
-        return (
-            LocalState::Failed,
-            report(e, ComputeStateType::Failed, &msg, true),
-        );
-    }
     let cx = InputContext {
         staging: exec_dir.join("inputs"),
         allowed: agent.cfg.allowed_paths.clone(),
@@ -159,13 +154,19 @@ async fn execute(
         tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live).await })
     };
     let outcome = executor.run(request, sink, cancel).await;
-    let captured = match drain.await {
-        Ok(Ok(c)) => c,
+    let (captured, unkept) = match drain.await {
+        Ok(Ok(c)) => (c, None),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "logs could not be written");
-            Default::default()
+            let msg = format!(
+                "the output of execution {} could not be kept in {} on node {}: {err}; check that the node's data dir is writable and has space",
+                e.id,
+                results_dir.display(),
+                agent.node_id
+            );
+            (Default::default(), Some(msg))
         }
-        Err(_) => Default::default(),
+        Err(_) => (Default::default(), None),
     };
     let mut output = RunOutput {
         stdout: captured.stdout,
@@ -177,6 +178,14 @@ async fn execute(
         answer: None,
     };
     match outcome {
+        // A run whose output was lost must not pass for a complete one.
+        Ok(exit) if let Some(msg) = unkept => {
+            output.exit_code = exit.code;
+            output.error_msg = msg.clone();
+            let mut r = report(e, ComputeStateType::Failed, &msg, true);
+            r.run_output = Some(output);
+            (LocalState::Failed, r)
+        }
         Ok(exit) => {
             output.exit_code = exit.code;
             output.answer = answer.take().map(Box::new);
