@@ -164,9 +164,10 @@ impl Node {
     /// Every container of this node is removed; the agent removes one just after it has
     /// reported the end of its execution, so this waits (bounded) for that.
     fn assert_no_container_left(&self) {
-        eventually(&format!("the containers of {} to be removed", self.name), || {
-            self.containers(None).is_empty()
-        });
+        eventually(
+            &format!("the containers of {} to be removed", self.name),
+            || self.containers(None).is_empty(),
+        );
     }
 }
 

@@ -317,6 +317,45 @@ mod tests {
         assert_eq!(captured.stderr, "two\n");
     }
 
+    #[tokio::test]
+    async fn a_silent_execution_touches_no_disk_until_it_ends() {
+        let dir = tempfile::tempdir().unwrap();
+        let exec_dir = dir.path().join("e-quiet");
+        let results = exec_dir.join("results");
+        let hub = LogHub::default();
+        let live = hub.open("e-quiet");
+        let (sink, rx) = LogSink::channel();
+        let drain_task = {
+            let (exec_dir, results) = (exec_dir.clone(), results.clone());
+            tokio::spawn(async move { drain(rx, &exec_dir, &results, live).await })
+        };
+        tokio::task::yield_now().await;
+        assert!(!exec_dir.exists(), "folder made before any output");
+
+        // Logs of the running execution are empty, not "not on this node".
+        let (tx, mut frames) = mpsc::unbounded_channel();
+        serve(
+            &hub,
+            &exec_dir,
+            "e-quiet",
+            false,
+            1,
+            tx,
+            CancellationToken::new(),
+        )
+        .await;
+        assert!(matches!(
+            frames.try_recv(),
+            Ok(Frame::LogEnd { error: None, .. })
+        ));
+
+        drop(sink);
+        drain_task.await.unwrap().unwrap();
+        for name in ["stdout", "stderr"] {
+            assert_eq!(std::fs::read_to_string(results.join(name)).unwrap(), "");
+        }
+    }
+
     #[test]
     fn run_output_keeps_only_the_head() {
         let (mut buf, mut cut) = (String::new(), false);
