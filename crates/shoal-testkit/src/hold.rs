@@ -27,10 +27,12 @@ impl Executor for HoldExecutor {
     fn run(
         &self,
         _request: ExecutionRequest,
-        _logs: LogSink,
+        logs: LogSink,
         cancel: CancellationToken,
     ) -> Pin<Box<dyn Future<Output = Result<Exit, ExecutorError>> + Send + 'static>> {
         Box::pin(async move {
+            // Held open like a real task's output, which ends only when the task does.
+            let _output = logs;
             cancel.cancelled().await;
             Err(ExecutorError::Cancelled)
         })
