@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/shoal-target}"
-N=100
+N=300
 case "${1:-}" in
   --quick) N=20 ;;
   --runs) N="${2:?--runs needs a number}" ;;

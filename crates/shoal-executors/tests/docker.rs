@@ -138,47 +138,31 @@ fn text(chunks: &[LogChunk], stream: Stream) -> String {
         .collect()
 }
 
-/// Whether a container of the execution is running (created or ended ones do not count).
-fn container_running(execution_id: &str) -> bool {
+/// Ids of the execution's containers: all of them, or only running ones.
+fn containers(execution_id: &str, all: bool) -> String {
+    let filter = format!("label={LABEL_EXECUTION_ID}={execution_id}");
+    let list = if all { "-aq" } else { "-q" };
     let out = Command::new("docker")
-        .args([
-            "ps",
-            "-q",
-            "--filter",
-            &format!("label={LABEL_EXECUTION_ID}={execution_id}"),
-        ])
+        .args(["ps", list, "--filter", &filter])
         .output()
         .unwrap();
-    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Whether a container of the execution is running (created or ended ones do not count).
+fn container_running(execution_id: &str) -> bool {
+    !containers(execution_id, false).is_empty()
 }
 
 /// Whether a container of the execution exists, running or not.
 fn container_exists(execution_id: &str) -> bool {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label={LABEL_EXECUTION_ID}={execution_id}"),
-        ])
-        .output()
-        .unwrap();
-    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+    !containers(execution_id, true).is_empty()
 }
 
 fn assert_no_container_left(execution_id: &str) {
-    let out = Command::new("docker")
-        .args([
-            "ps",
-            "-aq",
-            "--filter",
-            &format!("label={LABEL_EXECUTION_ID}={execution_id}"),
-        ])
-        .output()
-        .unwrap();
-    let left = String::from_utf8_lossy(&out.stdout);
+    let left = containers(execution_id, true);
     assert!(
-        left.trim().is_empty(),
+        left.is_empty(),
         "containers left for {execution_id}: {left}"
     );
 }
