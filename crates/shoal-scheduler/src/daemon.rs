@@ -65,6 +65,8 @@ pub(crate) fn reconcile(p: &mut Planner) {
             continue;
         }
         if let Err(r) = feasibility::check(node, p.job, &request, &p.free(&id), Purpose::Place) {
+            // Capacity frees up without any event this job hears about, so look again later;
+            // a node that reconnects or changes labels triggers a new evaluation by itself.
             if r.kind == Kind::Busy {
                 p.retry_at(p.now + p.config.queue_backoff);
             }

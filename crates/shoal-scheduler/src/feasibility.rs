@@ -103,7 +103,6 @@ pub(crate) fn check_static(
     static_checks(node, job, request, Purpose::Place)
 }
 
-/// Why a node that passes [`check_static`] cannot take `request` with `free` left.
 /// Where a live fleet query goes: every node that could run `job` (membership, engine,
 /// labels), split into those connected now and those away, with why. It reserves nothing, so
 /// capacity is not looked at.
@@ -124,6 +123,7 @@ pub fn reach(job: &Job, nodes: &[NodeView]) -> crate::Reach {
     reach
 }
 
+/// Why a node that passes [`check_static`] cannot take `request` with `free` left.
 pub(crate) fn busy(node: &NodeView, request: &Resources, free: &Resources) -> Option<Rejection> {
     free_capacity(request, free)
         .err()
