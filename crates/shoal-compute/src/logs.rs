@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use shoal_executors::{LogChunk, Stream};
@@ -27,21 +27,52 @@ struct Line {
     l: String,
 }
 
-type Live = broadcast::Sender<(u64, u8, String)>;
+/// Chunks a follower may fall behind by before it is told it skipped some.
+const FOLLOW_BUFFER: usize = 1024;
+
+/// One numbered chunk: sequence number, stream (1 = stdout, 2 = stderr), text.
+type Chunk = (u64, u8, String);
+
+/// The live channel of one execution. Its buffer is made when the first follower subscribes:
+/// a buffer of [`FOLLOW_BUFFER`] slots is about 70 KiB, and a daemon rolled out to thousands of
+/// nodes at once (or a node running thousands of executions) otherwise paid it for every
+/// execution that nobody follows. Dropping the last handle ends the followers' streams.
+#[derive(Default)]
+pub(crate) struct Live(OnceLock<broadcast::Sender<Chunk>>);
+
+impl Live {
+    /// Sends a chunk to the followers, if there are any. The drain calls it only after the
+    /// chunk is in the log file, so a follower that subscribes later finds the chunk there.
+    fn send(&self, chunk: Chunk) {
+        if let Some(tx) = self.0.get() {
+            let _ = tx.send(chunk);
+        }
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Chunk> {
+        self.0
+            .get_or_init(|| broadcast::channel(FOLLOW_BUFFER).0)
+            .subscribe()
+    }
+
+    /// Whether anyone has subscribed (for tests).
+    #[cfg(test)]
+    fn is_followed(&self) -> bool {
+        self.0.get().is_some()
+    }
+}
 
 /// Live log channels of executions that have not ended.
 #[derive(Default)]
 pub(crate) struct LogHub {
-    live: Mutex<HashMap<String, Live>>,
+    live: Mutex<HashMap<String, Arc<Live>>>,
 }
 
 impl LogHub {
     /// Opens the live channel of an execution (at admission, before it runs).
-    pub fn open(&self, execution_id: &str) -> Live {
+    pub fn open(&self, execution_id: &str) -> Arc<Live> {
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.entry(execution_id.to_string())
-            .or_insert_with(|| broadcast::channel(1024).0)
-            .clone()
+        live.entry(execution_id.to_string()).or_default().clone()
     }
 
     /// Closes it: followers see the end of the stream.
@@ -60,12 +91,12 @@ impl LogHub {
             .contains_key(execution_id)
     }
 
-    fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<(u64, u8, String)>> {
+    fn subscribe(&self, execution_id: &str) -> Option<broadcast::Receiver<Chunk>> {
         self.live
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(execution_id)
-            .map(|s| s.subscribe())
+            .map(|live| live.subscribe())
     }
 }
 
@@ -130,7 +161,7 @@ pub(crate) async fn drain(
     mut rx: mpsc::UnboundedReceiver<LogChunk>,
     exec_dir: &Path,
     results_dir: &Path,
-    live: Live,
+    live: Arc<Live>,
 ) -> std::io::Result<Captured> {
     let mut files: Option<Files> = None;
     let mut captured = Captured::default();
@@ -168,7 +199,7 @@ pub(crate) async fn drain(
         line.push('\n');
         log.write_all(line.as_bytes()).await?;
         log.flush().await?;
-        let _ = live.send((n, s, chunk.text));
+        live.send((n, s, chunk.text));
         n += 1;
     }
     match files {
@@ -354,6 +385,48 @@ mod tests {
         for name in ["stdout", "stderr"] {
             assert_eq!(std::fs::read_to_string(results.join(name)).unwrap(), "");
         }
+    }
+
+    #[tokio::test]
+    async fn the_live_buffer_is_made_for_the_first_follower_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = LogHub::default();
+        let live = hub.open("e-1");
+        let (sink, rx) = LogSink::channel();
+        let drain_task = {
+            let (exec_dir, live) = (dir.path().to_path_buf(), live.clone());
+            tokio::spawn(async move { drain(rx, &exec_dir, &exec_dir, live).await })
+        };
+        sink.write(Stream::Stdout, "nobody follows\n");
+        while tokio::fs::read_to_string(log_file(dir.path()))
+            .await
+            .unwrap_or_default()
+            .is_empty()
+        {
+            tokio::task::yield_now().await;
+        }
+        assert!(!live.is_followed(), "buffer made with no follower");
+
+        let mut rx = hub.subscribe("e-1").expect("the execution is open");
+        assert!(live.is_followed());
+        sink.write(Stream::Stderr, "followed\n");
+        // The first chunk may still reach the follower: the test saw it in the file, and the
+        // drain broadcasts it just after writing it there (a follower skips it by number).
+        let mut chunk = rx.recv().await.unwrap();
+        if chunk.0 == 0 {
+            chunk = rx.recv().await.unwrap();
+        }
+        let (n, stream, text) = chunk;
+        assert_eq!((n, stream, text.as_str()), (1, 2, "followed\n"));
+
+        drop(sink);
+        drain_task.await.unwrap().unwrap();
+        hub.close("e-1");
+        drop(live);
+        assert!(matches!(
+            rx.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ));
     }
 
     #[test]
