@@ -119,11 +119,8 @@ impl ComputeStore {
     pub fn execution(&self, id: &str) -> Result<Option<LocalExecution>, StoreError> {
         let body: Option<String> = self
             .conn
-            .query_row(
-                "SELECT body FROM executions WHERE id = ?1",
-                params![id],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT body FROM executions WHERE id = ?1")?
+            .query_row(params![id], |r| r.get(0))
             .optional()?;
         body.map(|b| from_json("execution", &b)).transpose()
     }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 /// Why the store failed.
@@ -49,6 +50,7 @@ pub(crate) fn open(path: &Path, migrations: &[&str]) -> Result<Connection, Store
 /// process.
 pub(crate) fn open_in_memory(migrations: &[&str]) -> Result<Connection, StoreError> {
     let conn = Connection::open_in_memory()?;
+    stable_plans(&conn)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     migrate(&conn, migrations)?;
     Ok(conn)
@@ -60,11 +62,23 @@ pub(crate) fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
+    stable_plans(&conn)?;
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     Ok(conn)
 }
 
+/// Plans a statement once, when it is prepared. Without this, SQLite (3.54) marks statements
+/// such as `SELECT MAX(seq) FROM history WHERE job_id = ?1` to be planned again each time a
+/// new value is bound, which made every cached statement of that kind cost a full parse:
+/// 6.7 µs instead of 2 µs for the history append that every placement makes. Shoal keeps no
+/// planner statistics (no `ANALYZE`), so a bound value could not improve a plan anyway.
+fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
+}
+
 fn configure(conn: &Connection) -> Result<(), StoreError> {
+    stable_plans(conn)?;
     // WAL lets API reads proceed beside the single writer. synchronous=NORMAL in WAL mode
     // keeps every committed transaction across a process crash (kill -9); only an OS crash or
     // power loss can drop the last commits, which the agent link's replay then re-sends.
@@ -125,4 +139,44 @@ pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
     s: &str,
 ) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|source| StoreError::Corrupt { what, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::{StatementStatus, params};
+
+    use super::*;
+
+    /// Binds new values to one cached statement and counts how often SQLite planned it again.
+    fn replans(conn: &Connection) -> i32 {
+        conn.execute_batch(
+            "CREATE TABLE t (k TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (k, seq));",
+        )
+        .unwrap();
+        let sql = "SELECT COALESCE(MAX(seq), 0) + 1 FROM t WHERE k = ?1";
+        for (i, k) in ["a", "b", "a", "c"].into_iter().enumerate() {
+            let next: i64 = conn
+                .prepare_cached(sql)
+                .unwrap()
+                .query_row(params![k], |r| r.get(0))
+                .unwrap();
+            conn.execute("INSERT INTO t (k, seq) VALUES (?1, ?2)", params![k, next])
+                .unwrap();
+            assert!(next >= 1, "step {i}");
+        }
+        conn.prepare_cached(sql)
+            .unwrap()
+            .get_status(StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn cached_statements_are_not_planned_again_for_each_bound_value() {
+        let dir = tempfile::tempdir().unwrap();
+        let on_disk = open(&dir.path().join("state.db"), &[]).unwrap();
+        assert_eq!(replans(&on_disk), 0);
+        let in_memory = open_in_memory(&[]).unwrap();
+        assert_eq!(replans(&in_memory), 0);
+        // What the setting prevents: the same statement on a plain connection.
+        assert!(replans(&Connection::open_in_memory().unwrap()) > 0);
+    }
 }
