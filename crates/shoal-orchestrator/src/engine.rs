@@ -99,6 +99,10 @@ struct Submission {
 #[derive(Default)]
 pub(crate) struct Outgoing {
     frames: Vec<(String, Frame)>,
+    /// The highest message applied per node in this transaction: an `Ack` covers everything
+    /// up to its number, so one per node is enough (a node's accept and start reports often
+    /// arrive in one batch, and each ack costs the node a write).
+    acks: HashMap<String, u64>,
 }
 
 impl Outgoing {
@@ -106,10 +110,19 @@ impl Outgoing {
         self.frames.push((node_id.to_string(), frame));
     }
 
+    /// Acknowledges a node's message `seq` (and so every one before it).
+    pub fn ack(&mut self, node_id: &str, seq: u64) {
+        let highest = self.acks.entry(node_id.to_string()).or_default();
+        *highest = (*highest).max(seq);
+    }
+
     fn flush(self, links: &Links) {
         for (node, frame) in self.frames {
             // A node that is away gets durable messages from its outbox when it returns.
             links.send(&node, frame);
+        }
+        for (node, seq) in self.acks {
+            links.send(&node, Frame::Ack { seq });
         }
     }
 }
@@ -810,7 +823,7 @@ fn inbound(
     msg: Message,
 ) -> Result<Option<String>, OrchestratorError> {
     let fresh = tx.mark_applied(node_id, seq)?;
-    out.push(node_id, Frame::Ack { seq });
+    out.ack(node_id, seq);
     if !fresh {
         return Ok(None);
     }
@@ -1043,4 +1056,31 @@ fn node_labels(
     // Labels are part of the node views the scheduler reads: rebuild them.
     st.views.invalidate();
     evaluate_active(tx, st, out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_ack_per_node_covers_every_message_applied_in_a_transaction() {
+        let links = Links::default();
+        let mut inboxes = Vec::new();
+        for (i, node) in ["n-a", "n-b"].into_iter().enumerate() {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            links.insert(node, Session { id: i as u64, tx });
+            inboxes.push(rx);
+        }
+        let mut out = Outgoing::default();
+        for (node, seq) in [("n-a", 3), ("n-a", 5), ("n-b", 2), ("n-a", 4)] {
+            out.ack(node, seq);
+        }
+        out.flush(&links);
+        let received: Vec<Vec<Frame>> = inboxes
+            .iter_mut()
+            .map(|rx| std::iter::from_fn(|| rx.try_recv().ok()).collect())
+            .collect();
+        assert_eq!(received[0], vec![Frame::Ack { seq: 5 }]);
+        assert_eq!(received[1], vec![Frame::Ack { seq: 2 }]);
+    }
 }
