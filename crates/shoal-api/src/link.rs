@@ -4,13 +4,9 @@ use axum::extract::State;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use shoal_transport::LINK_READ_BUFFER;
 
 use crate::AppState;
-
-/// Read buffer of one node's link. tungstenite's default (128 KiB) is zero-filled on the
-/// first read, so every connected node cost the orchestrator 128 KiB of resident memory;
-/// link frames are small, and a larger one (a query answer) grows the buffer for that frame.
-const LINK_READ_BUFFER: usize = 4 << 10;
 
 pub(crate) async fn upgrade(State(s): State<AppState>, ws: WebSocketUpgrade) -> Response {
     ws.read_buffer_size(LINK_READ_BUFFER)

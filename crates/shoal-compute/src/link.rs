@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use shoal_transport::{Frame, LINK_PATH};
+use shoal_transport::{Frame, LINK_PATH, LINK_READ_BUFFER};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
 use crate::agent::AgentInner;
@@ -65,9 +66,13 @@ pub(crate) fn link_url(orchestrator: &str) -> String {
 
 async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Result<(), String> {
     let url = link_url(&agent.cfg.orchestrator);
+    // Frames go out as they are written (the link flushes after each one anyway).
+    let config = WebSocketConfig::default()
+        .read_buffer_size(LINK_READ_BUFFER)
+        .write_buffer_size(0);
     // Nagle's algorithm (with delayed ACKs) would hold small link frames back by tens of ms.
     let (ws, _) = tokio::select! {
-        r = tokio_tungstenite::connect_async_with_config(url.as_str(), None, true) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
+        r = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
         _ = shutdown.cancelled() => return Ok(()),
     };
     let (mut sink, mut stream) = ws.split();

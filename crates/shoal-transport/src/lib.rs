@@ -31,6 +31,13 @@ pub const PROTOCOL: &str = "shoal/v1";
 /// The HTTP path the compute node dials.
 pub const LINK_PATH: &str = "/api/v1/agent/link";
 
+/// Read buffer of a link's WebSocket, on both ends. tungstenite's default (128 KiB) is
+/// zero-filled before every read, so each small frame cost a 128 KiB `memset` and, as the
+/// buffer was split off and grown again, fresh pages: a third of a 5,000-node rollout's CPU.
+/// Link frames are small; a larger one (a query answer, a result chunk) grows the buffer for
+/// that frame.
+pub const LINK_READ_BUFFER: usize = 4 << 10;
+
 /// Bytes per `ResultChunk` (before base64).
 pub const RESULT_CHUNK: usize = 256 * 1024;
 
