@@ -26,14 +26,18 @@ CREATE TABLE links (peer TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, applied_se
 impl Tx<'_> {
     /// Appends a message for `peer` and returns its sequence number.
     pub fn outbox_push(&self, peer: &str, body: &str) -> Result<u64, StoreError> {
+        // A read and one upsert rather than `UPDATE ... RETURNING`, which buffers its rows in
+        // a temporary b-tree (with a page cache of its own) for every message.
+        let seq: u64 = self
+            .tx
+            .prepare_cached("SELECT next_seq FROM links WHERE peer = ?1")?
+            .query_row(params![peer], |r| r.get(0))
+            .optional()?
+            .unwrap_or(1);
         self.exec(
-            "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, 0) ON CONFLICT(peer) DO NOTHING",
-            params![peer],
-        )?;
-        let seq: u64 = self.query_one(
-            "UPDATE links SET next_seq = next_seq + 1 WHERE peer = ?1 RETURNING next_seq - 1",
-            params![peer],
-            |r| r.get(0),
+            "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, ?2, 0)
+             ON CONFLICT(peer) DO UPDATE SET next_seq = excluded.next_seq",
+            params![peer, seq + 1],
         )?;
         self.exec(
             "INSERT INTO outbox (peer, seq, body) VALUES (?1, ?2, ?3)",
@@ -75,12 +79,10 @@ impl Tx<'_> {
 }
 
 pub(crate) fn link_applied(conn: &rusqlite::Connection, peer: &str) -> Result<u64, StoreError> {
+    // Read for every message a link delivers: a cached statement, not a parse each time.
     Ok(conn
-        .query_row(
-            "SELECT applied_seq FROM links WHERE peer = ?1",
-            params![peer],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT applied_seq FROM links WHERE peer = ?1")?
+        .query_row(params![peer], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
