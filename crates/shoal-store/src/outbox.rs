@@ -23,6 +23,18 @@ CREATE TABLE outbox (peer TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NUL
 CREATE TABLE links (peer TEXT PRIMARY KEY, next_seq INTEGER NOT NULL, applied_seq INTEGER NOT NULL);
 ";
 
+const NEXT_SEQ: &str = "SELECT next_seq FROM links WHERE peer = ?1";
+const SET_NEXT_SEQ: &str = "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, ?2, 0)
+             ON CONFLICT(peer) DO UPDATE SET next_seq = excluded.next_seq";
+const PUSH: &str = "INSERT INTO outbox (peer, seq, body) VALUES (?1, ?2, ?3)";
+const APPLIED: &str = "SELECT applied_seq FROM links WHERE peer = ?1";
+const SET_APPLIED: &str = "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, ?2)
+             ON CONFLICT(peer) DO UPDATE SET applied_seq = excluded.applied_seq";
+const ACK: &str = "DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2";
+
+/// The statements every delivered message, pushed message and ack runs.
+pub(crate) const HOT: &[&str] = &[NEXT_SEQ, SET_NEXT_SEQ, PUSH, APPLIED, SET_APPLIED, ACK];
+
 impl Tx<'_> {
     /// Appends a message for `peer` and returns its sequence number.
     pub fn outbox_push(&self, peer: &str, body: &str) -> Result<u64, StoreError> {
@@ -30,19 +42,12 @@ impl Tx<'_> {
         // a temporary b-tree (with a page cache of its own) for every message.
         let seq: u64 = self
             .tx
-            .prepare_cached("SELECT next_seq FROM links WHERE peer = ?1")?
+            .prepare_cached(NEXT_SEQ)?
             .query_row(params![peer], |r| r.get(0))
             .optional()?
             .unwrap_or(1);
-        self.exec(
-            "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, ?2, 0)
-             ON CONFLICT(peer) DO UPDATE SET next_seq = excluded.next_seq",
-            params![peer, seq + 1],
-        )?;
-        self.exec(
-            "INSERT INTO outbox (peer, seq, body) VALUES (?1, ?2, ?3)",
-            params![peer, seq, body],
-        )?;
+        self.exec(SET_NEXT_SEQ, params![peer, seq + 1])?;
+        self.exec(PUSH, params![peer, seq, body])?;
         Ok(seq)
     }
 
@@ -53,20 +58,13 @@ impl Tx<'_> {
         if seq <= applied {
             return Ok(false);
         }
-        self.exec(
-            "INSERT INTO links (peer, next_seq, applied_seq) VALUES (?1, 1, ?2)
-             ON CONFLICT(peer) DO UPDATE SET applied_seq = excluded.applied_seq",
-            params![peer, seq],
-        )?;
+        self.exec(SET_APPLIED, params![peer, seq])?;
         Ok(true)
     }
 
     /// Drops messages to `peer` that it has acknowledged.
     pub fn outbox_ack(&self, peer: &str, upto: u64) -> Result<(), StoreError> {
-        self.exec(
-            "DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2",
-            params![peer, upto],
-        )?;
+        self.exec(ACK, params![peer, upto])?;
         Ok(())
     }
 
@@ -81,7 +79,7 @@ impl Tx<'_> {
 pub(crate) fn link_applied(conn: &rusqlite::Connection, peer: &str) -> Result<u64, StoreError> {
     // Read for every message a link delivers: a cached statement, not a parse each time.
     Ok(conn
-        .prepare_cached("SELECT applied_seq FROM links WHERE peer = ?1")?
+        .prepare_cached(APPLIED)?
         .query_row(params![peer], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
