@@ -701,15 +701,15 @@ async fn prepared_execution_makes_the_same_daemon_calls_as_a_direct_client() {
         .collect();
     calls.sort();
     // Preparing inspects the image once; the run then does what `docker run --rm` does:
-    // create, start, follow the logs while waiting, read the exit state; clean-up removes.
+    // create, attach to the output, start, wait, read the exit state; clean-up removes.
     assert_eq!(
         calls,
         [
             "DELETE /containers/{id}",
             "GET /containers/{id}/json",
-            "GET /containers/{id}/logs",
             "GET /images/{image}/json",
             "POST /containers/create",
+            "POST /containers/{id}/attach",
             "POST /containers/{id}/start",
             "POST /containers/{id}/wait",
         ]

@@ -1,10 +1,10 @@
 //! One execution from create to remove.
 //!
 //! ```text
-//!  create ──> start ──> running ──┬─ exits ─────────────> drain logs ─> inspect ─> Ok(Exit)
-//!                                 │                                     (OOMKilled ─> OutOfMemory)
-//!                                 ├─ time limit passes ─> stop (1 s) ─> drain logs ─> Timeout
-//!                                 └─ cancel fires ──────> stop (1 s) ─> drain logs ─> Cancelled
+//!  create ──> attach ──> start ──> running ──┬─ exits ─────────────> drain output ─> inspect ─> Ok(Exit)
+//!                                            │                                     (OOMKilled ─> OutOfMemory)
+//!                                            ├─ time limit passes ─> stop (1 s) ─> drain output ─> Timeout
+//!                                            └─ cancel fires ──────> stop (1 s) ─> drain output ─> Cancelled
 //!                        then, once the agent has recorded the end: clean_up ─> remove
 //! ```
 //!
@@ -15,21 +15,22 @@
 //!
 //! Daemon calls of an execution that ends by itself, in order: `GET /images/{name}/json` (only
 //! when [`Executor::prepare`](crate::Executor::prepare) has not checked the image for this
-//! execution), `POST /containers/create`, `POST .../start`, then `GET .../logs?follow` and
-//! `POST .../wait` side by side, `GET .../json` (exit code and OOM flag), then in `clean_up`
-//! `DELETE ...?force&v`.
-//! These are the calls `bench/docker.sh` makes as a direct client of the Engine API, and the
-//! test `prepared_execution_makes_the_same_daemon_calls_as_a_direct_client` pins them. Each
-//! phase's time is logged at debug level (`docker execution phase done`).
+//! execution), `POST /containers/create`, `POST .../attach` (the output stream, as
+//! `docker run` attaches), `POST .../start`, `POST .../wait` while the output streams,
+//! `GET .../json` (exit code and OOM flag), then in `clean_up` `DELETE ...?force&v`.
+//! `bench/docker.sh`, as a direct client of the Engine API, makes the same calls except that
+//! it reads the output once with `GET .../logs` after the wait; the test
+//! `prepared_execution_makes_the_same_daemon_calls_as_a_direct_client` pins them. Each phase's
+//! time is logged at debug level (`docker execution phase done`).
 
 use std::time::{Duration, Instant};
 
 use bollard::Docker;
-use bollard::container::LogOutput;
+use bollard::container::{AttachContainerResults, LogOutput};
 use bollard::errors::Error as BollardError;
 use bollard::models::{ContainerCreateBody, ContainerState};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder,
     StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures::StreamExt;
@@ -164,18 +165,33 @@ async fn supervise(
     laps: &mut Laps,
 ) -> Result<Exit, ExecutorError> {
     let docker = &daemon.docker;
-    docker.start_container(id, None).await.map_err(|e| {
-        refused(
+    // Attached before the start, as `docker run` does: the stream carries everything the
+    // container writes and ends as it exits. A followed `logs` stream ends only once the
+    // daemon's log reader notices the end, 7 ms later on Docker 20.10: half of what Shoal
+    // added to a trivial container job.
+    let options = AttachContainerOptionsBuilder::default()
+        .stdout(true)
+        .stderr(true)
+        .stream(true)
+        .build();
+    let attached = docker
+        .attach_container(id, Some(options))
+        .await
+        .map_err(|e| refused(&format!("could not attach to container {id}"), &e))?;
+    laps.lap("attach");
+    let pump = tokio::spawn(pump_output(attached, id.to_string(), logs.clone()));
+    if let Err(e) = docker.start_container(id, None).await {
+        pump.abort();
+        return Err(refused(
             &format!(
                 "container for execution {} could not start",
                 request.execution_id
             ),
             &e,
-        )
-    })?;
+        ));
+    }
     laps.lap("start");
 
-    let pump = tokio::spawn(pump_logs(docker.clone(), id.to_string(), logs.clone()));
     let timeout = async {
         match request.timeout {
             Some(limit) => {
@@ -256,15 +272,14 @@ async fn final_state(docker: &Docker, id: &str) -> Result<ContainerState, Execut
         .unwrap_or_default())
 }
 
-/// Forwards the container's output to the sink until the daemon closes the stream, which it
-/// does once the container has ended and everything it wrote has been sent.
-async fn pump_logs(docker: Docker, id: String, logs: LogSink) {
-    let options = LogsOptionsBuilder::default()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut stream = docker.logs(&id, Some(options));
+/// Forwards the container's output to the sink until the daemon closes the attached stream,
+/// which it does once the container has ended and everything it wrote has been sent.
+async fn pump_output(attached: AttachContainerResults, id: String, logs: LogSink) {
+    // The input half stays open with the output: the container's stdin is not attached.
+    let AttachContainerResults {
+        output: mut stream,
+        input: _input,
+    } = attached;
     while let Some(frame) = stream.next().await {
         match frame {
             Ok(LogOutput::StdOut { message }) | Ok(LogOutput::Console { message }) => {
