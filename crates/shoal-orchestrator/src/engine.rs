@@ -24,7 +24,7 @@ use crate::error::OrchestratorError;
 use crate::evaluate::{ActiveJobs, evaluate};
 use crate::handle::{SubmitOptions, SubmitOutcome};
 use crate::logs::LogRegistry;
-use crate::nodes::{Links, LiveNode, NodeTable, NodeViews, Session, Usage};
+use crate::nodes::{Links, LiveNode, NodeTable, NodeViews, Outbound, Session, Usage};
 use crate::query::{LiveQueries, NodeAnswer, Outcome, QueryRequest};
 
 type Reply<T> = oneshot::Sender<Result<T, OrchestratorError>>;
@@ -98,7 +98,7 @@ struct Submission {
 /// Frames to send once the transaction that produced them has committed.
 #[derive(Default)]
 pub(crate) struct Outgoing {
-    frames: Vec<(String, Frame)>,
+    frames: Vec<(String, Outbound)>,
     /// The highest message applied per node in this transaction: an `Ack` covers everything
     /// up to its number, so one per node is enough (a node's accept and start reports often
     /// arrive in one batch, and each ack costs the node a write).
@@ -106,8 +106,8 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    pub fn push(&mut self, node_id: &str, frame: Frame) {
-        self.frames.push((node_id.to_string(), frame));
+    pub fn push(&mut self, node_id: &str, frame: impl Into<Outbound>) {
+        self.frames.push((node_id.to_string(), frame.into()));
     }
 
     /// Acknowledges a node's message `seq` (and so every one before it).
@@ -1076,11 +1076,11 @@ mod tests {
             out.ack(node, seq);
         }
         out.flush(&links);
-        let received: Vec<Vec<Frame>> = inboxes
+        let received: Vec<Vec<Outbound>> = inboxes
             .iter_mut()
             .map(|rx| std::iter::from_fn(|| rx.try_recv().ok()).collect())
             .collect();
-        assert_eq!(received[0], vec![Frame::Ack { seq: 5 }]);
-        assert_eq!(received[1], vec![Frame::Ack { seq: 2 }]);
+        assert_eq!(received[0], vec![Outbound::Frame(Frame::Ack { seq: 5 })]);
+        assert_eq!(received[1], vec![Outbound::Frame(Frame::Ack { seq: 2 })]);
     }
 }

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use shoal_scheduler::{Plan, SchedulerInput, schedule};
 use shoal_store::Tx;
-use shoal_transport::{Frame, Message};
+use shoal_transport::Message;
 use shoal_types::execution::AllocatedResources;
 use shoal_types::{
     ComputeStateType, DesiredStateType, Execution, ExecutionId, ExecutionState, Job, NodeId,
@@ -13,6 +13,7 @@ use shoal_types::{
 use crate::engine::{EngineState, Outgoing, allocated, event, history, now};
 use crate::error::OrchestratorError;
 use crate::handle::Placement;
+use crate::nodes::Outbound;
 
 /// Re-evaluates one job and applies the resulting plan in `tx`.
 pub(crate) fn evaluate(
@@ -223,16 +224,7 @@ fn apply(
             n.allocated.insert(e.id.to_string(), allocated(&e));
             st.views.refresh(&st.nodes, new.node_id.as_str());
         }
-        let mut with_job = e.clone();
-        with_job.job = Some(Box::new(job.clone()));
-        send_durable(
-            tx,
-            out,
-            new.node_id.as_str(),
-            Message::Run {
-                execution: Box::new(with_job),
-            },
-        )?;
+        send_stored(tx, out, new.node_id.as_str(), Message::run_json(&e, &job))?;
     }
 
     for ev in &plan.events {
@@ -268,8 +260,19 @@ fn send_durable(
     msg: Message,
 ) -> Result<(), OrchestratorError> {
     let body = serde_json::to_string(&msg).expect("messages always serialise");
+    send_stored(tx, out, node_id, body)
+}
+
+/// Puts a serialised message in the node's outbox and sends it as stored once the transaction
+/// commits: serialised once, on the engine's thread, and not encoded again by the link.
+fn send_stored(
+    tx: &Tx<'_>,
+    out: &mut Outgoing,
+    node_id: &str,
+    body: String,
+) -> Result<(), OrchestratorError> {
     let seq = tx.outbox_push(node_id, &body)?;
-    out.push(node_id, Frame::Msg { seq, msg });
+    out.push(node_id, Outbound::Stored { seq, body });
     Ok(())
 }
 

@@ -362,7 +362,10 @@ impl Orchestrator {
         Ok(stream)
     }
 
-    pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Frame>) -> Session {
+    pub(crate) fn new_session(
+        &self,
+        tx: tokio::sync::mpsc::UnboundedSender<crate::nodes::Outbound>,
+    ) -> Session {
         Session {
             id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1,
             tx,

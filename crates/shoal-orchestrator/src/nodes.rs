@@ -15,7 +15,39 @@ pub(crate) struct Session {
     /// Distinguishes a node's successive connections.
     pub id: u64,
     /// Frames to write to the node.
-    pub tx: UnboundedSender<Frame>,
+    pub tx: UnboundedSender<Outbound>,
+}
+
+/// What the engine and the API hand to a node's link task, which encodes it.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Outbound {
+    /// A frame.
+    Frame(Frame),
+    /// `Frame::Msg` for a durable message as it was serialised into the outbox: written into
+    /// the frame as it is, not decoded and serialised again (a daemon job's `Run` carries the
+    /// whole job, once per node).
+    Stored {
+        /// The message's sequence number.
+        seq: u64,
+        /// The message's JSON.
+        body: String,
+    },
+}
+
+impl Outbound {
+    /// The link text.
+    pub fn encode(&self) -> String {
+        match self {
+            Outbound::Frame(f) => f.encode(),
+            Outbound::Stored { seq, body } => Frame::encode_msg(*seq, body),
+        }
+    }
+}
+
+impl From<Frame> for Outbound {
+    fn from(frame: Frame) -> Self {
+        Outbound::Frame(frame)
+    }
 }
 
 /// Open sessions by node id, shared with the API handle (for log requests).
@@ -43,9 +75,10 @@ impl Links {
     }
 
     /// Sends a frame to a connected node; false when it is not connected.
-    pub fn send(&self, node_id: &str, frame: Frame) -> bool {
+    pub fn send(&self, node_id: &str, frame: impl Into<Outbound>) -> bool {
         let map = self.0.lock().unwrap_or_else(|p| p.into_inner());
-        map.get(node_id).is_some_and(|s| s.tx.send(frame).is_ok())
+        map.get(node_id)
+            .is_some_and(|s| s.tx.send(frame.into()).is_ok())
     }
 
     pub fn is_connected(&self, node_id: &str) -> bool {

@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 use shoal_types::{
-    Answer, ComputeStateType, Execution, NodeInfo, Resources, RunOutput, SpecConfig,
+    Answer, ComputeStateType, Execution, Job, NodeInfo, Resources, RunOutput, SpecConfig,
 };
 
 /// The link protocol version spoken by this build.
@@ -233,10 +233,46 @@ pub struct ExecutionReport {
     pub published: Option<SpecConfig>,
 }
 
+/// [`Message::Run`] as it is serialised, built from borrowed parts: a daemon job placed on
+/// thousands of nodes would otherwise clone its job into every message.
+#[derive(Serialize)]
+#[serde(tag = "kind")]
+enum RunRef<'a> {
+    Run { execution: ExecutionWithJob<'a> },
+}
+
+#[derive(Serialize)]
+struct ExecutionWithJob<'a> {
+    #[serde(flatten)]
+    execution: &'a Execution,
+    #[serde(rename = "Job")]
+    job: &'a Job,
+}
+
+impl Message {
+    /// The JSON of `Message::Run` for `execution` with `job` embedded, as
+    /// `serde_json::to_string(&Message::Run { .. })` would write it once the job was put in
+    /// the execution, but without copying the job. `execution.job` must be `None`.
+    pub fn run_json(execution: &Execution, job: &Job) -> String {
+        debug_assert!(execution.job.is_none(), "the job is embedded from `job`");
+        let run = RunRef::Run {
+            execution: ExecutionWithJob { execution, job },
+        };
+        serde_json::to_string(&run).expect("messages always serialise")
+    }
+}
+
 impl Frame {
     /// Encodes a frame as JSON text.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
+    }
+
+    /// Encodes `Frame::Msg` from a message already serialised (the body kept in the outbox),
+    /// without decoding and serialising the message again: the same text that
+    /// [`Frame::encode`] writes for `Frame::Msg { seq, msg }`.
+    pub fn encode_msg(seq: u64, msg_json: &str) -> String {
+        format!(r#"{{"t":"Msg","seq":{seq},"msg":{msg_json}}}"#)
     }
 
     /// Decodes a frame; the error says what arrived.
@@ -262,6 +298,45 @@ mod tests {
             },
         };
         assert_eq!(Frame::decode(&f.encode()).unwrap(), f);
+    }
+
+    #[test]
+    fn a_run_built_from_borrowed_parts_reads_back_as_the_run_message() {
+        let job = shoal_types::spec::parse_job(
+            "Name: agent\nType: daemon\nTasks:\n  - Name: t\n    Engine:\n      Type: noop\n",
+        )
+        .unwrap();
+        let execution: Execution = serde_json::from_value(serde_json::json!({
+            "ID": "e-1", "NodeID": "n-1", "JobID": "j-1", "JobVersion": 2,
+            "DesiredState": {"StateType": 1}, "ComputeState": {"StateType": 1},
+        }))
+        .unwrap();
+        let json = Message::run_json(&execution, &job);
+
+        let mut with_job = execution.clone();
+        with_job.job = Some(Box::new(job));
+        let owned = Message::Run {
+            execution: Box::new(with_job),
+        };
+        let read: Message = serde_json::from_str(&json).unwrap();
+        assert_eq!(read, owned);
+        let as_value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
+        assert_eq!(
+            as_value(&json),
+            as_value(&serde_json::to_string(&owned).unwrap())
+        );
+    }
+
+    #[test]
+    fn a_stored_message_encodes_as_its_frame_would() {
+        let msg = Message::Cancel {
+            execution_id: "e-1".into(),
+            reason: "stop \"now\"".into(),
+        };
+        let body = serde_json::to_string(&msg).unwrap();
+        let frame = Frame::Msg { seq: 42, msg };
+        assert_eq!(Frame::encode_msg(42, &body), frame.encode());
+        assert_eq!(Frame::decode(&Frame::encode_msg(42, &body)).unwrap(), frame);
     }
 
     #[test]
