@@ -252,9 +252,17 @@ struct ExecutionWithJob<'a> {
 impl Message {
     /// The JSON of `Message::Run` for `execution` with `job` embedded, as
     /// `serde_json::to_string(&Message::Run { .. })` would write it once the job was put in
-    /// the execution, but without copying the job. `execution.job` must be `None`.
+    /// the execution, but without copying the job when the execution carries none yet.
     pub fn run_json(execution: &Execution, job: &Job) -> String {
-        debug_assert!(execution.job.is_none(), "the job is embedded from `job`");
+        if execution.job.is_some() {
+            // Flattened, it would write a second `Job` key: take the plain path.
+            let mut with_job = execution.clone();
+            with_job.job = Some(Box::new(job.clone()));
+            let run = Message::Run {
+                execution: Box::new(with_job),
+            };
+            return serde_json::to_string(&run).expect("messages always serialise");
+        }
         let run = RunRef::Run {
             execution: ExecutionWithJob { execution, job },
         };
@@ -314,12 +322,18 @@ mod tests {
         let json = Message::run_json(&execution, &job);
 
         let mut with_job = execution.clone();
-        with_job.job = Some(Box::new(job));
+        with_job.job = Some(Box::new(job.clone()));
         let owned = Message::Run {
             execution: Box::new(with_job),
         };
         let read: Message = serde_json::from_str(&json).unwrap();
         assert_eq!(read, owned);
+        // An execution that already carries a job gets the one given, once.
+        let Message::Run { execution: carried } = &owned else {
+            unreachable!()
+        };
+        let again: Message = serde_json::from_str(&Message::run_json(carried, &job)).unwrap();
+        assert_eq!(again, owned);
         let as_value = |text: &str| serde_json::from_str::<serde_json::Value>(text).unwrap();
         assert_eq!(
             as_value(&json),
