@@ -740,12 +740,14 @@ fn connect(
             },
         );
         for entry in tx.read().outbox_pending(&id, applied_seq)? {
+            // Read to make sure the node can (an unreadable one would close its link each
+            // time), then sent as stored, like the first time.
             match serde_json::from_str::<Message>(&entry.body) {
-                Ok(msg) => out.push(
+                Ok(_) => out.push(
                     &id,
-                    Frame::Msg {
+                    Outbound::Stored {
                         seq: entry.seq,
-                        msg,
+                        body: entry.body,
                     },
                 ),
                 Err(e) => {

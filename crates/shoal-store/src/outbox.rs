@@ -41,9 +41,7 @@ impl Tx<'_> {
         // A read and one upsert rather than `UPDATE ... RETURNING`, which buffers its rows in
         // a temporary b-tree (with a page cache of its own) for every message.
         let seq: u64 = self
-            .tx
-            .prepare_cached(NEXT_SEQ)?
-            .query_row(params![peer], |r| r.get(0))
+            .query_one(NEXT_SEQ, params![peer], |r| r.get(0))
             .optional()?
             .unwrap_or(1);
         self.exec(SET_NEXT_SEQ, params![peer, seq + 1])?;
