@@ -12,25 +12,66 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    hint: Option<&'static str>,
+    reason: Option<String>,
 }
 
 impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            hint: None,
+            reason: None,
+        }
+    }
+
     /// A 400 with a message that says how to fix the request.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        ApiError {
-            status: StatusCode::BAD_REQUEST,
-            code: "BadRequest",
-            message: message.into(),
-        }
+        ApiError::new(StatusCode::BAD_REQUEST, "BadRequest", message)
     }
 
     /// A 404.
     pub fn not_found(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::NOT_FOUND, "NotFound", message)
+    }
+
+    /// A 500 for a failure that is the server's, not the request's.
+    pub fn internal(message: impl Into<String>) -> Self {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", message)
+    }
+
+    /// Bacalhau's 401: message `Request Unauthorized`, its hint, and why in `Details.Reason`.
+    pub fn unauthorized(reason: impl Into<String>) -> Self {
         ApiError {
-            status: StatusCode::NOT_FOUND,
-            code: "NotFound",
-            message: message.into(),
+            hint: Some("Unauthorized principal. Event has been recorded."),
+            reason: Some(reason.into()),
+            ..ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "Unauthorized",
+                "Request Unauthorized",
+            )
         }
+    }
+
+    /// Bacalhau's 403: message `Request Forbidden`, its hint, and why in `Details.Reason`.
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        ApiError {
+            hint: Some("Check if user have access to this resource. Event has been recorded."),
+            reason: Some(reason.into()),
+            ..ApiError::new(StatusCode::FORBIDDEN, "Forbidden", "Request Forbidden")
+        }
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The reason behind a 401 or 403, else the message: what the audit log keeps.
+    pub fn reason(&self) -> &str {
+        self.reason.as_deref().unwrap_or(&self.message)
     }
 }
 
@@ -45,23 +86,25 @@ impl From<OrchestratorError> for ApiError {
             }
             OrchestratorError::Store(_) => (StatusCode::INTERNAL_SERVER_ERROR, "DatastoreFailure"),
         };
-        ApiError {
-            status,
-            code,
-            message: e.to_string(),
-        }
+        ApiError::new(status, code, e.to_string())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
+        let mut body = json!({
             "Status": self.status.as_u16(),
             "Message": self.message,
             "Code": self.code,
             "Component": "Orchestrator",
             "RequestID": "",
         });
+        if let Some(hint) = self.hint {
+            body["Hint"] = hint.into();
+        }
+        if let Some(reason) = self.reason {
+            body["Details"] = json!({ "Reason": reason });
+        }
         (self.status, Json(body)).into_response()
     }
 }

@@ -1,17 +1,20 @@
 //! `/api/v1/orchestrator/jobs/...`
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::response::Response;
+use axum::extract::{Extension, Path, State};
+use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shoal_orchestrator::{LogEvent, SubmitOptions};
 use shoal_store::JobFilter;
+use shoal_types::Job;
 use shoal_types::spec::{self, SpecError};
 
+use crate::auth::{AuditTarget, Capability, Principal};
 use crate::error::ApiQuery;
 use crate::{ApiError, AppState};
 
@@ -19,11 +22,65 @@ fn spec_error(e: SpecError) -> ApiError {
     ApiError::bad_request(format!("invalid job spec: {e}"))
 }
 
+/// The job `key` names, when `principal` may see it. A job of a namespace outside the
+/// principal's scope is answered exactly as a job that does not exist, so its existence does
+/// not leak.
+pub(crate) async fn visible_job(
+    s: &AppState,
+    principal: &Principal,
+    key: &str,
+) -> Result<Option<Job>, ApiError> {
+    if principal.namespaces.is_empty() {
+        return Ok(None);
+    }
+    let job = s.orchestrator.job(key).await?;
+    if principal.sees_namespace(&job.namespace) {
+        Ok(Some(job))
+    } else {
+        Err(ApiError::not_found(format!(
+            "job {key} not found; `shoal job list` shows the jobs this orchestrator knows"
+        )))
+    }
+}
+
+/// What submitting `job` needs beyond `write:job`: its namespace in the principal's scope, and
+/// the `query` or `exec` capability for tasks on those engines.
+fn may_submit(principal: &Principal, job: &mut Job) -> Result<(), ApiError> {
+    if job.namespace.is_empty()
+        || (job.namespace == "default" && !principal.sees_namespace("default"))
+    {
+        job.namespace = principal.default_namespace().to_string();
+    }
+    if !principal.sees_namespace(&job.namespace) {
+        return Err(ApiError::forbidden(format!(
+            "user '{}' may not submit to namespace '{}'; it may use {}",
+            principal.name,
+            job.namespace,
+            principal.namespaces.join(", ")
+        )));
+    }
+    for task in &job.tasks {
+        let needed = match task.engine.kind.to_ascii_lowercase().as_str() {
+            "query" => Capability::Query,
+            "exec" => Capability::Exec,
+            _ => continue,
+        };
+        if !principal.can(needed) {
+            return Err(ApiError::forbidden(format!(
+                "user '{}' does not have the required capability '{needed}' (task {} uses the {} engine)",
+                principal.name, task.name, task.engine.kind
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `PUT /jobs`: `{"Job": {...}, "Force": false}`.
 pub(crate) async fn submit(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Json(body): Json<Value>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<(Extension<AuditTarget>, Json<Value>), ApiError> {
     let job_value = match &body {
         Value::Object(map) => map
             .iter()
@@ -39,6 +96,7 @@ pub(crate) async fn submit(
         }
     };
     let mut job = spec::read_job_value(job_value).map_err(spec_error)?;
+    may_submit(&principal, &mut job)?;
     spec::apply_defaults(&mut job);
     let errors = spec::validate_for_submit(&job);
     if !errors.is_empty() {
@@ -64,8 +122,9 @@ pub(crate) async fn submit(
     } else {
         vec![]
     };
-    Ok(Json(
-        json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": warnings }),
+    Ok((
+        Extension(AuditTarget(outcome.job_id.clone())),
+        Json(json!({ "JobID": outcome.job_id, "EvaluationID": "", "Warnings": warnings })),
     ))
 }
 
@@ -95,8 +154,21 @@ fn query_bool<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D:
 /// `GET /jobs`.
 pub(crate) async fn list(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    // A scoped principal lists its own namespaces only: one it names, or all of them.
+    let namespace = match (
+        q.namespace.filter(|n| !n.is_empty() && n != "*"),
+        principal.namespaces.as_slice(),
+    ) {
+        (Some(n), _) if !principal.sees_namespace(&n) => {
+            return Ok(Json(json!({ "Items": [], "NextToken": "" })));
+        }
+        (Some(n), _) => Some(n),
+        (None, [only]) => Some(only.clone()),
+        (None, _) => None,
+    };
     let offset = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
         Some(t) => t.parse::<usize>().map_err(|_| {
             ApiError::bad_request(format!(
@@ -109,12 +181,16 @@ pub(crate) async fn list(
     let jobs = s
         .orchestrator
         .list_jobs(JobFilter {
-            namespace: q.namespace,
+            namespace,
             limit: if limit == 0 { 0 } else { limit + 1 },
             offset,
             reverse: q.reverse.unwrap_or(false),
         })
         .await?;
+    let jobs: Vec<Job> = jobs
+        .into_iter()
+        .filter(|j| principal.sees_namespace(&j.namespace))
+        .collect();
     let more = limit > 0 && jobs.len() > limit;
     let items: Vec<_> = if more { jobs[..limit].to_vec() } else { jobs };
     let next = if more {
@@ -133,9 +209,11 @@ pub(crate) struct DescribeQuery {
 /// `GET /jobs/{id}?include=history,executions`.
 pub(crate) async fn describe(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<DescribeQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    visible_job(&s, &principal, &id).await?;
     let d = s.orchestrator.job_details(&id).await?;
     let include = q.include.unwrap_or_default().to_ascii_lowercase();
     let mut body = json!({ "Job": d.job, "Placement": d.placement });
@@ -157,6 +235,7 @@ pub(crate) struct StopBody {
 /// `DELETE /jobs/{id}` with an optional `{"reason": "..."}` body.
 pub(crate) async fn stop(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<BTreeMap<String, String>>,
     body: Option<Json<StopBody>>,
@@ -166,6 +245,7 @@ pub(crate) async fn stop(
         .or_else(|| q.get("reason").cloned())
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| "Stopped at user request".into());
+    visible_job(&s, &principal, &id).await?;
     s.orchestrator.stop(&id, &reason).await?;
     Ok(Json(json!({ "EvaluationID": "" })))
 }
@@ -180,6 +260,7 @@ pub(crate) struct HistoryQuery {
 /// `GET /jobs/{id}/history`; `NextToken` keeps coming while the job runs, so clients long-poll.
 pub(crate) async fn history(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Value>, ApiError> {
@@ -189,7 +270,10 @@ pub(crate) async fn history(
         .filter(|t| !t.is_empty())
         .and_then(|t| t.parse().ok())
         .unwrap_or(0);
-    let job = s.orchestrator.job(&id).await?;
+    let job = match visible_job(&s, &principal, &id).await? {
+        Some(job) => job,
+        None => s.orchestrator.job(&id).await?,
+    };
     let all = s.orchestrator.history(&job.id, after).await?;
     let last = all.last().map(|h| h.seq_num).unwrap_or(after);
     let kind = q.event_type.unwrap_or_default().to_ascii_lowercase();
@@ -217,8 +301,10 @@ pub(crate) async fn history(
 /// `GET /jobs/{id}/executions`.
 pub(crate) async fn executions(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    visible_job(&s, &principal, &id).await?;
     let items = s.orchestrator.executions(&id).await?;
     Ok(Json(json!({ "Items": items, "NextToken": "" })))
 }
@@ -234,10 +320,14 @@ pub(crate) struct LogsQuery {
 /// `{"error":"..."}`, then a close frame.
 pub(crate) async fn logs(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     ApiQuery(q): ApiQuery<LogsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
+    if let Err(e) = visible_job(&s, &principal, &id).await {
+        return e.into_response();
+    }
     ws.on_upgrade(move |socket| stream_logs(s, id, q, socket))
 }
 
@@ -293,7 +383,7 @@ mod tests {
             shoal_orchestrator::OrchestratorConfig::new(dir.path()),
         )
         .unwrap();
-        let res = crate::router(orch)
+        let res = crate::router(orch, crate::Security::open())
             .oneshot(Request::get(uri).body(Body::empty()).unwrap())
             .await
             .unwrap();

@@ -2,8 +2,10 @@
 //! and Python SDK work unchanged, plus the WebSocket endpoint that compute nodes dial.
 //!
 //! The whole app is [`router`]; [`serve`] runs it on an already-bound listener until a shutdown
-//! future resolves, so tests bind port 0.
+//! future resolves, so tests bind port 0. Every request passes [`auth`]'s gate first: who is
+//! calling, whether they may, and the audit entry.
 
+pub mod auth;
 mod error;
 mod jobs;
 mod link;
@@ -12,12 +14,14 @@ mod queries;
 mod results;
 
 use std::future::Future;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::routing::{get, post, put};
 use shoal_orchestrator::Orchestrator;
 use shoal_types::node::BuildVersionInfo;
 
+pub use auth::Security;
 pub use error::ApiError;
 
 /// Shared state of the handlers.
@@ -25,12 +29,20 @@ pub use error::ApiError;
 pub struct AppState {
     /// The orchestrator behind the API.
     pub orchestrator: Orchestrator,
+    /// Who may call, and the audit log.
+    pub security: Arc<Security>,
 }
 
-/// The full API.
-pub fn router(orchestrator: Orchestrator) -> Router {
-    let state = AppState { orchestrator };
+/// The full API, behind `security`'s gate ([`Security::open`] for devstack and tests that are
+/// not about access control).
+pub fn router(orchestrator: Orchestrator, security: Arc<Security>) -> Router {
+    let state = AppState {
+        orchestrator,
+        security: security.clone(),
+    };
     Router::new()
+        .route(auth::WHOAMI_PATH, get(auth::whoami))
+        .route("/api/v1/orchestrator/audit", get(auth::list_audit))
         .route("/api/v1/agent/alive", get(alive))
         .route("/api/v1/agent/version", get(version))
         .route("/api/v1/agent/node", get(nodes::own_node))
@@ -69,6 +81,7 @@ pub fn router(orchestrator: Orchestrator) -> Router {
         )
         .route("/livez", get(alive))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(security, auth::gate))
         .with_state(state)
 }
 

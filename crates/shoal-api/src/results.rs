@@ -3,13 +3,16 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use std::sync::Arc;
+
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 use shoal_orchestrator::ResultEvent;
 use shoal_types::{ComputeStateType, SpecConfig};
 
+use crate::auth::Principal;
 use crate::{ApiError, AppState};
 
 /// `GET /jobs/{id}/results`: `{"Items": [SpecConfig], "NextToken": ""}` for completed
@@ -17,9 +20,11 @@ use crate::{ApiError, AppState};
 /// Bacalhau-compatible client fetches it through the orchestrator, never from the node.
 pub(crate) async fn list(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
+    crate::jobs::visible_job(&s, &principal, &id).await?;
     let job = s.orchestrator.job(&id).await?;
     let base = base_url(&headers);
     let items: Vec<SpecConfig> = s
@@ -68,8 +73,10 @@ fn base_url(headers: &HeaderMap) -> String {
 /// node. A node that drops mid-way aborts the body, so the client sees a short download.
 pub(crate) async fn download(
     State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
     Path((id, file)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    crate::jobs::visible_job(&s, &principal, &id).await?;
     let execution = file.strip_suffix(".tar.gz").ok_or_else(|| {
         ApiError::bad_request(format!(
             "{file} is not a result archive name; ask for <execution id>.tar.gz"

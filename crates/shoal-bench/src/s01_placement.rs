@@ -84,7 +84,14 @@ async fn through_orchestrator(ctx: &Ctx) -> anyhow::Result<Durable> {
     let port = free_port();
     let orch = Shoal::spawn(
         &ctx.shoal,
-        &["serve", "--orchestrator", "--token", "bench"],
+        &[
+            "serve",
+            "--orchestrator",
+            "--allow-anonymous",
+            "write",
+            "--token",
+            "bench",
+        ],
         dir.path(),
         port,
     )?;

@@ -125,7 +125,14 @@ async fn scale(
     let port = free_port();
     let orch = Shoal::spawn(
         bin,
-        &["serve", "--orchestrator", "--token", "bench"],
+        &[
+            "serve",
+            "--orchestrator",
+            "--allow-anonymous",
+            "write",
+            "--token",
+            "bench",
+        ],
         dir.path(),
         port,
     )?;

@@ -32,7 +32,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let port = free_port();
     let orch = Shoal::spawn(
         &ctx.shoal,
-        &["serve", "--orchestrator", "--token", "bench"],
+        &[
+            "serve",
+            "--orchestrator",
+            "--allow-anonymous",
+            "write",
+            "--token",
+            "bench",
+        ],
         &dir.path().join("o"),
         port,
     )?;

@@ -27,7 +27,14 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let stored_jobs: usize = if ctx.quick { 100_000 } else { 1_000_000 };
     let dir = tempfile::tempdir()?;
     let port = free_port();
-    let orchestrator = ["serve", "--orchestrator", "--token", "bench"];
+    let orchestrator = [
+        "serve",
+        "--orchestrator",
+        "--allow-anonymous",
+        "write",
+        "--token",
+        "bench",
+    ];
     let shoal = Shoal::spawn(&ctx.shoal, &orchestrator, dir.path(), port)?;
     let client = shoal.client();
     wait_alive(&client, Duration::from_secs(30)).await?;
@@ -84,7 +91,12 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let big = tempfile::tempdir()?;
     let seed_secs = seed(big.path(), stored_jobs)?;
     let port = free_port();
-    let shoal = Shoal::spawn(&ctx.shoal, &["serve", "--orchestrator"], big.path(), port)?;
+    let shoal = Shoal::spawn(
+        &ctx.shoal,
+        &["serve", "--orchestrator", "--allow-anonymous", "write"],
+        big.path(),
+        port,
+    )?;
     let client = shoal.client();
     let ready_big = wait_alive(&client, Duration::from_secs(300)).await?;
     let listed = client.list_jobs(1, "", false).await?;

@@ -121,7 +121,14 @@ async fn fanout(bin: &std::path::Path, n: usize, reps: usize) -> anyhow::Result<
     let port = free_port();
     let orch = Shoal::spawn(
         bin,
-        &["serve", "--orchestrator", "--token", "bench"],
+        &[
+            "serve",
+            "--orchestrator",
+            "--allow-anonymous",
+            "write",
+            "--token",
+            "bench",
+        ],
         dir.path(),
         port,
     )?;

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use shoal_client::Client;
+use shoal_client::{Client, Credentials};
 
 /// Global connection and data-dir options.
 #[derive(Args, Clone, Debug)]
@@ -62,12 +62,17 @@ impl Endpoint {
         home.join(".shoal")
     }
 
-    /// A client for the orchestrator. A host given as a URL (`https://h:p`) is used as is.
+    /// A client for the orchestrator, with the credentials of the environment
+    /// (`SHOAL_API_KEY`/`BACALHAU_API_KEY`, or `BACALHAU_API_USERNAME` and
+    /// `BACALHAU_API_PASSWORD`). A host given as a URL (`https://h:p`) is used as is.
     pub fn client(&self) -> anyhow::Result<Client> {
+        let credentials = Credentials::from_env().map_err(anyhow::Error::msg)?;
         let host = self.host();
-        if host.starts_with("http://") || host.starts_with("https://") {
-            return Ok(Client::from_url(&host));
-        }
-        Ok(Client::new(&host, self.port()?))
+        let client = if host.starts_with("http://") || host.starts_with("https://") {
+            Client::from_url(&host)
+        } else {
+            Client::new(&host, self.port()?)
+        };
+        Ok(client.with_credentials(&credentials))
     }
 }

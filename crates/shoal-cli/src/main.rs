@@ -1,6 +1,7 @@
 //! `shoal`: one binary that is the client, the orchestrator and the compute agent.
 
 mod commands;
+mod config;
 mod endpoint;
 mod output;
 mod wait;
@@ -50,6 +51,12 @@ enum Command {
     ///
     /// Example: shoal query "SELECT hostname FROM system_info" --output csv
     Query(commands::query::QueryArgs),
+    /// Check credentials: who you are to the orchestrator, what is set, hash a password.
+    #[command(subcommand)]
+    Auth(commands::auth::AuthCommand),
+    /// Read the audit log: every write call and every refusal (needs the `admin` grant).
+    #[command(subcommand)]
+    Audit(commands::auth::AuditCommand),
     /// Print the client's and the orchestrator's versions.
     Version,
 }
@@ -85,6 +92,8 @@ fn main() -> ExitCode {
             Command::Docker(cmd) => commands::docker::run(&cli.endpoint, cmd).await,
             Command::Node(cmd) => commands::node::run(&cli.endpoint, cmd).await,
             Command::Query(args) => commands::query::run(&cli.endpoint, args).await,
+            Command::Auth(cmd) => commands::auth::run(&cli.endpoint, cmd).await,
+            Command::Audit(cmd) => commands::auth::run_audit(&cli.endpoint, cmd).await,
             Command::Version => commands::version(&cli.endpoint).await,
         }
     });

@@ -22,6 +22,8 @@ fn separate_processes_run_jobs_and_survive_an_orchestrator_kill() {
         &[
             "serve",
             "--orchestrator",
+            "--allow-anonymous",
+            "write",
             "--api-port",
             &p,
             "--token",
@@ -111,6 +113,8 @@ fn separate_processes_run_jobs_and_survive_an_orchestrator_kill() {
         &[
             "serve",
             "--orchestrator",
+            "--allow-anonymous",
+            "write",
             "--api-port",
             &p,
             "--token",

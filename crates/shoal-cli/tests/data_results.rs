@@ -32,6 +32,8 @@ fn cluster_env(dir: &Path, data: &Path, env: &[(&str, String)]) -> (u16, Vec<Pro
             &[
                 "serve",
                 "--orchestrator",
+                "--allow-anonymous",
+                "write",
                 "--api-port",
                 &port.to_string(),
                 "--token",

@@ -77,6 +77,7 @@ impl Node {
         let name = format!("n-{test}-{}", std::process::id());
         let child = Command::new(BIN)
             .args(["serve", "--orchestrator", "--compute", "--name", &name])
+            .args(["--allow-anonymous", "write"])
             .args(["--api-host", "127.0.0.1", "--api-port", &port.to_string()])
             .arg("--data-dir")
             .arg(data.path())

@@ -106,6 +106,8 @@ impl Fleet {
         let orchestrator_args: Vec<String> = [
             "serve",
             "--orchestrator",
+            "--allow-anonymous",
+            "write",
             "--api-port",
             &port.to_string(),
             "--token",

@@ -299,6 +299,8 @@ fn a_connected_node_that_never_answers_counts_as_unreachable_at_the_timeout() {
     let _orch = serve(
         &[
             "--orchestrator",
+            "--allow-anonymous",
+            "write",
             "--token",
             "t",
             "--disconnect-timeout",

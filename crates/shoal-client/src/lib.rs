@@ -81,11 +81,89 @@ pub struct LogLine {
     pub line: String,
 }
 
+/// How the client proves who it is, from the environment a Bacalhau user already has.
+#[derive(Clone, Default)]
+pub enum Credentials {
+    /// No `Authorization` header (devstack, or a server that allows anonymous callers).
+    #[default]
+    None,
+    /// `Authorization: Bearer <key>`.
+    ApiKey(String),
+    /// `Authorization: Basic base64(user:password)`.
+    Basic {
+        /// The username.
+        username: String,
+        /// The password.
+        password: String,
+    },
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::None => f.write_str("None"),
+            Credentials::ApiKey(_) => f.write_str("ApiKey(***)"),
+            Credentials::Basic { username, .. } => write!(f, "Basic({username}:***)"),
+        }
+    }
+}
+
+impl Credentials {
+    /// Reads `SHOAL_API_KEY` or `BACALHAU_API_KEY`, or a username and password from
+    /// `SHOAL_API_USERNAME`/`SHOAL_API_PASSWORD` or `BACALHAU_API_USERNAME`/
+    /// `BACALHAU_API_PASSWORD`. Setting both kinds, or half a pair, is an error that says so.
+    pub fn from_env() -> Result<Credentials, String> {
+        Credentials::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// [`Credentials::from_env`] over any variable lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Credentials, String> {
+        let first = |names: [&'static str; 2]| {
+            names
+                .into_iter()
+                .find_map(|n| get(n).filter(|v| !v.is_empty()).map(|v| (n, v)))
+        };
+        let key = first(["SHOAL_API_KEY", "BACALHAU_API_KEY"]);
+        let user = first(["SHOAL_API_USERNAME", "BACALHAU_API_USERNAME"]);
+        let password = first(["SHOAL_API_PASSWORD", "BACALHAU_API_PASSWORD"]);
+        match (key, user, password) {
+            (Some((k, _)), Some((u, _)), _) | (Some((k, _)), _, Some((u, _))) => Err(format!(
+                "both {k} and {u} are set; use an API key or a username and password, not both (unset one)"
+            )),
+            (Some((_, key)), None, None) => Ok(Credentials::ApiKey(key)),
+            (None, Some((_, username)), Some((_, password))) => {
+                Ok(Credentials::Basic { username, password })
+            }
+            (None, Some((u, _)), None) => Err(format!(
+                "{u} is set but no password is; set BACALHAU_API_PASSWORD (or SHOAL_API_PASSWORD) too"
+            )),
+            (None, None, Some((p, _))) => Err(format!(
+                "{p} is set but no username is; set BACALHAU_API_USERNAME (or SHOAL_API_USERNAME) too"
+            )),
+            (None, None, None) => Ok(Credentials::None),
+        }
+    }
+
+    /// The `Authorization` header value, if any.
+    fn header(&self) -> Option<String> {
+        use base64::Engine;
+        match self {
+            Credentials::None => None,
+            Credentials::ApiKey(k) => Some(format!("Bearer {k}")),
+            Credentials::Basic { username, password } => Some(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"))
+            )),
+        }
+    }
+}
+
 /// A client for one orchestrator.
 #[derive(Debug, Clone)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    authorization: Option<reqwest::header::HeaderValue>,
 }
 
 /// The answer to a job submission.
@@ -95,6 +173,24 @@ pub struct Submitted {
     pub job_id: String,
     /// What the orchestrator wants the user to know, e.g. that an existing job was updated.
     pub warnings: Vec<String>,
+}
+
+/// The text of a Bacalhau error body: its message, the reason behind a 401/403, and its hint
+/// (`Request Forbidden: user 'x' does not have ... (Check if user have access ...)`).
+fn error_message(body: &Value) -> String {
+    let mut message = body
+        .get("Message")
+        .and_then(Value::as_str)
+        .unwrap_or("request failed")
+        .to_string();
+    if let Some(reason) = body.pointer("/Details/Reason").and_then(Value::as_str) {
+        message.push_str(": ");
+        message.push_str(reason);
+    }
+    if let Some(hint) = body.get("Hint").and_then(Value::as_str) {
+        message.push_str(&format!(" ({hint})"));
+    }
+    message
 }
 
 impl Client {
@@ -109,6 +205,69 @@ impl Client {
         Client {
             base: url.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
+            authorization: None,
+        }
+    }
+
+    /// The same client, sending `credentials` with every request and WebSocket dial.
+    pub fn with_credentials(mut self, credentials: &Credentials) -> Client {
+        self.authorization = credentials.header().and_then(|h| {
+            let mut v = reqwest::header::HeaderValue::from_str(&h).ok()?;
+            v.set_sensitive(true);
+            Some(v)
+        });
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = &self.authorization {
+            headers.insert(reqwest::header::AUTHORIZATION, v.clone());
+        }
+        self.http = reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap_or_default();
+        self
+    }
+
+    /// Opens a WebSocket to `path` (under the base URL), with the client's credentials.
+    async fn dial(
+        &self,
+        path: &str,
+    ) -> Result<
+        tokio_tungstenite::WebSocketStream<
+            tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+        >,
+        ClientError,
+    > {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let ws_base = self
+            .base
+            .replacen("http://", "ws://", 1)
+            .replacen("https://", "wss://", 1);
+        let mut request = format!("{ws_base}{path}")
+            .into_client_request()
+            .map_err(|e| ClientError::Decode(format!("bad WebSocket URL: {e}")))?;
+        if let Some(v) = &self.authorization {
+            request
+                .headers_mut()
+                .insert(reqwest::header::AUTHORIZATION, v.clone());
+        }
+        match tokio_tungstenite::connect_async(request).await {
+            Ok((ws, _)) => Ok(ws),
+            Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+                let status = response.status().as_u16();
+                let body: Value = response
+                    .body()
+                    .as_deref()
+                    .and_then(|b| serde_json::from_slice(b).ok())
+                    .unwrap_or_default();
+                Err(ClientError::Api {
+                    status,
+                    message: error_message(&body),
+                })
+            }
+            Err(e) => Err(ClientError::Unreachable {
+                url: self.base.clone(),
+                message: e.to_string(),
+            }),
         }
     }
 
@@ -128,14 +287,9 @@ impl Client {
             .await
             .map_err(|e| ClientError::Decode(e.to_string()))?;
         if !status.is_success() {
-            let message = body
-                .get("Message")
-                .and_then(Value::as_str)
-                .unwrap_or("request failed")
-                .to_string();
             return Err(ClientError::Api {
                 status: status.as_u16(),
-                message,
+                message: error_message(&body),
             });
         }
         Ok(body)
@@ -381,20 +535,11 @@ impl Client {
         follow: bool,
         mut on_line: impl FnMut(LogLine),
     ) -> Result<(), ClientError> {
-        let ws_base = self
-            .base
-            .replacen("http://", "ws://", 1)
-            .replacen("https://", "wss://", 1);
-        let mut url = format!("{ws_base}/api/v1/orchestrator/jobs/{id}/logs?follow={follow}");
+        let mut path = format!("/api/v1/orchestrator/jobs/{id}/logs?follow={follow}");
         if let Some(e) = execution_id {
-            url.push_str(&format!("&execution_id={e}"));
+            path.push_str(&format!("&execution_id={e}"));
         }
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                message: e.to_string(),
-            })?;
+        let mut ws = self.dial(&path).await?;
         while let Some(msg) = ws.next().await {
             match msg {
                 Ok(WsMessage::Text(t)) => {
@@ -420,6 +565,29 @@ impl Client {
         Ok(())
     }
 
+    /// Who the orchestrator takes this client's credentials for: `{"Kind", "Name", "Grants",
+    /// "Namespaces"}`.
+    pub async fn whoami(&self) -> Result<Value, ClientError> {
+        let v = self.call(self.http.get(self.u("/auth/whoami"))).await?;
+        Ok(v.get("Principal").cloned().unwrap_or_default())
+    }
+
+    /// The audit log, newest first: entries of `principal` (all when `None`), at most `limit`.
+    pub async fn audit(
+        &self,
+        principal: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Value>, ClientError> {
+        let mut q = vec![("limit", limit.to_string())];
+        if let Some(p) = principal {
+            q.push(("principal", p.to_string()));
+        }
+        let v = self
+            .call(self.http.get(self.u("/orchestrator/audit")).query(&q))
+            .await?;
+        Ok(Self::decode::<Items<Value>>(v)?.items)
+    }
+
     /// Asks the fleet a question (a live query); returns the query id.
     pub async fn ask_query(&self, request: &QueryRequest) -> Result<String, ClientError> {
         let v = self
@@ -442,17 +610,9 @@ impl Client {
         query_id: &str,
         mut on_event: impl FnMut(&QueryEvent),
     ) -> Result<QueryEvent, ClientError> {
-        let ws_base = self
-            .base
-            .replacen("http://", "ws://", 1)
-            .replacen("https://", "wss://", 1);
-        let url = format!("{ws_base}/api/v1/orchestrator/queries/{query_id}/stream");
-        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: self.base.clone(),
-                message: e.to_string(),
-            })?;
+        let mut ws = self
+            .dial(&format!("/api/v1/orchestrator/queries/{query_id}/stream"))
+            .await?;
         while let Some(msg) = ws.next().await {
             match msg {
                 Ok(WsMessage::Text(t)) => {
@@ -479,5 +639,67 @@ impl Client {
         Err(ClientError::Decode(
             "query stream ended before the fleet's answer was complete".into(),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds(vars: &[(&str, &str)]) -> Result<Credentials, String> {
+        Credentials::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        })
+    }
+
+    #[test]
+    fn bacalhaus_variables_give_credentials_and_shoals_take_precedence() {
+        assert!(matches!(creds(&[]), Ok(Credentials::None)));
+        assert!(
+            matches!(creds(&[("BACALHAU_API_KEY", "k1")]), Ok(Credentials::ApiKey(k)) if k == "k1")
+        );
+        assert!(matches!(
+            creds(&[("SHOAL_API_KEY", "k2"), ("BACALHAU_API_KEY", "k1")]),
+            Ok(Credentials::ApiKey(k)) if k == "k2"
+        ));
+        assert!(matches!(
+            creds(&[("BACALHAU_API_USERNAME", "u"), ("BACALHAU_API_PASSWORD", "p")]),
+            Ok(Credentials::Basic { username, password }) if username == "u" && password == "p"
+        ));
+    }
+
+    #[test]
+    fn both_kinds_or_half_a_pair_is_an_error_that_says_what_to_unset_or_set() {
+        let e = creds(&[("BACALHAU_API_KEY", "k"), ("BACALHAU_API_USERNAME", "u")]).unwrap_err();
+        assert!(e.contains("not both"), "{e}");
+        let e = creds(&[("BACALHAU_API_USERNAME", "u")]).unwrap_err();
+        assert!(e.contains("set BACALHAU_API_PASSWORD"), "{e}");
+        let e = creds(&[("BACALHAU_API_PASSWORD", "p")]).unwrap_err();
+        assert!(e.contains("set BACALHAU_API_USERNAME"), "{e}");
+    }
+
+    #[test]
+    fn a_401_body_reads_as_its_message_reason_and_hint() {
+        let body = json!({
+            "Message": "Request Forbidden",
+            "Hint": "Check if user have access to this resource. Event has been recorded.",
+            "Details": {"Reason": "user 'x' does not have the required capability 'write:job'"}
+        });
+        assert_eq!(
+            error_message(&body),
+            "Request Forbidden: user 'x' does not have the required capability 'write:job' (Check if user have access to this resource. Event has been recorded.)"
+        );
+    }
+
+    #[test]
+    fn credentials_never_show_in_a_debug_print() {
+        let c = Credentials::Basic {
+            username: "u".into(),
+            password: "hunter2".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+        assert!(!format!("{:?}", Credentials::ApiKey("k-secret".into())).contains("k-secret"));
     }
 }

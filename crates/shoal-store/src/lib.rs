@@ -5,14 +5,18 @@
 //! its outbox towards the orchestrator. Rows hold the Bacalhau-shaped JSON of each object plus
 //! the few columns that queries filter on, so the wire format and the stored format never drift.
 //!
+//! [`AuditLog`] is a third, append-only file: who did what, and whether it was allowed.
+//!
 //! Every mutation that must be atomic (an execution update together with the outbox message it
 //! causes and the link sequence it consumed) happens inside one [`Tx`], committed once.
 
+mod audit;
 mod compute;
 mod db;
 mod orchestrator;
 mod outbox;
 
+pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use compute::{ComputeStore, LocalExecution, LocalState, ORCHESTRATOR_PEER};
 pub use db::{StoreError, Tx};
 pub use orchestrator::{JobFilter, OrchestratorStore, Reader, SharedReader};

@@ -271,7 +271,7 @@ impl Cluster {
             .local_addr()
             .map_err(|e| start_err("the API listener", e))?;
         let api_shutdown = CancellationToken::new();
-        let app = shoal_api::router(orchestrator.clone());
+        let app = shoal_api::router(orchestrator.clone(), shoal_api::Security::open());
         let stop = api_shutdown.clone();
         tokio::spawn(async move {
             if let Err(e) = shoal_api::serve(listener, app, stop.cancelled_owned()).await {

@@ -29,7 +29,8 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         .unwrap_or_else(|| "127.0.0.1".into());
     let port = endpoint.port()?;
     let cfg = OrchestratorConfig::new(&data_dir);
-    let (_orch, addr) = start_orchestrator(&host, port, cfg).await?;
+    // Devstack is one machine's sandbox: no credentials, as in Bacalhau's devstack.
+    let (_orch, addr) = start_orchestrator(&host, port, cfg, shoal_api::Security::open()).await?;
     let url = format!("ws://127.0.0.1:{}", addr.port());
     let mut agents = Vec::new();
     for i in 0..args.computes {

@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod auth;
 pub mod data_flags;
 pub mod devstack;
 pub mod docker;

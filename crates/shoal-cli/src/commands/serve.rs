@@ -2,22 +2,67 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use secrecy::{ExposeSecret, SecretString};
+use shoal_api::Security;
+use shoal_api::auth::{AnonymousAccess, Audit, Authenticator};
 use shoal_compute::{Agent, AllowedPath, ComputeConfig};
 use shoal_executors::ExecutorRegistry;
 use shoal_orchestrator::{Orchestrator, OrchestratorConfig};
+use shoal_store::AuditLog;
 
+use crate::config::{self, Config};
 use crate::endpoint::Endpoint;
 
+/// What callers without credentials may do (`--allow-anonymous`).
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Anonymous {
+    /// Nothing: every call but health and version needs credentials.
+    None,
+    /// Read jobs, nodes and agent info.
+    Read,
+    /// Read and change jobs, nodes and agent info (what Bacalhau's Python SDK needs).
+    Write,
+}
+
+impl Anonymous {
+    fn parse_config(s: &str) -> anyhow::Result<Anonymous> {
+        <Anonymous as clap::ValueEnum>::from_str(s, true).map_err(|_| {
+            anyhow::anyhow!("API.Auth.Anonymous: {s:?} is not one of none, read, write")
+        })
+    }
+
+    fn access(self) -> AnonymousAccess {
+        match self {
+            Anonymous::None => AnonymousAccess::None,
+            Anonymous::Read => AnonymousAccess::Read,
+            Anonymous::Write => AnonymousAccess::Write,
+        }
+    }
+}
+
 /// `serve` arguments.
+///
+/// Settings can also come from a config file in Bacalhau's shape (`-c FILE`, and
+/// `config.yaml` in the data dir): `API.{Host,Port,Auth.Users,Auth.Anonymous}`,
+/// `Orchestrator.{Enabled,Auth.Token,NodeManager.ManualApproval}`,
+/// `Compute.{Enabled,Orchestrators,Auth.Token,AllowListedLocalPaths}`, `Labels`,
+/// `NameProvider`, `DataDir`. Flags win over files.
 #[derive(Args, Debug)]
 pub struct ServeArgs {
+    /// Config file in Bacalhau's shape (repeatable; later files override earlier ones).
+    #[arg(short = 'c', long = "config")]
+    pub config: Vec<PathBuf>,
+    /// What API callers without credentials may do. Default: none, except that an
+    /// orchestrator with no users configured creates an admin API key and prints where it is.
+    #[arg(long, value_enum)]
+    pub allow_anonymous: Option<Anonymous>,
     /// Run the orchestrator (REST API, scheduler, node manager).
     #[arg(long)]
     pub orchestrator: bool,
@@ -127,13 +172,14 @@ pub async fn start_orchestrator(
     host: &str,
     port: u16,
     cfg: OrchestratorConfig,
+    security: Arc<Security>,
 ) -> anyhow::Result<(Orchestrator, SocketAddr)> {
     let orch = Orchestrator::start(cfg).context("cannot start the orchestrator")?;
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
         format!("cannot listen on {host}:{port}; is another shoal already running there? choose another port with --api-port")
     })?;
     let addr = listener.local_addr()?;
-    let app = shoal_api::router(orch.clone());
+    let app = shoal_api::router(orch.clone(), security);
     tokio::spawn(async move {
         if let Err(e) = shoal_api::serve(listener, app, std::future::pending()).await {
             tracing::error!(error = %e, "API server stopped");
@@ -157,27 +203,132 @@ fn join_token(data_dir: &Path, given: Option<String>) -> anyhow::Result<String> 
     Ok(token)
 }
 
+/// The orchestrator's admin API key: read from the data dir, or created there (readable by
+/// its owner only) on first start. Returns the key, its file, and whether it was just made.
+fn admin_key(data_dir: &Path) -> anyhow::Result<(SecretString, PathBuf, bool)> {
+    let path = data_dir.join("orchestrator").join("admin-api-key");
+    if let Ok(k) = std::fs::read_to_string(&path) {
+        return Ok((SecretString::from(k.trim().to_string()), path, false));
+    }
+    std::fs::create_dir_all(path.parent().expect("has a parent"))
+        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    let key = format!(
+        "shoal-{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    write_private(&path, &key)?;
+    Ok((SecretString::from(key), path, true))
+}
+
+/// Writes `text` to a new file only its owner can read.
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut f = options
+        .open(path)
+        .with_context(|| format!("cannot create {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The API's security for `serve`: the config's users, the anonymous policy, the admin key
+/// when no users are configured, and the audit log in the data dir.
+fn security(
+    data_dir: &Path,
+    cfg: &Config,
+    anonymous: Option<Anonymous>,
+) -> anyhow::Result<Arc<Security>> {
+    let anonymous = match (anonymous, cfg.api.auth.anonymous.as_deref()) {
+        (Some(a), _) => a,
+        (None, Some(s)) => Anonymous::parse_config(s)?,
+        (None, None) => Anonymous::None,
+    };
+    let users = &cfg.api.auth.users;
+    let admin = if users.is_empty() {
+        let (key, path, created) = admin_key(data_dir)?;
+        println!(
+            "API access needs a key. {} admin API key is in {} (readable by you only); use it with:",
+            if created { "A new" } else { "The" },
+            path.display()
+        );
+        println!("  export SHOAL_API_KEY=$(cat {})", path.display());
+        Some(key)
+    } else {
+        None
+    };
+    let authenticator = Authenticator::new(users, anonymous.access(), admin.as_ref())?;
+    if anonymous != Anonymous::None {
+        println!(
+            "Anonymous callers may {} (--allow-anonymous).",
+            if anonymous == Anonymous::Read {
+                "read"
+            } else {
+                "read and write"
+            }
+        );
+    }
+    let audit =
+        AuditLog::open(&data_dir.join("orchestrator")).context("cannot open the audit log")?;
+    Ok(Arc::new(Security {
+        authenticator,
+        audit: Audit::start(audit),
+    }))
+}
+
 /// Runs `shoal serve` until interrupted.
 pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let data_dir = endpoint.data_dir();
-    let run_orchestrator = args.orchestrator || !args.compute;
-    let labels = parse_labels(&args.labels)?;
+    let file = config::load(&endpoint.data_dir(), &args.config)?;
+    if let Some(np) = &file.name_provider {
+        tracing::info!(name_provider = %np, "NameProvider is read for Bacalhau compatibility; a node's id is kept in its data dir (or set with --name)");
+    }
+    let data_dir = match (&endpoint.data_dir, &file.data_dir) {
+        (None, Some(d)) if std::env::var_os("SHOAL_DIR").is_none() => d.clone(),
+        _ => endpoint.data_dir(),
+    };
+    let compute = args.compute || file.compute.enabled == Some(true);
+    let run_orchestrator = args.orchestrator || file.orchestrator.enabled == Some(true) || !compute;
+    let mut labels = file.labels.clone();
+    labels.extend(parse_labels(&args.labels)?);
     let host = endpoint
         .api_host
         .clone()
+        .or_else(|| file.api.host.clone())
         .unwrap_or_else(|| "0.0.0.0".into());
-    let port = endpoint.port()?;
-    let mut dial = args.orchestrators.first().cloned();
-    let mut token = args.token.clone();
+    let port = match (endpoint.api_port, file.api.port) {
+        (None, Some(p)) if std::env::var_os("SHOAL_API_PORT").is_none() => p,
+        _ => endpoint.port()?,
+    };
+    let mut dial = args
+        .orchestrators
+        .first()
+        .or(file.compute.orchestrators.first())
+        .cloned();
+    let mut token = args.token.clone().or_else(|| {
+        let from_file = if run_orchestrator {
+            &file.orchestrator.auth.token
+        } else {
+            &file.compute.auth.token
+        };
+        from_file.as_ref().map(|t| t.expose_secret().to_string())
+    });
     if run_orchestrator {
+        let security = security(&data_dir, &file, args.allow_anonymous)?;
         let t = join_token(&data_dir, token.clone())?;
         let mut cfg = OrchestratorConfig::new(&data_dir);
         cfg.join_token = Some(t.clone());
-        cfg.require_approval = args.require_approval;
+        cfg.require_approval =
+            args.require_approval || file.orchestrator.node_manager.manual_approval == Some(true);
         cfg.disconnect_timeout = args.disconnect_timeout;
         cfg.scheduler.node_lost_grace = i64::try_from(args.node_lost_grace.as_nanos())
             .context("--node-lost-grace is too long")?;
-        let (_orch, addr) = start_orchestrator(&host, port, cfg).await?;
+        let (_orch, addr) = start_orchestrator(&host, port, cfg, security).await?;
         println!(
             "Orchestrator listening on http://{addr} (data dir {})",
             data_dir.display()
@@ -190,7 +341,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         dial.get_or_insert_with(|| format!("ws://127.0.0.1:{}", addr.port()));
         token = Some(t);
     }
-    let _agent = if args.compute {
+    let _agent = if compute {
         let url = dial.context(
             "a compute node needs --orchestrators ws://HOST:PORT (the orchestrator it dials)",
         )?;
@@ -205,9 +356,11 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             "--heartbeat-interval must be longer than 0s (for example 5s)"
         );
         cfg.heartbeat_interval = args.heartbeat_interval;
-        cfg.allowed_paths = args
-            .allow_paths
+        cfg.allowed_paths = file
+            .compute
+            .allow_listed_local_paths
             .iter()
+            .chain(&args.allow_paths)
             .map(|p| AllowedPath::parse(p))
             .collect();
         let node_id = args.name.clone().unwrap_or_default();

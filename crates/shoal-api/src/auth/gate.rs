@@ -1,0 +1,283 @@
+//! The one middleware every request passes: which capability the path needs, who the caller
+//! is, whether it may, and the audit entry.
+//!
+//! The path map is Bacalhau's (`pkg/authz/capabilities.go`): the longest matching prefix
+//! decides, `GET`/`HEAD` need `read:`, every other method `write:`, and a path mapped nowhere
+//! needs `write:node`, so a new endpoint is closed until it is mapped. Shoal's own endpoints
+//! map to its own capabilities (`/queries` to `query`, `/audit` to `admin`).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::Security;
+use super::grant::{Capability, Resource};
+use super::principal::Principal;
+use crate::ApiError;
+
+/// What a request needs before its handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Requirement {
+    /// Nothing: health, version, the auth method list, and the agent link (which checks its
+    /// own join token).
+    Open,
+    /// Valid credentials (or the anonymous principal), no particular capability: `whoami`.
+    Authenticated,
+    /// This capability.
+    Needs(Capability),
+}
+
+/// Paths anyone may call, as in Bacalhau, plus Shoal's health alias and the agent link.
+const OPEN: &[&str] = &[
+    "/api/v1/auth",
+    "/api/v1/version",
+    "/api/v1/agent/alive",
+    "/api/v1/agent/version",
+    "/api/v1/agent/authconfig",
+    "/livez",
+    shoal_transport::LINK_PATH,
+];
+
+/// The whoami endpoint: under the open `/api/v1/auth`, but it needs to know the caller.
+pub const WHOAMI_PATH: &str = "/api/v1/auth/whoami";
+
+fn under(path: &str, prefix: &str) -> bool {
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
+/// What `method path` needs.
+pub fn requirement(method: &Method, path: &str) -> Requirement {
+    if path == WHOAMI_PATH {
+        return Requirement::Authenticated;
+    }
+    if OPEN.iter().any(|p| under(path, p)) {
+        return Requirement::Open;
+    }
+    let read = method == Method::GET || method == Method::HEAD;
+    let access = |r: Resource| {
+        Requirement::Needs(if read {
+            Capability::Read(r)
+        } else {
+            Capability::Write(r)
+        })
+    };
+    if under(path, "/api/v1/orchestrator/queries") {
+        return Requirement::Needs(Capability::Query);
+    }
+    if under(path, "/api/v1/orchestrator/audit") {
+        return Requirement::Needs(Capability::Admin);
+    }
+    if under(path, "/api/v1/orchestrator/jobs") {
+        return access(Resource::Job);
+    }
+    if under(path, "/api/v1/orchestrator/nodes") {
+        return access(Resource::Node);
+    }
+    if under(path, "/api/v1/agent") {
+        return access(Resource::Agent);
+    }
+    Requirement::Needs(Capability::Write(Resource::Node))
+}
+
+/// The object a path is about, for the audit log: the id after `jobs/` or `nodes/`, else the
+/// path itself. A handler may name a better one with an [`AuditTarget`] response extension.
+fn target_of(path: &str) -> String {
+    for collection in ["/api/v1/orchestrator/jobs/", "/api/v1/orchestrator/nodes/"] {
+        if let Some(rest) = path.strip_prefix(collection)
+            && let Some(id) = rest.split('/').next().filter(|s| !s.is_empty())
+        {
+            return id.to_string();
+        }
+    }
+    path.to_string()
+}
+
+/// Set by a handler on its response to name what a write created or changed (e.g. the id of
+/// a submitted job), when the path does not say.
+#[derive(Debug, Clone)]
+pub struct AuditTarget(pub String);
+
+/// The middleware: authenticate, authorize, run, audit.
+pub(crate) async fn gate(
+    State(security): State<Arc<Security>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let need = requirement(&method, &path);
+    if need == Requirement::Open {
+        return next.run(req).await;
+    }
+    let credentials = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let action = match need {
+        Requirement::Needs(c) => format!("{method} {path} ({c})"),
+        _ => format!("{method} {path}"),
+    };
+    let principal: Arc<Principal> =
+        match security.authenticator.authenticate(credentials.as_deref()) {
+            Ok(p) => p,
+            Err(why) => {
+                let error = ApiError::unauthorized(why.to_string());
+                return refuse(
+                    &security,
+                    "unauthenticated",
+                    action,
+                    target_of(&path),
+                    error,
+                )
+                .await;
+            }
+        };
+    if let Requirement::Needs(capability) = need
+        && !principal.can(capability)
+    {
+        let error = ApiError::forbidden(format!(
+            "user '{}' does not have the required capability '{capability}'",
+            principal.name
+        ));
+        return refuse(&security, &principal.name, action, target_of(&path), error).await;
+    }
+    let audited = !(method == Method::GET || method == Method::HEAD);
+    req.extensions_mut().insert(principal.clone());
+    let response = next.run(req).await;
+    if audited {
+        let target = response
+            .extensions()
+            .get::<AuditTarget>()
+            .map(|t| t.0.clone())
+            .unwrap_or_else(|| target_of(&path));
+        let status = response.status();
+        let outcome = if status.is_success() {
+            format!("allowed {}", status.as_u16())
+        } else {
+            format!("failed {}", status.as_u16())
+        };
+        if let Err(e) = security
+            .audit
+            .record(&principal.name, action, target, outcome)
+            .await
+        {
+            // The call already happened; the client must not believe it was recorded.
+            return ApiError::internal(format!(
+                "the call was carried out but its audit entry could not be stored ({e}); check the orchestrator's data dir"
+            ))
+            .into_response();
+        }
+    }
+    response
+}
+
+async fn refuse(
+    security: &Security,
+    principal: &str,
+    action: String,
+    target: String,
+    error: ApiError,
+) -> Response {
+    let outcome = format!("denied {}: {}", error.status().as_u16(), error.reason());
+    if let Err(e) = security
+        .audit
+        .record(principal, action, target, outcome)
+        .await
+    {
+        tracing::error!(error = %e, "a refused call could not be audited");
+    }
+    error.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn need(method: Method, path: &str) -> Requirement {
+        requirement(&method, path)
+    }
+
+    #[test]
+    fn bacalhaus_open_paths_need_nothing() {
+        for p in [
+            "/api/v1/agent/alive",
+            "/api/v1/agent/version",
+            "/api/v1/agent/authconfig",
+            "/api/v1/version",
+            "/api/v1/auth",
+            "/api/v1/auth/method",
+            "/livez",
+            shoal_transport::LINK_PATH,
+        ] {
+            assert_eq!(need(Method::GET, p), Requirement::Open, "{p}");
+        }
+    }
+
+    #[test]
+    fn the_longest_prefix_and_the_method_decide() {
+        use Capability::*;
+        assert_eq!(
+            need(Method::GET, "/api/v1/orchestrator/jobs/j-1/logs"),
+            Requirement::Needs(Read(Resource::Job))
+        );
+        assert_eq!(
+            need(Method::PUT, "/api/v1/orchestrator/jobs"),
+            Requirement::Needs(Write(Resource::Job))
+        );
+        assert_eq!(
+            need(Method::DELETE, "/api/v1/orchestrator/jobs/j-1"),
+            Requirement::Needs(Write(Resource::Job))
+        );
+        assert_eq!(
+            need(Method::PUT, "/api/v1/orchestrator/nodes/n-1"),
+            Requirement::Needs(Write(Resource::Node))
+        );
+        assert_eq!(
+            need(Method::GET, "/api/v1/agent/node"),
+            Requirement::Needs(Read(Resource::Agent))
+        );
+        assert_eq!(
+            need(Method::POST, "/api/v1/orchestrator/queries"),
+            Requirement::Needs(Query)
+        );
+        assert_eq!(
+            need(Method::GET, "/api/v1/orchestrator/audit"),
+            Requirement::Needs(Admin)
+        );
+        assert_eq!(need(Method::GET, WHOAMI_PATH), Requirement::Authenticated);
+    }
+
+    #[test]
+    fn a_path_mapped_nowhere_needs_write_node_and_prefixes_match_whole_segments() {
+        assert_eq!(
+            need(Method::GET, "/api/v1/something/new"),
+            Requirement::Needs(Capability::Write(Resource::Node))
+        );
+        assert_eq!(
+            need(Method::GET, "/api/v1/agent/alivex"),
+            Requirement::Needs(Capability::Read(Resource::Agent)),
+            "`alivex` is not under the open `alive`"
+        );
+        assert_eq!(
+            need(Method::GET, "/api/v1/orchestrator/jobsx"),
+            Requirement::Needs(Capability::Write(Resource::Node))
+        );
+    }
+
+    #[test]
+    fn the_audit_target_is_the_object_in_the_path() {
+        assert_eq!(target_of("/api/v1/orchestrator/jobs/j-1/logs"), "j-1");
+        assert_eq!(target_of("/api/v1/orchestrator/nodes/n-2"), "n-2");
+        assert_eq!(
+            target_of("/api/v1/orchestrator/jobs"),
+            "/api/v1/orchestrator/jobs"
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! Who may call the API, and the record of what they did.
+//!
+//! ```text
+//!  request ──► gate ──► requirement(method, path)      (gate.rs: Bacalhau's path map)
+//!                │        Open ─────────────────────────────────────────► handler
+//!                ├──► Authenticator::authenticate(Authorization)  (users.rs)
+//!                │        Basic user:pass (plain or bcrypt) | Bearer API key | anonymous
+//!                │        failure ──► 401 "Request Unauthorized" + audit entry
+//!                ├──► Principal::can(capability)               (principal.rs, grant.rs)
+//!                │        no ──► 403 "Request Forbidden" + audit entry
+//!                └──► handler (sees the Principal: namespace scope, engine grants)
+//!                         write call ──► audit entry with its outcome (audit.rs)
+//! ```
+//!
+//! One principal model covers users, API keys and anonymous callers; its grants are a superset
+//! of Bacalhau's capability strings, so a Bacalhau `API.Auth.Users` block loads unchanged.
+
+mod audit;
+mod gate;
+mod grant;
+mod principal;
+mod users;
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::{Extension, State};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use shoal_store::AuditFilter;
+
+pub use audit::Audit;
+pub(crate) use gate::gate;
+pub use gate::{AuditTarget, Requirement, WHOAMI_PATH, requirement};
+pub use grant::{Capability, Grant, KNOWN_GRANTS, Resource};
+pub use principal::{Principal, PrincipalKind};
+pub use users::{
+    AnonymousAccess, AuthFailure, Authenticator, CapabilityConfig, UserConfig, UsersConfigError,
+};
+
+use crate::error::ApiQuery;
+use crate::{ApiError, AppState};
+
+/// Everything the gate needs: who is who, and where their calls are recorded.
+#[derive(Debug)]
+pub struct Security {
+    /// Credentials to principals.
+    pub authenticator: Authenticator,
+    /// The audit log.
+    pub audit: Audit,
+}
+
+impl Security {
+    /// Devstack's security: everybody may do everything, and the audit log lives in memory.
+    pub fn open() -> Arc<Security> {
+        Arc::new(Security {
+            authenticator: Authenticator::open(),
+            audit: Audit::in_memory(),
+        })
+    }
+}
+
+/// `GET /api/v1/auth/whoami`: the principal the request's credentials speak for.
+pub(crate) async fn whoami(Extension(p): Extension<Arc<Principal>>) -> Json<Value> {
+    Json(json!({ "Principal": *p }))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct AuditQuery {
+    principal: Option<String>,
+    limit: Option<usize>,
+    /// Unix nanoseconds.
+    since: Option<i64>,
+}
+
+/// `GET /api/v1/orchestrator/audit?principal=&since=&limit=`: newest first.
+pub(crate) async fn list_audit(
+    State(s): State<AppState>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let entries = s
+        .security
+        .audit
+        .list(AuditFilter {
+            principal: q.principal.filter(|p| !p.is_empty()),
+            since: q.since,
+            limit: q.limit.unwrap_or(100),
+        })
+        .await
+        .map_err(|e| ApiError::internal(format!("cannot read the audit log: {e}")))?;
+    Ok(Json(json!({ "Items": entries, "NextToken": "" })))
+}
