@@ -12,6 +12,7 @@ mod link;
 mod nodes;
 mod queries;
 mod results;
+pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

@@ -18,6 +18,10 @@ pub struct Endpoint {
     /// Where Shoal keeps its state (env SHOAL_DIR) [default: ~/.shoal].
     #[arg(long, global = true)]
     pub data_dir: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for an `https://` orchestrator, e.g. its automatic
+    /// `orchestrator/tls/ca.pem` (env SHOAL_CA_CERT).
+    #[arg(long, global = true, env = "SHOAL_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
 }
 
 fn env(names: &[&str]) -> Option<String> {
@@ -73,6 +77,15 @@ impl Endpoint {
         } else {
             Client::new(&host, self.port()?)
         };
-        Ok(client.with_credentials(&credentials))
+        let client = client.with_credentials(&credentials);
+        match &self.ca_cert {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| {
+                    anyhow::anyhow!("cannot read the CA certificate {}: {e}", path.display())
+                })?;
+                Ok(client.with_ca_cert(&pem)?)
+            }
+            None => Ok(client),
+        }
     }
 }

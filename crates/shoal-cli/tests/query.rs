@@ -299,8 +299,6 @@ fn a_connected_node_that_never_answers_counts_as_unreachable_at_the_timeout() {
     let _orch = serve(
         &[
             "--orchestrator",
-            "--allow-anonymous",
-            "write",
             "--token",
             "t",
             "--disconnect-timeout",
@@ -327,10 +325,22 @@ fn a_connected_node_that_never_answers_counts_as_unreachable_at_the_timeout() {
     let _live = agent("n-live");
     let frozen = agent("n-frozen");
     let gone = agent("n-gone");
+    // A bare orchestrator lets nobody in; the CLI uses the admin key it made.
+    let key_file = dir.path().join("o/orchestrator/admin-api-key");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !key_file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the orchestrator made no admin key"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let key = std::fs::read_to_string(&key_file).unwrap();
     let shoal = |args: &[&str]| {
         Command::new(BIN)
             .args(["--api-port", &port.to_string()])
             .args(args)
+            .env("SHOAL_API_KEY", key.trim())
             .output()
             .expect("shoal runs")
     };

@@ -1,5 +1,7 @@
 //! A typed client for the orchestrator's REST API.
 
+use std::sync::Arc;
+
 use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -164,6 +166,21 @@ pub struct Client {
     base: String,
     http: reqwest::Client,
     authorization: Option<reqwest::header::HeaderValue>,
+    /// The one CA a `https://` orchestrator is trusted by, when given (its automatic CA).
+    ca: Option<CaCert>,
+}
+
+/// A CA certificate the client trusts, in the forms reqwest and the WebSocket dial need.
+#[derive(Clone)]
+struct CaCert {
+    http: reqwest::Certificate,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+impl std::fmt::Debug for CaCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CaCert")
+    }
 }
 
 /// The answer to a job submission.
@@ -206,6 +223,7 @@ impl Client {
             base: url.trim_end_matches('/').to_string(),
             http: reqwest::Client::new(),
             authorization: None,
+            ca: None,
         }
     }
 
@@ -216,14 +234,50 @@ impl Client {
             v.set_sensitive(true);
             Some(v)
         });
+        self.rebuild()
+    }
+
+    /// The same client, trusting the CA certificate in `pem` (and only it) for `https://`
+    /// and `wss://`: an orchestrator's automatic CA (`orchestrator/tls/ca.pem`).
+    pub fn with_ca_cert(mut self, pem: &[u8]) -> Result<Client, ClientError> {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let bad = |e: String| {
+            ClientError::Decode(format!(
+                "the CA certificate is not usable: {e}; give the PEM file the orchestrator printed (orchestrator/tls/ca.pem)"
+            ))
+        };
+        let http = reqwest::Certificate::from_pem(pem).map_err(|e| bad(e.to_string()))?;
+        let mut roots = rustls::RootCertStore::empty();
+        for der in CertificateDer::pem_slice_iter(pem) {
+            roots
+                .add(der.map_err(|e| bad(e.to_string()))?)
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        self.ca = Some(CaCert {
+            http,
+            tls: Arc::new(tls),
+        });
+        Ok(self.rebuild())
+    }
+
+    fn rebuild(mut self) -> Client {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(v) = &self.authorization {
             headers.insert(reqwest::header::AUTHORIZATION, v.clone());
         }
-        self.http = reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap_or_default();
+        let mut builder = reqwest::Client::builder().default_headers(headers);
+        if let Some(ca) = &self.ca {
+            builder = builder.tls_certs_only([ca.http.clone()]);
+        }
+        self.http = builder.build().unwrap_or_default();
         self
     }
 
@@ -250,7 +304,13 @@ impl Client {
                 .headers_mut()
                 .insert(reqwest::header::AUTHORIZATION, v.clone());
         }
-        match tokio_tungstenite::connect_async(request).await {
+        let connector = self
+            .ca
+            .as_ref()
+            .map(|ca| tokio_tungstenite::Connector::Rustls(ca.tls.clone()));
+        match tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector)
+            .await
+        {
             Ok((ws, _)) => Ok(ws),
             Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
                 let status = response.status().as_u16();

@@ -30,7 +30,8 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
     let port = endpoint.port()?;
     let cfg = OrchestratorConfig::new(&data_dir);
     // Devstack is one machine's sandbox: no credentials, as in Bacalhau's devstack.
-    let (_orch, addr) = start_orchestrator(&host, port, cfg, shoal_api::Security::open()).await?;
+    let (_orch, addr) =
+        start_orchestrator(&host, port, cfg, shoal_api::Security::open(), None).await?;
     let url = format!("ws://127.0.0.1:{}", addr.port());
     let mut agents = Vec::new();
     for i in 0..args.computes {

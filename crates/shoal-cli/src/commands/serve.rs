@@ -63,6 +63,20 @@ pub struct ServeArgs {
     /// orchestrator with no users configured creates an admin API key and prints where it is.
     #[arg(long, value_enum)]
     pub allow_anonymous: Option<Anonymous>,
+    /// Serve the API and the agent link over TLS with an automatic CA kept in the data dir
+    /// (`orchestrator/tls/ca.pem` is what clients trust); prints the CA's hash.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    pub tls: bool,
+    /// Serve over TLS with this PEM certificate chain (with --tls-key). Replacing the files
+    /// takes effect for new connections within seconds, without a restart.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Extra names (host names or IPs) for the automatic TLS certificate (repeatable).
+    #[arg(long = "tls-san", requires = "tls")]
+    pub tls_names: Vec<String>,
     /// Run the orchestrator (REST API, scheduler, node manager).
     #[arg(long)]
     pub orchestrator: bool,
@@ -173,6 +187,7 @@ pub async fn start_orchestrator(
     port: u16,
     cfg: OrchestratorConfig,
     security: Arc<Security>,
+    tls: Option<Arc<rustls::ServerConfig>>,
 ) -> anyhow::Result<(Orchestrator, SocketAddr)> {
     let orch = Orchestrator::start(cfg).context("cannot start the orchestrator")?;
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
@@ -181,7 +196,13 @@ pub async fn start_orchestrator(
     let addr = listener.local_addr()?;
     let app = shoal_api::router(orch.clone(), security);
     tokio::spawn(async move {
-        if let Err(e) = shoal_api::serve(listener, app, std::future::pending()).await {
+        let served = match tls {
+            Some(tls) => {
+                shoal_api::tls::serve_tls(listener, app, tls, std::future::pending()).await
+            }
+            None => shoal_api::serve(listener, app, std::future::pending()).await,
+        };
+        if let Err(e) = served {
             tracing::error!(error = %e, "API server stopped");
         }
     });
@@ -221,20 +242,24 @@ fn admin_key(data_dir: &Path) -> anyhow::Result<(SecretString, PathBuf, bool)> {
     Ok((SecretString::from(key), path, true))
 }
 
-/// Writes `text` to a new file only its owner can read.
+/// Writes `text` to a file only its owner can read; readers see the whole file or none
+/// (written aside, then renamed into place).
 fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     #[cfg(unix)]
     use std::os::unix::fs::OpenOptionsExt;
+    let aside = path.with_extension("new");
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     options.mode(0o600);
     let mut f = options
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
+        .open(&aside)
+        .with_context(|| format!("cannot create {}", aside.display()))?;
     f.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("cannot write {}", aside.display()))?;
+    std::fs::rename(&aside, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
 
@@ -280,6 +305,37 @@ fn security(
         authenticator,
         audit: Audit::start(audit),
     }))
+}
+
+/// The TLS config `--tls` or `--tls-cert/--tls-key` ask for, and what to tell clients.
+fn tls_config(
+    data_dir: &Path,
+    args: &ServeArgs,
+) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, String)>> {
+    use shoal_api::tls;
+    let files = if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        tls::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+        }
+    } else if args.tls {
+        let mut names = args.tls_names.clone();
+        if let Ok(h) = hostname::get() {
+            names.push(h.to_string_lossy().into_owned());
+        }
+        let ca = tls::auto_ca(&data_dir.join("orchestrator").join("tls"), &names)?;
+        println!(
+            "TLS with the automatic CA {} ({}); clients trust it with --ca-cert or SHOAL_CA_CERT, e.g. curl --cacert {}",
+            ca.ca_cert.display(),
+            ca.ca_hash,
+            ca.ca_cert.display()
+        );
+        ca.server
+    } else {
+        return Ok(None);
+    };
+    let note = files.cert.display().to_string();
+    Ok(Some((tls::server_config(files)?, note)))
 }
 
 /// Runs `shoal serve` until interrupted.
@@ -328,9 +384,12 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         cfg.disconnect_timeout = args.disconnect_timeout;
         cfg.scheduler.node_lost_grace = i64::try_from(args.node_lost_grace.as_nanos())
             .context("--node-lost-grace is too long")?;
-        let (_orch, addr) = start_orchestrator(&host, port, cfg, security).await?;
+        let tls = tls_config(&data_dir, &args)?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let (_orch, addr) =
+            start_orchestrator(&host, port, cfg, security, tls.map(|t| t.0)).await?;
         println!(
-            "Orchestrator listening on http://{addr} (data dir {})",
+            "Orchestrator listening on {scheme}://{addr} (data dir {})",
             data_dir.display()
         );
         println!("To add a compute node, run on it:");
