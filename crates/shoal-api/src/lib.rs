@@ -16,6 +16,7 @@ pub mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
 use axum::routing::{get, post, put};
@@ -25,6 +26,33 @@ use shoal_types::node::BuildVersionInfo;
 pub use auth::Security;
 pub use error::ApiError;
 
+/// Whether `/api/v1/agent/alive` may say OK yet. A hybrid node (orchestrator and compute in
+/// one process) is not alive until its own compute side has joined: a job submitted the
+/// moment `alive` answers must find that node.
+#[derive(Clone, Debug)]
+pub struct Readiness(Arc<AtomicBool>);
+
+impl Readiness {
+    /// Alive from the start.
+    pub fn ready() -> Self {
+        Readiness(Arc::new(AtomicBool::new(true)))
+    }
+
+    /// Not alive until [`Readiness::set_ready`].
+    pub fn starting() -> Self {
+        Readiness(Arc::new(AtomicBool::new(false)))
+    }
+
+    /// From now on, alive.
+    pub fn set_ready(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+
+    fn is_ready(&self) -> bool {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -32,14 +60,26 @@ pub struct AppState {
     pub orchestrator: Orchestrator,
     /// Who may call, and the audit log.
     pub security: Arc<Security>,
+    /// Whether the node says it is alive.
+    pub readiness: Readiness,
 }
 
 /// The full API, behind `security`'s gate ([`Security::open`] for devstack and tests that are
 /// not about access control).
 pub fn router(orchestrator: Orchestrator, security: Arc<Security>) -> Router {
+    router_with(orchestrator, security, Readiness::ready())
+}
+
+/// [`router`] whose `alive` waits for `readiness`.
+pub fn router_with(
+    orchestrator: Orchestrator,
+    security: Arc<Security>,
+    readiness: Readiness,
+) -> Router {
     let state = AppState {
         orchestrator,
         security: security.clone(),
+        readiness,
     };
     Router::new()
         .route(auth::WHOAMI_PATH, get(auth::whoami))
@@ -107,8 +147,23 @@ pub async fn serve(
         .await
 }
 
-async fn alive() -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({ "Status": "OK" }))
+async fn alive(
+    axum::extract::State(s): axum::extract::State<AppState>,
+) -> (axum::http::StatusCode, axum::Json<serde_json::Value>) {
+    if s.readiness.is_ready() {
+        (
+            axum::http::StatusCode::OK,
+            axum::Json(serde_json::json!({ "Status": "OK" })),
+        )
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "Status": "STARTING",
+                "Message": "the node's own compute side has not joined yet; try again in a moment"
+            })),
+        )
+    }
 }
 
 async fn version() -> axum::Json<BuildVersionInfo> {

@@ -253,3 +253,56 @@ fn devstack_runs_bacalhau_corpus_jobs_and_explains_failures() {
         text(&out)
     );
 }
+
+#[test]
+fn a_hybrid_node_says_alive_only_once_its_compute_side_has_joined() {
+    // As a new user would: `serve --orchestrator --compute`, then `job run` as soon as the
+    // API answers. From the first OK of `alive`, the node must be connected, or that first
+    // job fails with "not enough nodes". One curl asks `alive` and then the node list on the
+    // same connection, microseconds apart, from the moment the port opens.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _hybrid = spawn(
+        &[
+            "serve",
+            "--orchestrator",
+            "--compute",
+            "--allow-anonymous",
+            "write",
+            "--api-port",
+            &port.to_string(),
+        ],
+        dir.path(),
+    );
+    let base = format!("http://127.0.0.1:{port}/api/v1");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let nodes = loop {
+        let out = std::process::Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}\n"])
+            .arg(format!("{base}/agent/alive"))
+            .arg(format!("{base}/orchestrator/nodes"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        if lines.len() >= 4 && lines[1] == "200" {
+            break lines[2].to_string();
+        }
+        assert!(std::time::Instant::now() < deadline, "never alive: {text}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    };
+    let nodes: serde_json::Value = serde_json::from_str(&nodes).unwrap();
+    let connected = nodes["Nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["Connection"] == "CONNECTED")
+        .count();
+    assert_eq!(
+        connected, 1,
+        "alive said OK before the local node joined: {nodes}"
+    );
+    let hello = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/hello-wasm.yaml");
+    let out = shoal(port, &["job", "run", hello.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
+}

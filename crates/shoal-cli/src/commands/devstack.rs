@@ -9,7 +9,7 @@ use clap::Args;
 use shoal_compute::{Agent, ComputeConfig};
 use shoal_orchestrator::OrchestratorConfig;
 
-use super::serve::{executors, start_orchestrator};
+use super::serve::{executors, ready_when_joined, start_orchestrator};
 use crate::endpoint::Endpoint;
 
 /// `devstack` arguments.
@@ -29,9 +29,18 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         .unwrap_or_else(|| "127.0.0.1".into());
     let port = endpoint.port()?;
     let cfg = OrchestratorConfig::new(&data_dir);
+    // Alive once every agent has joined, so a first job finds them all.
+    let ready = shoal_api::Readiness::starting();
     // Devstack is one machine's sandbox: no credentials, as in Bacalhau's devstack.
-    let (_orch, addr) =
-        start_orchestrator(&host, port, cfg, shoal_api::Security::open(), None).await?;
+    let (orch, addr) = start_orchestrator(
+        &host,
+        port,
+        cfg,
+        shoal_api::Security::open(),
+        None,
+        ready.clone(),
+    )
+    .await?;
     let url = format!("ws://127.0.0.1:{}", addr.port());
     let mut agents = Vec::new();
     for i in 0..args.computes {
@@ -43,6 +52,11 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         let id = cfg.node_id.clone().unwrap_or_default();
         agents.push(Agent::start(cfg, executors(&id).await).await?);
     }
+    tokio::spawn(ready_when_joined(
+        orch,
+        agents.iter().map(|a| a.node_id().to_string()).collect(),
+        ready,
+    ));
     let engines = agents
         .first()
         .map(|a| a.node_info().compute_node_info.execution_engines.join(", "))

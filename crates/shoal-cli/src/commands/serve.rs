@@ -188,13 +188,14 @@ pub async fn start_orchestrator(
     cfg: OrchestratorConfig,
     security: Arc<Security>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    readiness: shoal_api::Readiness,
 ) -> anyhow::Result<(Orchestrator, SocketAddr)> {
     let orch = Orchestrator::start(cfg).context("cannot start the orchestrator")?;
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
         format!("cannot listen on {host}:{port}; is another shoal already running there? choose another port with --api-port")
     })?;
     let addr = listener.local_addr()?;
-    let app = shoal_api::router(orch.clone(), security);
+    let app = shoal_api::router_with(orch.clone(), security, readiness);
     tokio::spawn(async move {
         let served = match tls {
             Some(tls) => {
@@ -338,6 +339,36 @@ fn tls_config(
     Ok(Some((tls::server_config(files)?, note)))
 }
 
+/// Marks the API alive once the compute nodes started in this process show connected, so
+/// that a job sent the moment `alive` answers finds them (hybrid `serve`, devstack). Gives up
+/// waiting after 30 s (with a warning): an API that never says alive would be worse than one
+/// job that waits for a node.
+pub async fn ready_when_joined(
+    orch: Orchestrator,
+    node_ids: Vec<String>,
+    ready: shoal_api::Readiness,
+) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut joined = true;
+        for id in &node_ids {
+            joined &= orch
+                .node(id)
+                .await
+                .is_ok_and(|n| n.connection == shoal_types::node::ConnectionStatus::Connected);
+        }
+        if joined {
+            break;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            tracing::warn!(nodes = ?node_ids, "local compute nodes have not joined after 30s; the API says alive anyway");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    ready.set_ready();
+}
+
 /// Runs `shoal serve` until interrupted.
 pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCode> {
     let file = config::load(&endpoint.data_dir(), &args.config)?;
@@ -374,6 +405,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         };
         from_file.as_ref().map(|t| t.expose_secret().to_string())
     });
+    let mut local = None;
     if run_orchestrator {
         let security = security(&data_dir, &file, args.allow_anonymous)?;
         let t = join_token(&data_dir, token.clone())?;
@@ -386,8 +418,15 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             .context("--node-lost-grace is too long")?;
         let tls = tls_config(&data_dir, &args)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let (_orch, addr) =
-            start_orchestrator(&host, port, cfg, security, tls.map(|t| t.0)).await?;
+        // A hybrid node is alive once its own compute side has joined (see below).
+        let ready = if compute {
+            shoal_api::Readiness::starting()
+        } else {
+            shoal_api::Readiness::ready()
+        };
+        let (orch, addr) =
+            start_orchestrator(&host, port, cfg, security, tls.map(|t| t.0), ready.clone()).await?;
+        local = Some((orch, ready));
         println!(
             "Orchestrator listening on {scheme}://{addr} (data dir {})",
             data_dir.display()
@@ -426,6 +465,13 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         let agent = Agent::start(cfg, executors(&node_id).await)
             .await
             .context("cannot start the compute agent")?;
+        if let Some((orch, ready)) = local.take() {
+            tokio::spawn(ready_when_joined(
+                orch,
+                vec![agent.node_id().to_string()],
+                ready,
+            ));
+        }
         println!(
             "Compute node {} dialling {url} (engines: {})",
             agent.node_id(),
