@@ -431,9 +431,18 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             "Orchestrator listening on {scheme}://{addr} (data dir {})",
             data_dir.display()
         );
+        // The address nodes dial: the one listened on, or this machine's name when the
+        // orchestrator listens on every interface.
+        let reach = if addr.ip().is_unspecified() {
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "127.0.0.1".into())
+        } else {
+            addr.ip().to_string()
+        };
         println!("To add a compute node, run on it:");
         println!(
-            "  shoal serve --compute --orchestrators ws://<this-host>:{} --token {t}",
+            "  shoal serve --compute --orchestrators ws://{reach}:{} --token {t}",
             addr.port()
         );
         dial.get_or_insert_with(|| format!("ws://127.0.0.1:{}", addr.port()));
