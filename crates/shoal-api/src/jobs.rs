@@ -97,11 +97,7 @@ pub(crate) async fn submit(
     };
     let mut job = spec::read_job_value(job_value).map_err(spec_error)?;
     may_submit(&principal, &mut job)?;
-    spec::apply_defaults(&mut job);
-    let errors = spec::validate_for_submit(&job);
-    if !errors.is_empty() {
-        return Err(spec_error(SpecError::Invalid(errors)));
-    }
+    let job = spec::finish_job(job).map_err(spec_error)?;
     let force = match &body {
         Value::Object(map) => map
             .iter()

@@ -18,8 +18,7 @@ pub const HELLO_WAT: &str = r#"(module
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 fn read(value: serde_json::Value) -> Job {
-    let mut job = spec::read_job_value(value).expect("bench jobs are valid");
-    spec::apply_defaults(&mut job);
+    let job = spec::parse_job_value(value).expect("bench jobs are valid");
     job
 }
 

@@ -108,7 +108,7 @@ async fn through_orchestrator(ctx: &Ctx) -> anyhow::Result<Durable> {
     })
     .await??;
     wait_nodes(&client, NODES, std::time::Duration::from_secs(300)).await?;
-    let mut job = spec::read_job_value(json!({
+    let job = spec::parse_job_value(json!({
         "Type": "batch", "Count": PER_JOB,
         "Constraints": [
             { "Key": "region", "Operator": "in",
@@ -118,7 +118,6 @@ async fn through_orchestrator(ctx: &Ctx) -> anyhow::Result<Durable> {
         "Tasks": [{ "Name": "main", "Engine": { "Type": "noop" },
                     "Resources": { "CPU": "10m", "Memory": "16Mi" } }],
     }))?;
-    spec::apply_defaults(&mut job);
     let job = std::sync::Arc::new(job);
     let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let t0 = Instant::now();
@@ -192,7 +191,7 @@ fn once(placements: u64) -> anyhow::Result<f64> {
 }
 
 fn job() -> Job {
-    let mut job = spec::read_job_value(json!({
+    let mut job = spec::parse_job_value(json!({
         "Name": "s1", "Type": "batch", "Count": PER_JOB,
         "Constraints": [
             { "Key": "region", "Operator": "in",
@@ -203,7 +202,6 @@ fn job() -> Job {
                     "Resources": { "CPU": "10m", "Memory": "16Mi" } }],
     }))
     .expect("the S1 job is valid");
-    spec::apply_defaults(&mut job);
     job.id = "s1".into();
     job.version = 1;
     job

@@ -72,7 +72,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let idle_cpu_pct = (cpu_seconds(agent.pid())? - cpu0) / t0.elapsed().as_secs_f64() * 100.0;
     let idle = Stats::new(idle);
 
-    let mut job = spec::read_job_value(json!({
+    let job = spec::parse_job_value(json!({
         "Type": "batch", "Count": jobs_running,
         "Tasks": [{ "Name": "main",
             "Engine": { "Type": "wasm", "Params": { "EntryModule": "/app/sleep.wat" } },
@@ -80,7 +80,6 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
                 "Source": { "Type": "inline", "Params": { "URL": SLEEPER_WAT } } }],
             "Resources": { "CPU": "1m", "Memory": "16Mi" } }],
     }))?;
-    spec::apply_defaults(&mut job);
     let id = client.submit(&job).await?;
     // Wait until every partition runs on the node.
     let deadline = std::time::Instant::now() + Duration::from_secs(60);

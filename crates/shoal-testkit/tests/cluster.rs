@@ -225,7 +225,7 @@ fn sleeping_wasm_job(ms: u64) -> Job {
     (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#,
         ms * 1_000_000
     );
-    let mut job = shoal_types::spec::read_job_value(serde_json::json!({
+    let job = shoal_types::spec::parse_job_value(serde_json::json!({
         "Type": "batch",
         "Count": 1,
         "Tasks": [{
@@ -237,7 +237,6 @@ fn sleeping_wasm_job(ms: u64) -> Job {
         }],
     }))
     .expect("a valid spec");
-    shoal_types::spec::apply_defaults(&mut job);
     job
 }
 

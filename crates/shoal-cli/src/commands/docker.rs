@@ -3,15 +3,14 @@
 //! Builds a Bacalhau-shaped job with the `docker` engine from Bacalhau's `docker run` flags
 //! and submits it like `job run` does.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 use shoal_types::spec;
 
 use super::data_flags::DataFlags;
+use super::key_value::parse_pairs;
 use super::wasm::parse_constraints;
 use super::{RunFlags, submit_and_report};
 use crate::endpoint::Endpoint;
@@ -101,21 +100,6 @@ pub struct DockerRunArgs {
     pub flags: RunFlags,
 }
 
-/// Parses `KEY=VALUE` items, naming the flag and the bad item.
-fn pairs(flag: &str, items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let (k, v) = s
-                .split_once('=')
-                .with_context(|| format!("{flag} {s:?} must be KEY=VALUE"))?;
-            anyhow::ensure!(!k.trim().is_empty(), "{flag} {s:?} has an empty key");
-            Ok((k.trim().to_string(), v.to_string()))
-        })
-        .collect()
-}
-
 /// The job, in Bacalhau's JSON shape, for these arguments.
 pub fn job_spec(a: &DockerRunArgs) -> anyhow::Result<Value> {
     let mut params = serde_json::Map::new();
@@ -142,12 +126,12 @@ pub fn job_spec(a: &DockerRunArgs) -> anyhow::Result<Value> {
         "Name": a.name.clone().unwrap_or_default(),
         "Type": if a.target == "all" { "ops" } else { "batch" },
         "Count": a.count,
-        "Labels": pairs("--labels", &a.labels)?,
+        "Labels": parse_pairs("--labels", &a.labels)?,
         "Constraints": match &a.constraints { Some(c) => parse_constraints(c)?, None => json!([]) },
         "Tasks": [{
             "Name": "main",
             "Engine": { "Type": "docker", "Params": params },
-            "Env": pairs("--env", &a.env)?,
+            "Env": parse_pairs("--env", &a.env)?,
             "Resources": { "CPU": opt(&a.cpu), "Memory": opt(&a.memory), "Disk": opt(&a.disk), "GPU": opt(&a.gpu) },
             "Network": { "Type": network },
             "Timeouts": { "ExecutionTimeout": a.timeout, "QueueTimeout": a.queue_timeout },
@@ -160,18 +144,7 @@ pub fn job_spec(a: &DockerRunArgs) -> anyhow::Result<Value> {
 /// Runs a docker command.
 pub async fn run(endpoint: &Endpoint, cmd: DockerCommand) -> anyhow::Result<ExitCode> {
     let DockerCommand::Run(a) = cmd;
-    let mut job = spec::read_job_value(job_spec(&a)?).map_err(|e| anyhow::anyhow!("{e}"))?;
-    spec::apply_defaults(&mut job);
-    let errors = spec::validate_for_submit(&job);
-    anyhow::ensure!(
-        errors.is_empty(),
-        "{}",
-        errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let job = spec::parse_job_value(job_spec(&a)?).map_err(|e| anyhow::anyhow!("{e}"))?;
     if a.dry_run {
         print!("{}", serde_yaml::to_string(&job)?);
         return Ok(ExitCode::SUCCESS);

@@ -1,6 +1,5 @@
 //! `shoal job ...`
 
-use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -136,13 +135,7 @@ pub fn load(file: &str, vars: &[String], no_template: bool) -> anyhow::Result<Jo
         text = std::fs::read_to_string(file)
             .with_context(|| format!("cannot read job file {file}"))?;
     }
-    let mut map = BTreeMap::new();
-    for v in vars {
-        let (k, val) = v
-            .split_once('=')
-            .with_context(|| format!("template variable {v:?} must be key=value"))?;
-        map.insert(k.to_string(), val.to_string());
-    }
+    let map = super::key_value::parse_pairs("template variable", vars)?;
     if !no_template && template::has_actions(&text) {
         text = template::render(&text, &map).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
     }

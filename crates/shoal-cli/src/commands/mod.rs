@@ -6,6 +6,7 @@ pub mod devstack;
 pub mod docker;
 pub mod job;
 pub mod job_get;
+pub mod key_value;
 pub mod node;
 pub mod query;
 pub mod serve;

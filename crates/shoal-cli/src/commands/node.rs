@@ -146,8 +146,9 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
         NodeCommand::Label { id, labels } => {
             let (mut set, mut remove) = (std::collections::BTreeMap::new(), Vec::new());
             for l in &labels {
-                if let Some((k, v)) = l.split_once('=') {
-                    set.insert(k.trim().to_string(), v.trim().to_string());
+                if l.contains('=') {
+                    let (k, v) = super::key_value::parse_pair("label", l)?;
+                    set.insert(k, v.trim().to_string());
                 } else if let Some(k) = l.strip_suffix('-') {
                     remove.push(k.trim().to_string());
                 } else {

@@ -124,18 +124,12 @@ pub struct ServeArgs {
     pub heartbeat_interval: Duration,
 }
 
-/// Parses `k=v` labels, naming the bad one.
+/// Parses `k=v` labels (keys and values trimmed), naming the bad one.
 pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>> {
-    items
-        .iter()
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let (k, v) = s
-                .split_once('=')
-                .with_context(|| format!("label {s:?} must be key=value"))?;
-            Ok((k.trim().to_string(), v.trim().to_string()))
-        })
-        .collect()
+    Ok(super::key_value::parse_pairs("label", items)?
+        .into_iter()
+        .map(|(k, v)| (k, v.trim().to_string()))
+        .collect())
 }
 
 /// The engines a compute node offers: noop and wasm always; docker when its daemon answers;

@@ -1,6 +1,5 @@
 //! `shoal wasm run MODULE [ARGS...]`
 
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -91,13 +90,7 @@ pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCo
         "data:application/wasm;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(&bytes)
     );
-    let mut env = BTreeMap::new();
-    for e in &a.env {
-        let (k, v) = e
-            .split_once('=')
-            .with_context(|| format!("--env {e:?} must be KEY=VALUE"))?;
-        env.insert(k.to_string(), v.to_string());
-    }
+    let env = super::key_value::parse_pairs("--env", &a.env)?;
     // No Name: a job named after the module would be *updated* by the next `wasm run` of the
     // same module (names are unique per namespace); each run is its own job instead.
     let mut job = json!({
@@ -116,17 +109,6 @@ pub async fn run(endpoint: &Endpoint, cmd: WasmCommand) -> anyhow::Result<ExitCo
         }],
     });
     a.data.apply(&mut job["Tasks"][0])?;
-    let mut job = spec::read_job_value(job).map_err(|e| anyhow::anyhow!("{e}"))?;
-    spec::apply_defaults(&mut job);
-    let errors = spec::validate_for_submit(&job);
-    anyhow::ensure!(
-        errors.is_empty(),
-        "{}",
-        errors
-            .iter()
-            .map(|e| e.to_string())
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    let job = spec::parse_job_value(job).map_err(|e| anyhow::anyhow!("{e}"))?;
     submit_and_report(&endpoint.client()?, &job, &a.flags).await
 }

@@ -89,7 +89,19 @@ pub const KNOWN_PUBLISHERS: &[&str] = &["local", "s3", "s3managed", "ipfs", "noo
 /// orchestrator and fails there with per-node reasons (`does not support flibble`), as in
 /// Bacalhau. `shoal job validate` adds [`validate`] on the result.
 pub fn parse_job(text: &str) -> Result<Job, SpecError> {
-    let mut job = read_job(text)?;
+    finish_job(read_job(text)?)
+}
+
+/// [`parse_job`] for an already-parsed JSON value (a job built by the CLI from flags, or a
+/// REST body): [`read_job_value`], then [`finish_job`].
+pub fn parse_job_value(value: Value) -> Result<Job, SpecError> {
+    finish_job(read_job_value(value)?)
+}
+
+/// The last two steps of every submission path, in their one order: [`apply_defaults`], then
+/// [`validate_for_submit`]. A caller that must look at the job between reading and defaults
+/// (the API fills in a scoped user's namespace) calls [`read_job_value`] and then this.
+pub fn finish_job(mut job: Job) -> Result<Job, SpecError> {
     apply_defaults(&mut job);
     let errors = validate_for_submit(&job);
     if errors.is_empty() {
