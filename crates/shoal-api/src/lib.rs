@@ -13,6 +13,7 @@ mod nodes;
 mod queries;
 mod results;
 pub mod tls;
+pub mod ui;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -121,8 +122,10 @@ pub fn router_with(
             get(nodes::describe).put(nodes::update),
         )
         .route("/livez", get(alive))
+        .merge(ui::routes())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(security, auth::gate))
+        .layer(axum::middleware::from_fn(ui::headers))
         .with_state(state)
 }
 

@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 use super::Security;
 use super::grant::{Capability, Resource};
 use super::principal::Principal;
+use super::session::cookie_token;
 use crate::ApiError;
 
 /// What a request needs before its handler runs.
@@ -30,8 +31,12 @@ pub enum Requirement {
     Needs(Capability),
 }
 
-/// Paths anyone may call, as in Bacalhau, plus Shoal's health alias and the agent link.
+/// Paths anyone may call, as in Bacalhau, plus Shoal's health alias, the agent link, and the
+/// web UI's login page and static files.
 const OPEN: &[&str] = &[
+    "/ui/login",
+    "/ui/logout",
+    "/ui/assets",
     "/api/v1/auth",
     "/api/v1/version",
     "/api/v1/agent/alive",
@@ -67,6 +72,16 @@ pub fn requirement(method: &Method, path: &str) -> Requirement {
             Capability::Write(r)
         })
     };
+    // The web UI's pages need what the API calls behind them need.
+    if under(path, "/ui/nodes") {
+        return access(Resource::Node);
+    }
+    if under(path, "/ui/query") {
+        return Requirement::Needs(Capability::Query);
+    }
+    if under(path, "/ui") {
+        return access(Resource::Job);
+    }
     if under(path, "/api/v1/orchestrator/queries") {
         return Requirement::Needs(Capability::Query);
     }
@@ -124,21 +139,46 @@ pub(crate) async fn gate(
         Requirement::Needs(c) => format!("{method} {path} ({c})"),
         _ => format!("{method} {path}"),
     };
-    let principal: Arc<Principal> =
-        match security.authenticator.authenticate(credentials.as_deref()) {
-            Ok(p) => p,
-            Err(why) => {
-                let error = ApiError::unauthorized(why.to_string());
-                return refuse(
-                    &security,
-                    "unauthenticated",
-                    action,
-                    target_of(&path),
-                    error,
-                )
-                .await;
-            }
-        };
+    let ui = under(&path, "/ui");
+    // A browser sends its session cookie instead of an Authorization header.
+    let session = credentials
+        .is_none()
+        .then(|| {
+            req.headers()
+                .get(header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(cookie_token)
+                .and_then(|t| security.sessions.get(t))
+        })
+        .flatten();
+    let by_cookie = session.is_some();
+    let principal: Arc<Principal> = match session
+        .map(Ok)
+        .unwrap_or_else(|| security.authenticator.authenticate(credentials.as_deref()))
+    {
+        Ok(p) => p,
+        Err(_) if ui => return to_login(&path),
+        Err(why) => {
+            let error = ApiError::unauthorized(why.to_string());
+            return refuse(
+                &security,
+                "unauthenticated",
+                action,
+                target_of(&path),
+                error,
+            )
+            .await;
+        }
+    };
+    let read = method == Method::GET || method == Method::HEAD;
+    if by_cookie && !read && !same_origin(req.headers()) {
+        // A cookie rides along with any cross-site form post; only the UI's own pages may
+        // write with it.
+        let error = ApiError::forbidden(
+            "a write with a session cookie must come from this server's own pages (Origin does not match Host)",
+        );
+        return refuse(&security, &principal.name, action, target_of(&path), error).await;
+    }
     if let Requirement::Needs(capability) = need
         && !principal.can(capability)
     {
@@ -148,7 +188,7 @@ pub(crate) async fn gate(
         ));
         return refuse(&security, &principal.name, action, target_of(&path), error).await;
     }
-    let audited = !(method == Method::GET || method == Method::HEAD);
+    let audited = !read;
     req.extensions_mut().insert(principal.clone());
     let response = next.run(req).await;
     if audited {
@@ -176,6 +216,28 @@ pub(crate) async fn gate(
         }
     }
     response
+}
+
+/// Where the web UI sends a visitor without a session.
+fn to_login(path: &str) -> Response {
+    let next: String = path
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || "/-_.".contains(*c))
+        .collect();
+    axum::response::Redirect::to(&format!("/ui/login?next={next}")).into_response()
+}
+
+/// Whether `Origin` names the host the request was sent to (a browser always sends Origin on
+/// a cross-site POST; a missing one is refused too).
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => origin
+            .split_once("://")
+            .is_some_and(|(_, rest)| rest == host),
+        _ => false,
+    }
 }
 
 async fn refuse(

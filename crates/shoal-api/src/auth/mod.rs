@@ -19,6 +19,7 @@ mod audit;
 mod gate;
 mod grant;
 mod principal;
+mod session;
 mod users;
 
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub(crate) use gate::gate;
 pub use gate::{AuditTarget, Requirement, WHOAMI_PATH, requirement};
 pub use grant::{Capability, Grant, KNOWN_GRANTS, Resource};
 pub use principal::{Principal, PrincipalKind};
+pub use session::{SESSION_COOKIE, SESSION_TTL, Sessions, cookie_token};
 pub use users::{
     AnonymousAccess, AuthFailure, Authenticator, CapabilityConfig, UserConfig, UsersConfigError,
 };
@@ -48,6 +50,8 @@ pub struct Security {
     pub authenticator: Authenticator,
     /// The audit log.
     pub audit: Audit,
+    /// Browser sessions of the web UI.
+    pub sessions: Sessions,
 }
 
 impl Security {
@@ -56,6 +60,7 @@ impl Security {
         Arc::new(Security {
             authenticator: Authenticator::open(),
             audit: Audit::in_memory(),
+            sessions: Sessions::default(),
         })
     }
 }

@@ -65,6 +65,7 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         "Devstack is up: orchestrator on http://{addr}, {} compute nodes (engines: {engines}).",
         agents.len()
     );
+    println!("Web UI: http://{addr}/ui");
     println!("State lives in {}.", data_dir.display());
     println!("Try, in another terminal:");
     println!("  shoal wasm run examples/hello.wat");

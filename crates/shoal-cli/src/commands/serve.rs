@@ -299,6 +299,7 @@ fn security(
     Ok(Arc::new(Security {
         authenticator,
         audit: Audit::start(audit),
+        sessions: Default::default(),
     }))
 }
 
