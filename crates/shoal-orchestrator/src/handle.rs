@@ -4,64 +4,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
 use shoal_store::SharedReader;
 use shoal_store::{JobFilter, OrchestratorStore, StoreError};
 use shoal_transport::Frame;
-use shoal_types::{ComputeStateType, Execution, Job, JobHistory, JobState, NodeState};
+use shoal_types::{ComputeStateType, Execution, Job, JobHistory, NodeState};
 use tokio::sync::oneshot;
 
+use crate::command::{Command, JobDetails, Placement, SubmitOptions, SubmitOutcome};
 use crate::config::OrchestratorConfig;
-use crate::engine::{Command, Engine};
+use crate::engine::Engine;
 use crate::error::OrchestratorError;
 use crate::logs::{LogRegistry, LogStream};
-use crate::nodes::{Links, Session};
-use crate::query::LiveQueries;
+use crate::nodes::{Links, Outbound, Session};
+use crate::query::{
+    KEEP_FINISHED, LiveQueries, QueryRequest, QueryStream, query_job, timeout_secs,
+};
 use crate::results::{ResultEvent, ResultRegistry, ResultStream};
-
-/// The result of a submission.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubmitOutcome {
-    /// The job's id (an update keeps the id of the job it updates).
-    pub job_id: String,
-    /// Its state right after the first placement attempt (Failed when no node can run it).
-    pub state: JobState,
-    /// The job's version: 1 for a new job, the new version for an update.
-    pub version: u64,
-}
-
-/// How a submission treats an existing job of the same name.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SubmitOptions {
-    /// Submit a new version even when the spec is unchanged (a rerun).
-    pub force: bool,
-}
-
-/// Why a node was not chosen for a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Placement {
-    /// The node.
-    #[serde(rename = "NodeID")]
-    pub node_id: String,
-    /// Why it was not chosen.
-    pub reason: String,
-    /// Whether the reason may go away by itself.
-    pub transient: bool,
-}
-
-/// A job with everything `job describe` shows.
-#[derive(Debug, Clone)]
-pub struct JobDetails {
-    /// The job.
-    pub job: Job,
-    /// Its executions.
-    pub executions: Vec<Execution>,
-    /// Its history.
-    pub history: Vec<JobHistory>,
-    /// Nodes not chosen and why.
-    pub placement: Vec<Placement>,
-}
 
 /// A running orchestrator. Cheap to clone.
 #[derive(Clone)]
@@ -362,10 +322,7 @@ impl Orchestrator {
         Ok(stream)
     }
 
-    pub(crate) fn new_session(
-        &self,
-        tx: tokio::sync::mpsc::UnboundedSender<crate::nodes::Outbound>,
-    ) -> Session {
+    pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Outbound>) -> Session {
         Session {
             id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1,
             tx,
@@ -457,6 +414,50 @@ impl Orchestrator {
             Err(_) => Err(OrchestratorError::Unavailable(format!(
                 "node {node} did not answer within 30s the request for the results of execution {}; try again",
                 chosen.id
+            ))),
+        }
+    }
+}
+
+// Fleet queries: asked through the engine, answered straight into the query registry.
+impl Orchestrator {
+    /// Asks the fleet a question now; returns the query id. Answers stream through
+    /// [`Self::watch_query`]; the query ends when every node asked has answered, its link
+    /// closed, or the timeout passed.
+    pub async fn ask_query(&self, request: &QueryRequest) -> Result<String, OrchestratorError> {
+        let job = query_job(request)?;
+        let id = format!(
+            "q-{}",
+            shoal_types::JobId::generate()
+                .as_str()
+                .trim_start_matches("j-")
+        );
+        let timeout = Duration::from_secs(timeout_secs(request));
+        let all_in = self
+            .ask(|reply| Command::AskFleet {
+                query_id: id.clone(),
+                job: Box::new(job),
+                request: Box::new(request.clone()),
+                reply,
+            })
+            .await?;
+        tokio::spawn(crate::query::drive(
+            self.live_queries().clone(),
+            id.clone(),
+            all_in,
+            timeout,
+        ));
+        Ok(id)
+    }
+
+    /// Streams a query's events: the answers already in, then each as its node replies, then
+    /// the coverage (and the merge stage) once the query is over.
+    pub async fn watch_query(&self, id: &str) -> Result<QueryStream, OrchestratorError> {
+        match self.live_queries().subscribe(id) {
+            Some(s) => Ok(QueryStream::new(s)),
+            None => Err(OrchestratorError::NotFound(format!(
+                "query {id} not found: queries are kept for {} minutes after they end; ask again with `shoal query`",
+                KEEP_FINISHED.as_secs() / 60
             ))),
         }
     }

@@ -6,7 +6,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use shoal_transport::Frame;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::Command;
+use crate::command::Command;
 use crate::handle::Orchestrator;
 use crate::logs::LogEvent;
 
