@@ -301,15 +301,9 @@ impl Orchestrator {
                 .ok_or_else(|| OrchestratorError::NotFound(format!("job {key} has no executions yet, so it has no logs; it may still be queued (see `shoal job describe {key}`)")))?,
         };
         let node = chosen.node_id.to_string();
-        let (id, rx) = self.inner.logs.open(&node);
-        let stream = LogStream {
-            id,
-            rx,
-            registry: self.inner.logs.clone(),
-            links: self.inner.links.clone(),
-        };
+        let stream = self.inner.logs.open(&node, &self.inner.links);
         let req = Frame::LogRequest {
-            stream_id: id,
+            stream_id: stream.id(),
             execution_id: chosen.id.to_string(),
             follow,
         };
@@ -319,7 +313,7 @@ impl Orchestrator {
                 chosen.id
             )));
         }
-        Ok(stream)
+        Ok(LogStream::new(stream))
     }
 
     pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Outbound>) -> Session {
@@ -377,15 +371,9 @@ impl Orchestrator {
             )));
         }
         let node = chosen.node_id.to_string();
-        let (id, rx) = self.inner.results.open(&node);
-        let mut stream = ResultStream {
-            id,
-            node_id: node.clone(),
-            rx,
-            registry: self.inner.results.clone(),
-            links: self.inner.links.clone(),
-            size: 0,
-        };
+        let open = self.inner.results.open(&node, &self.inner.links);
+        let id = open.id();
+        let mut stream = ResultStream::new(open, node.clone());
         let req = Frame::ResultRequest {
             stream_id: id,
             execution_id: chosen.id.to_string(),
@@ -399,7 +387,7 @@ impl Orchestrator {
         let first = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
         match first {
             Ok(Some(ResultEvent::Start { size })) => {
-                stream.size = size;
+                stream.set_size(size);
                 Ok(stream)
             }
             Ok(Some(ResultEvent::End { error })) => {

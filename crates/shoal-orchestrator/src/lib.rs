@@ -35,6 +35,7 @@
 //! | `query/registry.rs` | `LiveQueries` (open fleet queries) and [`QueryStream`] |
 //! | `query/mod.rs` | [`query`]: the query as an ops job, and the task that ends a query |
 //! | `nodes.rs` | `LiveNode`, `NodeViews` (the scheduler's view), `Links` (open sessions) |
+//! | `streams.rs` | `StreamRegistry<E>`: streams a node serves over its link, by id |
 //! | `logs.rs`, `results.rs` | [`LogStream`], [`ResultStream`] and their registries |
 //! | `command.rs` | `Command` (what the engine is asked), [`SubmitOutcome`], [`JobDetails`], … |
 //! | `active.rs` | `ActiveJobs`: the engine's cache of jobs with work in flight |
@@ -62,6 +63,7 @@ mod nodes;
 pub mod query;
 mod results;
 mod state;
+mod streams;
 
 pub use command::{JobDetails, Placement, SubmitOptions, SubmitOutcome};
 pub use config::OrchestratorConfig;
