@@ -13,7 +13,7 @@ use shoal_types::answer::QueryRequest;
 use shoal_types::{Execution, Job, JobHistory, JobState, NodeInfo};
 use tokio::sync::{Notify, oneshot};
 
-use crate::error::OrchestratorError;
+use crate::error::{OrchestratorError, Refusal};
 use crate::nodes::{Session, Usage};
 
 /// Where the engine sends a command's answer.
@@ -36,7 +36,7 @@ pub(crate) enum Command {
         applied_seq: u64,
         token: Option<String>,
         session: Session,
-        reply: oneshot::Sender<Result<(), String>>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
     },
     Inbound {
         node_id: String,

@@ -54,7 +54,7 @@ mod clock;
 mod command;
 mod config;
 mod engine;
-mod error;
+pub mod error;
 mod evaluate;
 mod handle;
 mod link;

@@ -64,6 +64,7 @@ where
         Ok(Ok(())) => {}
         Ok(Err(reason)) => {
             tracing::warn!(node = %node_id, %reason, "node refused");
+            let reason = reason.to_string();
             let _ = outgoing.send(Frame::Refused { reason }.encode()).await;
             return;
         }

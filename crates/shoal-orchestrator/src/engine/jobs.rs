@@ -5,7 +5,7 @@ use shoal_types::{Job, JobId, JobState, JobStateType};
 
 use crate::clock::{event, history, now};
 use crate::command::{SubmitOptions, SubmitOutcome};
-use crate::error::OrchestratorError;
+use crate::error::{Conflict, NotFound, OrchestratorError};
 use crate::evaluate::evaluate;
 use crate::state::{EngineState, Outgoing, write_job};
 
@@ -27,12 +27,13 @@ pub(super) fn submit(
     let submission = match existing {
         Some(old) => {
             if !options.force && same_spec(&old, &job) {
-                return Err(OrchestratorError::Conflict(format!(
-                    "job {:?} ({}) already has this spec (version {}, {}); nothing to update. \
-                     Change the spec to update it, resubmit with --force (API: \"Force\": true) \
-                     to run it again as a new version, or give the job another Name",
-                    old.name, old.id, old.version, old.state.state_type
-                )));
+                return Err(Conflict::SameSpec {
+                    name: old.name,
+                    job_id: old.id,
+                    version: old.version,
+                    state: old.state.state_type,
+                }
+                .into());
             }
             job.id = old.id.clone();
             job.version = old.version + 1;
@@ -94,17 +95,19 @@ pub(super) fn stop(
     reason: &str,
 ) -> Result<(), OrchestratorError> {
     let Some(mut job) = st.active.job(tx, job_id)?.cloned() else {
-        return Err(OrchestratorError::NotFound(format!(
-            "job {job_id} not found"
-        )));
+        return Err(NotFound::JobGone {
+            job_id: job_id.to_string(),
+        }
+        .into());
     };
     match job.state.state_type {
         JobStateType::Stopped => return Ok(()),
         s if s.is_terminal() => {
-            return Err(OrchestratorError::Conflict(format!(
-                "job {} is already {s} and cannot be stopped",
-                job.id
-            )));
+            return Err(Conflict::AlreadyEnded {
+                job_id: job.id,
+                state: s,
+            }
+            .into());
         }
         _ => {}
     }

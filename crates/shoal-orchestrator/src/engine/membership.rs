@@ -9,7 +9,7 @@ use shoal_types::time::rfc3339;
 use shoal_types::{ConnectionStatus, Membership, NodeInfo, NodeState};
 
 use crate::clock::now;
-use crate::error::OrchestratorError;
+use crate::error::{BadRequest, Conflict, NotFound, OrchestratorError, Refusal};
 use crate::evaluate::evaluate_active;
 use crate::nodes::{LiveNode, Outbound, Session};
 use crate::state::{EngineState, Outgoing};
@@ -25,19 +25,16 @@ pub(super) fn connect(
     applied_seq: u64,
     token: Option<String>,
     session: Session,
-) -> Result<(), String> {
+) -> Result<(), Refusal> {
     if let Some(expected) = &st.cfg.join_token
         && token.as_deref() != Some(expected.as_str())
     {
-        let why = if token.is_none() {
-            "no join token was given"
+        let node_id = info.node_id;
+        return Err(if token.is_none() {
+            Refusal::NoToken { node_id }
         } else {
-            "the join token is wrong"
-        };
-        return Err(format!(
-            "node {} refused: {why}; start it with --token set to the orchestrator's join token (printed by `shoal serve --orchestrator`)",
-            info.node_id
-        ));
+            Refusal::WrongToken { node_id }
+        });
     }
     let t = now();
     let id = info.node_id.clone();
@@ -47,9 +44,7 @@ pub(super) fn connect(
         None => Membership::Approved,
     };
     if membership == Membership::Rejected {
-        return Err(format!(
-            "node {id} refused: it was rejected by an operator; `shoal node approve {id}` lets it join"
-        ));
+        return Err(Refusal::Rejected { node_id: id });
     }
     let previous = st.nodes.remove(&id);
     let known = previous.is_some();
@@ -102,9 +97,7 @@ pub(super) fn connect(
         }
         Ok(())
     })();
-    if let Err(e) = result {
-        return Err(e.to_string());
-    }
+    result?;
     tracing::info!(node = %id, "node connected");
     st.nodes.insert(id.clone(), live);
     if known {
@@ -179,25 +172,28 @@ pub(super) fn node_action(
 ) -> Result<(), OrchestratorError> {
     st.views.invalidate();
     let Some(node) = st.nodes.get_mut(node_id) else {
-        return Err(OrchestratorError::NotFound(format!(
-            "node {node_id} not found; `shoal node list` shows known nodes"
-        )));
+        return Err(NotFound::Node {
+            key: node_id.to_string(),
+        }
+        .into());
     };
     match action.to_ascii_lowercase().as_str() {
         "approve" => {
             if node.state.membership == Membership::Approved {
-                return Err(OrchestratorError::Conflict(format!(
-                    "node {node_id} is already approved"
-                )));
+                return Err(Conflict::AlreadyApproved {
+                    node_id: node_id.to_string(),
+                }
+                .into());
             }
             node.state.membership = Membership::Approved;
             tx.put_node(&node.state)?;
         }
         "reject" => {
             if node.state.membership == Membership::Rejected {
-                return Err(OrchestratorError::Conflict(format!(
-                    "node {node_id} is already rejected"
-                )));
+                return Err(Conflict::AlreadyRejected {
+                    node_id: node_id.to_string(),
+                }
+                .into());
             }
             node.state.membership = Membership::Rejected;
             tx.put_node(&node.state)?;
@@ -209,9 +205,10 @@ pub(super) fn node_action(
             tx.delete_node(node_id)?;
         }
         other => {
-            return Err(OrchestratorError::BadRequest(format!(
-                "unknown node action {other:?}; use approve, reject or delete"
-            )));
+            return Err(BadRequest::UnknownNodeAction {
+                action: other.to_string(),
+            }
+            .into());
         }
     }
     evaluate_active(tx, st, out)
@@ -229,14 +226,17 @@ pub(super) fn node_labels(
     remove: Vec<String>,
 ) -> Result<(), OrchestratorError> {
     let Some(node) = st.nodes.get_mut(node_id) else {
-        return Err(OrchestratorError::NotFound(format!(
-            "node {node_id} not found; `shoal node list` shows known nodes"
-        )));
+        return Err(NotFound::Node {
+            key: node_id.to_string(),
+        }
+        .into());
     };
     if let Some(k) = set.keys().chain(&remove).find(|k| k.trim().is_empty()) {
-        return Err(OrchestratorError::BadRequest(format!(
-            "node {node_id}: label key {k:?} is empty; use key=value to set and key- to remove"
-        )));
+        return Err(BadRequest::EmptyLabelKey {
+            node_id: node_id.to_string(),
+            key: k.clone(),
+        }
+        .into());
     }
     for k in &remove {
         node.state.operator_labels.remove(k);

@@ -255,7 +255,7 @@ impl Engine {
                 });
                 let silent_at = now() + self.st.cfg.disconnect_timeout.as_nanos() as i64 + 1;
                 self.next_silence_scan = self.next_silence_scan.min(silent_at);
-                let _ = reply.send(r.unwrap_or_else(|e| Err(e.to_string())));
+                let _ = reply.send(r.unwrap_or_else(|e| Err(e.into())));
             }
             cmd @ (Command::Inbound { .. } | Command::Ack { .. } | Command::Heartbeat { .. }) => {
                 self.handle_traffic(vec![cmd]);

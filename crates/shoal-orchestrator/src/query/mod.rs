@@ -33,7 +33,7 @@ pub use shoal_types::answer::{
 use tokio::sync::Notify;
 
 use crate::clock::now;
-use crate::error::OrchestratorError;
+use crate::error::{BadRequest, OrchestratorError};
 
 mod merge;
 mod registry;
@@ -54,12 +54,10 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
 pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
     let sql = request.query.trim();
     if sql.is_empty() {
-        return Err(OrchestratorError::BadRequest(
-            "query is empty: send one SELECT statement in \"Query\"".into(),
-        ));
+        return Err(BadRequest::EmptyQuery.into());
     }
-    let mut constraints = serde_json::to_value(&request.constraints)
-        .map_err(|e| OrchestratorError::BadRequest(format!("bad constraints: {e}")))?;
+    let mut constraints =
+        serde_json::to_value(&request.constraints).map_err(BadRequest::QueryConstraints)?;
     if !request.nodes.is_empty()
         && let Json::Array(list) = &mut constraints
     {
@@ -79,16 +77,11 @@ pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
             "Timeouts": { "TotalTimeout": timeout, "ExecutionTimeout": timeout },
         }],
     });
-    let mut job = shoal_types::spec::read_job_value(job)
-        .map_err(|e| OrchestratorError::BadRequest(format!("invalid query: {e}")))?;
+    let mut job = shoal_types::spec::read_job_value(job).map_err(BadRequest::QuerySpec)?;
     shoal_types::spec::apply_defaults(&mut job);
     let errors = shoal_types::spec::validate_for_submit(&job);
     if !errors.is_empty() {
-        let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
-        return Err(OrchestratorError::BadRequest(format!(
-            "invalid query: {}",
-            text.join("; ")
-        )));
+        return Err(BadRequest::QueryFields(errors).into());
     }
     Ok(job)
 }
