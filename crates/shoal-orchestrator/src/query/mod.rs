@@ -5,7 +5,7 @@
 //! [`reach`](shoal_scheduler::reach): approved, offering the `query` engine, matching the
 //! constraints), sends each connected one a `Query` frame, and counts the disconnected ones
 //! unreachable at once. Answers come back as `QueryAnswer` frames and go from the link task
-//! straight to [`LiveQueries`], never through the engine thread or the store:
+//! straight to `LiveQueries` (`registry.rs`), never through the engine thread or the store:
 //!
 //! ```text
 //!  ask_query ──► engine: reach() ──► LiveQueries::open ──► Query frame to each connected node
