@@ -1,23 +1,287 @@
-//! Errors the orchestrator returns to API callers.
+//! Errors the orchestrator returns to API callers, and the reasons it refuses a node.
+//!
+//! [`OrchestratorError`] has one variant per Bacalhau error code (the API maps each to its
+//! HTTP status); inside each is an enum that names the object and the cause, and whose message
+//! says what to do about it.
 
 use shoal_store::StoreError;
+use shoal_types::JobStateType;
+use shoal_types::spec::{FieldError, SpecError};
 
 /// Why an orchestrator request failed. Each variant maps to one Bacalhau error code.
 #[derive(Debug, thiserror::Error)]
 pub enum OrchestratorError {
-    /// No job (or node, or execution) matches what was asked for.
-    #[error("{0}")]
-    NotFound(String),
+    /// No job (or node, or execution, or query) matches what was asked for.
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
     /// The request is invalid; the message says how to fix it.
-    #[error("{0}")]
-    BadRequest(String),
+    #[error(transparent)]
+    BadRequest(#[from] BadRequest),
     /// The request conflicts with the object's state (e.g. stopping a completed job).
-    #[error("{0}")]
-    Conflict(String),
+    #[error(transparent)]
+    Conflict(#[from] Conflict),
     /// The orchestrator cannot serve the request now (node away, shutting down).
-    #[error("{0}")]
-    Unavailable(String),
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// What was asked for does not exist (HTTP 404).
+#[derive(Debug, thiserror::Error)]
+pub enum NotFound {
+    /// No job has this id, unique id prefix or name.
+    #[error("job {key} not found; `shoal job list` shows the jobs this orchestrator knows")]
+    Job {
+        /// The id, prefix or name asked for.
+        key: String,
+    },
+    /// The job was deleted between being looked up and reaching the engine.
+    #[error("job {job_id} not found")]
+    JobGone {
+        /// The job's id.
+        job_id: String,
+    },
+    /// No node has this id or unique id prefix.
+    #[error("node {key} not found; `shoal node list` shows known nodes")]
+    Node {
+        /// The id or prefix asked for.
+        key: String,
+    },
+    /// The job has no execution whose id starts with this.
+    #[error(
+        "execution {execution_id} not found in job {job}; `shoal job executions {job}` lists them"
+    )]
+    Execution {
+        /// The execution id or prefix asked for.
+        execution_id: String,
+        /// The job, as the caller named it.
+        job: String,
+    },
+    /// Logs were asked for a job that has not run anywhere yet.
+    #[error(
+        "job {job} has no executions yet, so it has no logs; it may still be queued (see `shoal job describe {job}`)"
+    )]
+    NoExecutions {
+        /// The job, as the caller named it.
+        job: String,
+    },
+    /// The execution's results were not published with the `local` publisher.
+    #[error(
+        "execution {execution_id} of job {job} has no result kept on its node; only the local publisher (-p local) keeps results there"
+    )]
+    NoLocalResult {
+        /// The execution.
+        execution_id: String,
+        /// The job, as the caller named it.
+        job: String,
+    },
+    /// The node holding an execution's results could not send the archive; `reason` is the
+    /// node's own account.
+    #[error("{reason}")]
+    ArchiveRefused {
+        /// The node.
+        node_id: String,
+        /// Why, in the node's words.
+        reason: String,
+    },
+    /// The node holding an execution's results ended the download without an archive or a
+    /// reason.
+    #[error("node {node_id} sent no result archive")]
+    NoArchive {
+        /// The node.
+        node_id: String,
+    },
+    /// No live or recently finished query has this id.
+    #[error(
+        "query {id} not found: queries are kept for {kept_minutes} minutes after they end; ask again with `shoal query`"
+    )]
+    Query {
+        /// The query id asked for.
+        id: String,
+        /// How long finished queries are kept.
+        kept_minutes: u64,
+    },
+}
+
+/// The request is invalid (HTTP 400); the message says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum BadRequest {
+    /// More than one job's id starts with this prefix.
+    #[error("job {key} is ambiguous: it matches {}; give more of the id", .matches.join(", "))]
+    AmbiguousJob {
+        /// The prefix asked for.
+        key: String,
+        /// The ids of (some of) the jobs it matches.
+        matches: Vec<String>,
+    },
+    /// More than one node's id starts with this prefix.
+    #[error("node {key} is ambiguous; give more of the id")]
+    AmbiguousNode {
+        /// The prefix asked for.
+        key: String,
+    },
+    /// More than one of the job's executions has an id starting with this prefix.
+    #[error("execution {execution_id} is ambiguous in job {job}; give more of the id")]
+    AmbiguousExecution {
+        /// The prefix asked for.
+        execution_id: String,
+        /// The job, as the caller named it.
+        job: String,
+    },
+    /// A node action other than approve, reject or delete.
+    #[error("unknown node action {action:?}; use approve, reject or delete")]
+    UnknownNodeAction {
+        /// The action asked for.
+        action: String,
+    },
+    /// A label to set or remove has an empty (or blank) key.
+    #[error("node {node_id}: label key {key:?} is empty; use key=value to set and key- to remove")]
+    EmptyLabelKey {
+        /// The node.
+        node_id: String,
+        /// The blank key.
+        key: String,
+    },
+    /// A fleet query without SQL.
+    #[error("query is empty: send one SELECT statement in \"Query\"")]
+    EmptyQuery,
+    /// A fleet query's constraints cannot be written as job constraints.
+    #[error("bad constraints: {0}")]
+    QueryConstraints(serde_json::Error),
+    /// The job a fleet query stands for cannot be read.
+    #[error("invalid query: {0}")]
+    QuerySpec(SpecError),
+    /// The job a fleet query stands for fails validation; each error names its field.
+    #[error("invalid query: {}", join(.0))]
+    QueryFields(Vec<FieldError>),
+}
+
+/// The request conflicts with the object's state (HTTP 409).
+#[derive(Debug, thiserror::Error)]
+pub enum Conflict {
+    /// A job was resubmitted under its name with an unchanged spec, without `force`.
+    #[error(
+        "job {name:?} ({job_id}) already has this spec (version {version}, {state}); nothing to update. Change the spec to update it, resubmit with --force (API: \"Force\": true) to run it again as a new version, or give the job another Name"
+    )]
+    SameSpec {
+        /// The job's name.
+        name: String,
+        /// The job's id.
+        job_id: String,
+        /// Its current version.
+        version: u64,
+        /// Its current state.
+        state: JobStateType,
+    },
+    /// A stop was asked for a job that already ended otherwise (completed or failed).
+    #[error("job {job_id} is already {state} and cannot be stopped")]
+    AlreadyEnded {
+        /// The job's id.
+        job_id: String,
+        /// The state it ended in.
+        state: JobStateType,
+    },
+    /// The node is approved already.
+    #[error("node {node_id} is already approved")]
+    AlreadyApproved {
+        /// The node.
+        node_id: String,
+    },
+    /// The node is rejected already.
+    #[error("node {node_id} is already rejected")]
+    AlreadyRejected {
+        /// The node.
+        node_id: String,
+    },
+}
+
+/// The orchestrator cannot serve the request now (HTTP 503); trying again later may work.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    /// The operating system refused to start the engine thread.
+    #[error("cannot start the engine thread: {0}")]
+    EngineThread(std::io::Error),
+    /// The engine no longer takes commands: the orchestrator is stopping.
+    #[error("the orchestrator is shutting down")]
+    ShuttingDown,
+    /// The engine stopped before it answered.
+    #[error("the orchestrator engine stopped")]
+    EngineStopped,
+    /// A read on the shared reader's thread panicked or was cancelled.
+    #[error("read failed: {0}")]
+    Read(tokio::task::JoinError),
+    /// The node that ran the execution is not connected, so its logs cannot be pulled.
+    #[error(
+        "node {node_id} that ran execution {execution_id} is disconnected; its logs can be read when it reconnects"
+    )]
+    LogsNodeAway {
+        /// The node.
+        node_id: String,
+        /// The execution.
+        execution_id: String,
+    },
+    /// The node holding the execution's results is not connected.
+    #[error(
+        "node {node_id} holding the results of execution {execution_id} is disconnected; they can be downloaded when it reconnects"
+    )]
+    ResultsNodeAway {
+        /// The node.
+        node_id: String,
+        /// The execution.
+        execution_id: String,
+    },
+    /// The node's link closed before it answered a result download.
+    #[error(
+        "node {node_id} did not answer the request for the results of execution {execution_id}"
+    )]
+    ResultsUnanswered {
+        /// The node.
+        node_id: String,
+        /// The execution.
+        execution_id: String,
+    },
+    /// The node did not start a result download within the wait.
+    #[error(
+        "node {node_id} did not answer within {}s the request for the results of execution {execution_id}; try again",
+        .waited.as_secs()
+    )]
+    ResultsTimedOut {
+        /// The node.
+        node_id: String,
+        /// The execution.
+        execution_id: String,
+        /// How long the orchestrator waited.
+        waited: std::time::Duration,
+    },
+}
+
+/// Why a node that dialled in was refused; sent to the node as its `Refused` frame.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Refusal {
+    /// The orchestrator requires a join token and the node gave none.
+    #[error(
+        "node {node_id} refused: no join token was given; start it with --token set to the orchestrator's join token (printed by `shoal serve --orchestrator`)"
+    )]
+    NoToken { node_id: String },
+    /// The node's join token is not the orchestrator's.
+    #[error(
+        "node {node_id} refused: the join token is wrong; start it with --token set to the orchestrator's join token (printed by `shoal serve --orchestrator`)"
+    )]
+    WrongToken { node_id: String },
+    /// An operator rejected the node.
+    #[error(
+        "node {node_id} refused: it was rejected by an operator; `shoal node approve {node_id}` lets it join"
+    )]
+    Rejected { node_id: String },
+    /// Recording the connection failed.
+    #[error(transparent)]
+    Failed(#[from] OrchestratorError),
+}
+
+/// Validation errors as one line, each naming its field.
+fn join(errors: &[FieldError]) -> String {
+    let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+    text.join("; ")
 }

@@ -1,7 +1,5 @@
 //! Evaluating a job: run the scheduler on the current state and apply its plan.
 
-use std::collections::HashMap;
-
 use shoal_scheduler::{Plan, SchedulerInput, schedule};
 use shoal_store::Tx;
 use shoal_transport::Message;
@@ -10,10 +8,11 @@ use shoal_types::{
     ComputeStateType, DesiredStateType, Execution, ExecutionId, ExecutionState, Job, NodeId,
 };
 
-use crate::engine::{EngineState, Outgoing, allocated, event, history, now};
+use crate::clock::{event, history, now};
+use crate::command::Placement;
 use crate::error::OrchestratorError;
-use crate::handle::Placement;
-use crate::nodes::Outbound;
+use crate::nodes::{Outbound, allocated};
+use crate::state::{EngineState, Outgoing, write_execution, write_job};
 
 /// Re-evaluates one job and applies the resulting plan in `tx`.
 pub(crate) fn evaluate(
@@ -51,110 +50,21 @@ pub(crate) fn evaluate(
     Ok(())
 }
 
-/// Writes an execution and keeps the engine's copy of its job's executions in step.
-pub(crate) fn put_execution(
+/// Re-evaluates every active job (after a change that may affect any of them: a node's
+/// membership or labels, a timer for all jobs).
+pub(crate) fn evaluate_active(
     tx: &Tx<'_>,
     st: &mut EngineState,
-    e: &Execution,
+    out: &mut Outgoing,
 ) -> Result<(), OrchestratorError> {
-    tx.put_execution(e)?;
-    st.active.put(e);
+    for job_id in tx.read().active_job_ids()? {
+        evaluate(tx, st, out, &job_id)?;
+    }
     Ok(())
 }
 
-/// Writes a job and keeps the engine's copy in step.
-pub(crate) fn put_job(
-    tx: &Tx<'_>,
-    st: &mut EngineState,
-    job: &Job,
-) -> Result<(), OrchestratorError> {
-    tx.put_job(job)?;
-    st.active.put_job(job);
-    Ok(())
-}
-
-/// The jobs being evaluated and their executions, kept between evaluations so that a job with
-/// 10,000 executions (a fleet-wide query) is not read back and decoded from SQLite after every
-/// batch of reports, and a report does not decode its job again. Write-through: every job and
-/// execution the engine writes goes through [`put_job`] and [`put_execution`]; the engine
-/// clears it when a transaction fails, since what it holds may then be ahead of the store.
-#[derive(Debug, Default)]
-pub(crate) struct ActiveJobs {
-    jobs: HashMap<String, JobExecs>,
-    specs: HashMap<String, Job>,
-}
-
-#[derive(Debug, Default)]
-struct JobExecs {
-    list: Vec<Execution>,
-    at: HashMap<String, usize>,
-}
-
-impl ActiveJobs {
-    /// Drops everything (after a failed transaction).
-    pub fn clear(&mut self) {
-        self.jobs.clear();
-        self.specs.clear();
-    }
-
-    /// Drops one job and its executions.
-    pub fn forget(&mut self, job_id: &str) {
-        self.jobs.remove(job_id);
-        self.specs.remove(job_id);
-    }
-
-    /// A job as stored, read once and then kept until it is forgotten.
-    pub fn job(&mut self, tx: &Tx<'_>, job_id: &str) -> Result<Option<&Job>, OrchestratorError> {
-        if !self.specs.contains_key(job_id) {
-            match tx.read().job(job_id)? {
-                Some(job) => self.specs.insert(job_id.to_string(), job),
-                None => return Ok(None),
-            };
-        }
-        Ok(self.specs.get(job_id))
-    }
-
-    fn put_job(&mut self, job: &Job) {
-        self.specs.insert(job.id.clone(), job.clone());
-    }
-
-    fn load(&mut self, tx: &Tx<'_>, job_id: &str) -> Result<(), OrchestratorError> {
-        if !self.jobs.contains_key(job_id) {
-            let list = tx.read().executions(job_id)?;
-            let at = list
-                .iter()
-                .enumerate()
-                .map(|(i, e)| (e.id.to_string(), i))
-                .collect();
-            self.jobs.insert(job_id.to_string(), JobExecs { list, at });
-        }
-        Ok(())
-    }
-
-    fn list(&self, job_id: &str) -> &[Execution] {
-        self.jobs.get(job_id).map_or(&[], |j| j.list.as_slice())
-    }
-
-    /// One execution, if its job's executions are loaded.
-    pub fn execution(&self, job_id: &str, execution_id: &str) -> Option<&Execution> {
-        let j = self.jobs.get(job_id)?;
-        j.at.get(execution_id).map(|&i| &j.list[i])
-    }
-
-    fn put(&mut self, e: &Execution) {
-        let Some(j) = self.jobs.get_mut(e.job_id.as_str()) else {
-            return;
-        };
-        match j.at.get(e.id.as_str()) {
-            Some(&i) => j.list[i] = e.clone(),
-            None => {
-                j.at.insert(e.id.to_string(), j.list.len());
-                j.list.push(e.clone());
-            }
-        }
-    }
-}
-
+/// Applies a scheduler plan: execution updates (with durable `Cancel`s), the job's new state,
+/// new executions (with durable `Run`s), events, placement reasons and the next timer.
 fn apply(
     tx: &Tx<'_>,
     st: &mut EngineState,
@@ -183,7 +93,7 @@ fn apply(
         }
         e.revision += 1;
         e.modify_time = t;
-        put_execution(tx, st, &e)?;
+        write_execution(tx, st, &e)?;
         let settled_here = update.compute.is_some_and(|c| c.is_terminal());
         if settled_here && let Some(n) = st.nodes.get_mut(e.node_id.as_str()) {
             n.allocated.remove(e.id.as_str());
@@ -207,7 +117,7 @@ fn apply(
         job.state = state.clone();
         job.revision += 1;
         job.modify_time = t;
-        put_job(tx, st, &job)?;
+        write_job(tx, st, &job)?;
     }
 
     for new in &plan.new_executions {
@@ -219,7 +129,7 @@ fn apply(
             &new.resources,
             t,
         );
-        put_execution(tx, st, &e)?;
+        write_execution(tx, st, &e)?;
         if let Some(n) = st.nodes.get_mut(new.node_id.as_str()) {
             n.allocated.insert(e.id.to_string(), allocated(&e));
             st.views.refresh(&st.nodes, new.node_id.as_str());

@@ -4,64 +4,27 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 
-use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
 use shoal_store::SharedReader;
 use shoal_store::{JobFilter, OrchestratorStore, StoreError};
 use shoal_transport::Frame;
-use shoal_types::{ComputeStateType, Execution, Job, JobHistory, JobState, NodeState};
+use shoal_types::{ComputeStateType, Execution, Job, JobHistory, NodeState};
 use tokio::sync::oneshot;
 
+use crate::command::{Command, JobDetails, Placement, SubmitOptions, SubmitOutcome};
 use crate::config::OrchestratorConfig;
-use crate::engine::{Command, Engine};
-use crate::error::OrchestratorError;
+use crate::engine::Engine;
+use crate::error::{BadRequest, NotFound, OrchestratorError, Unavailable};
 use crate::logs::{LogRegistry, LogStream};
-use crate::nodes::{Links, Session};
-use crate::query::LiveQueries;
+use crate::nodes::{Links, Outbound, Session};
+use crate::query::{
+    KEEP_FINISHED, LiveQueries, QueryRequest, QueryStream, query_job, timeout_secs,
+};
 use crate::results::{ResultEvent, ResultRegistry, ResultStream};
 
-/// The result of a submission.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SubmitOutcome {
-    /// The job's id (an update keeps the id of the job it updates).
-    pub job_id: String,
-    /// Its state right after the first placement attempt (Failed when no node can run it).
-    pub state: JobState,
-    /// The job's version: 1 for a new job, the new version for an update.
-    pub version: u64,
-}
-
-/// How a submission treats an existing job of the same name.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SubmitOptions {
-    /// Submit a new version even when the spec is unchanged (a rerun).
-    pub force: bool,
-}
-
-/// Why a node was not chosen for a job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct Placement {
-    /// The node.
-    #[serde(rename = "NodeID")]
-    pub node_id: String,
-    /// Why it was not chosen.
-    pub reason: String,
-    /// Whether the reason may go away by itself.
-    pub transient: bool,
-}
-
-/// A job with everything `job describe` shows.
-#[derive(Debug, Clone)]
-pub struct JobDetails {
-    /// The job.
-    pub job: Job,
-    /// Its executions.
-    pub executions: Vec<Execution>,
-    /// Its history.
-    pub history: Vec<JobHistory>,
-    /// Nodes not chosen and why.
-    pub placement: Vec<Placement>,
-}
+/// How long a result download waits for the node to start sending the archive.
+const RESULT_START_WAIT: Duration = Duration::from_secs(30);
 
 /// A running orchestrator. Cheap to clone.
 #[derive(Clone)]
@@ -99,9 +62,7 @@ impl Orchestrator {
         std::thread::Builder::new()
             .name("shoal-engine".into())
             .spawn(move || engine.run(rx))
-            .map_err(|e| {
-                OrchestratorError::Unavailable(format!("cannot start the engine thread: {e}"))
-            })?;
+            .map_err(Unavailable::EngineThread)?;
         Ok(Orchestrator {
             inner: Arc::new(Inner {
                 commands: tx,
@@ -125,7 +86,7 @@ impl Orchestrator {
         self.inner
             .commands
             .send(cmd)
-            .map_err(|_| OrchestratorError::Unavailable("the orchestrator is shutting down".into()))
+            .map_err(|_| Unavailable::ShuttingDown.into())
     }
 
     pub(crate) async fn ask<T>(
@@ -134,8 +95,7 @@ impl Orchestrator {
     ) -> Result<T, OrchestratorError> {
         let (tx, rx) = oneshot::channel();
         self.send(make(tx))?;
-        rx.await
-            .map_err(|_| OrchestratorError::Unavailable("the orchestrator engine stopped".into()))?
+        rx.await.map_err(|_| Unavailable::EngineStopped)?
     }
 
     async fn read<T: Send + 'static>(
@@ -145,7 +105,7 @@ impl Orchestrator {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || inner.reader.with(f))
             .await
-            .map_err(|e| OrchestratorError::Unavailable(format!("read failed: {e}")))?
+            .map_err(Unavailable::Read)?
             .map_err(OrchestratorError::from)
     }
 
@@ -195,17 +155,15 @@ impl Orchestrator {
             .await?;
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one job")),
-            0 => Err(OrchestratorError::NotFound(format!(
-                "job {key} not found; `shoal job list` shows the jobs this orchestrator knows"
-            ))),
-            _ => Err(OrchestratorError::BadRequest(format!(
-                "job {key} is ambiguous: it matches {}; give more of the id",
-                found
-                    .iter()
-                    .map(|j| j.id.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
+            0 => Err(NotFound::Job {
+                key: key.to_string(),
+            }
+            .into()),
+            _ => Err(BadRequest::AmbiguousJob {
+                key: key.to_string(),
+                matches: found.into_iter().map(|j| j.id).collect(),
+            }
+            .into()),
         }
     }
 
@@ -254,9 +212,7 @@ impl Orchestrator {
         let mut nodes = self.read(|r| r.nodes()).await?;
         let (reply, usage) = oneshot::channel();
         self.send(Command::Usage { reply })?;
-        let usage = usage.await.map_err(|_| {
-            OrchestratorError::Unavailable("the orchestrator engine stopped".into())
-        })?;
+        let usage = usage.await.map_err(|_| Unavailable::EngineStopped)?;
         for n in &mut nodes {
             if !self.inner.links.is_connected(&n.info.node_id) {
                 n.connection = shoal_types::ConnectionStatus::Disconnected;
@@ -282,12 +238,14 @@ impl Orchestrator {
             .collect();
         match found.len() {
             1 => Ok(found.into_iter().next().expect("one node")),
-            0 => Err(OrchestratorError::NotFound(format!(
-                "node {key} not found; `shoal node list` shows known nodes"
-            ))),
-            _ => Err(OrchestratorError::BadRequest(format!(
-                "node {key} is ambiguous; give more of the id"
-            ))),
+            0 => Err(NotFound::Node {
+                key: key.to_string(),
+            }
+            .into()),
+            _ => Err(BadRequest::AmbiguousNode {
+                key: key.to_string(),
+            }
+            .into()),
         }
     }
 
@@ -331,41 +289,42 @@ impl Orchestrator {
     ) -> Result<LogStream, OrchestratorError> {
         let executions = self.executions(key).await?;
         let chosen = match execution_id {
-            Some(id) => executions.iter().find(|e| e.id.as_str().starts_with(id)).ok_or_else(|| {
-                OrchestratorError::NotFound(format!("execution {id} not found in job {key}; `shoal job executions {key}` lists them"))
-            })?,
+            Some(id) => executions
+                .iter()
+                .find(|e| e.id.as_str().starts_with(id))
+                .ok_or_else(|| NotFound::Execution {
+                    execution_id: id.to_string(),
+                    job: key.to_string(),
+                })?,
             None => executions
                 .iter()
-                .filter(|e| !e.compute_state.state_type.is_discarded() || e.compute_state.state_type == ComputeStateType::Failed)
+                .filter(|e| {
+                    !e.compute_state.state_type.is_discarded()
+                        || e.compute_state.state_type == ComputeStateType::Failed
+                })
                 .max_by_key(|e| e.modify_time)
-                .ok_or_else(|| OrchestratorError::NotFound(format!("job {key} has no executions yet, so it has no logs; it may still be queued (see `shoal job describe {key}`)")))?,
+                .ok_or_else(|| NotFound::NoExecutions {
+                    job: key.to_string(),
+                })?,
         };
         let node = chosen.node_id.to_string();
-        let (id, rx) = self.inner.logs.open(&node);
-        let stream = LogStream {
-            id,
-            rx,
-            registry: self.inner.logs.clone(),
-            links: self.inner.links.clone(),
-        };
+        let stream = self.inner.logs.open(&node, &self.inner.links);
         let req = Frame::LogRequest {
-            stream_id: id,
+            stream_id: stream.id(),
             execution_id: chosen.id.to_string(),
             follow,
         };
         if !self.inner.links.send(&node, req) {
-            return Err(OrchestratorError::Unavailable(format!(
-                "node {node} that ran execution {} is disconnected; its logs can be read when it reconnects",
-                chosen.id
-            )));
+            return Err(Unavailable::LogsNodeAway {
+                node_id: node,
+                execution_id: chosen.id.to_string(),
+            }
+            .into());
         }
-        Ok(stream)
+        Ok(LogStream::new(stream))
     }
 
-    pub(crate) fn new_session(
-        &self,
-        tx: tokio::sync::mpsc::UnboundedSender<crate::nodes::Outbound>,
-    ) -> Session {
+    pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Outbound>) -> Session {
         Session {
             id: self.inner.sessions.fetch_add(1, Ordering::Relaxed) + 1,
             tx,
@@ -399,14 +358,18 @@ impl Orchestrator {
         let chosen = match (matching.next(), matching.next()) {
             (Some(e), None) => e,
             (None, _) => {
-                return Err(OrchestratorError::NotFound(format!(
-                    "execution {execution_id} not found in job {key}; `shoal job executions {key}` lists them"
-                )));
+                return Err(NotFound::Execution {
+                    execution_id: execution_id.to_string(),
+                    job: key.to_string(),
+                }
+                .into());
             }
             (Some(_), Some(_)) => {
-                return Err(OrchestratorError::BadRequest(format!(
-                    "execution {execution_id} is ambiguous in job {key}; give more of the id"
-                )));
+                return Err(BadRequest::AmbiguousExecution {
+                    execution_id: execution_id.to_string(),
+                    job: key.to_string(),
+                }
+                .into());
             }
         };
         if !chosen
@@ -414,50 +377,97 @@ impl Orchestrator {
             .as_ref()
             .is_some_and(|p| p.is("local"))
         {
-            return Err(OrchestratorError::NotFound(format!(
-                "execution {} of job {key} has no result kept on its node; only the local publisher (-p local) keeps results there",
-                chosen.id
-            )));
+            return Err(NotFound::NoLocalResult {
+                execution_id: chosen.id.to_string(),
+                job: key.to_string(),
+            }
+            .into());
         }
         let node = chosen.node_id.to_string();
-        let (id, rx) = self.inner.results.open(&node);
-        let mut stream = ResultStream {
-            id,
-            node_id: node.clone(),
-            rx,
-            registry: self.inner.results.clone(),
-            links: self.inner.links.clone(),
-            size: 0,
-        };
+        let open = self.inner.results.open(&node, &self.inner.links);
+        let id = open.id();
+        let mut stream = ResultStream::new(open, node.clone());
         let req = Frame::ResultRequest {
             stream_id: id,
             execution_id: chosen.id.to_string(),
         };
         if !self.inner.links.send(&node, req) {
-            return Err(OrchestratorError::Unavailable(format!(
-                "node {node} holding the results of execution {} is disconnected; they can be downloaded when it reconnects",
-                chosen.id
-            )));
+            return Err(Unavailable::ResultsNodeAway {
+                node_id: node,
+                execution_id: chosen.id.to_string(),
+            }
+            .into());
         }
-        let first = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next()).await;
+        let first = tokio::time::timeout(RESULT_START_WAIT, stream.next()).await;
         match first {
             Ok(Some(ResultEvent::Start { size })) => {
-                stream.size = size;
+                stream.set_size(size);
                 Ok(stream)
             }
-            Ok(Some(ResultEvent::End { error })) => {
-                Err(OrchestratorError::NotFound(error.unwrap_or_else(|| {
-                    format!("node {node} sent no result archive")
-                })))
+            Ok(Some(ResultEvent::End { error })) => Err(match error {
+                Some(reason) => NotFound::ArchiveRefused {
+                    node_id: node,
+                    reason,
+                },
+                None => NotFound::NoArchive { node_id: node },
             }
-            Ok(_) => Err(OrchestratorError::Unavailable(format!(
-                "node {node} did not answer the request for the results of execution {}",
-                chosen.id
-            ))),
-            Err(_) => Err(OrchestratorError::Unavailable(format!(
-                "node {node} did not answer within 30s the request for the results of execution {}; try again",
-                chosen.id
-            ))),
+            .into()),
+            Ok(_) => Err(Unavailable::ResultsUnanswered {
+                node_id: node,
+                execution_id: chosen.id.to_string(),
+            }
+            .into()),
+            Err(_) => Err(Unavailable::ResultsTimedOut {
+                node_id: node,
+                execution_id: chosen.id.to_string(),
+                waited: RESULT_START_WAIT,
+            }
+            .into()),
+        }
+    }
+}
+
+// Fleet queries: asked through the engine, answered straight into the query registry.
+impl Orchestrator {
+    /// Asks the fleet a question now; returns the query id. Answers stream through
+    /// [`Self::watch_query`]; the query ends when every node asked has answered, its link
+    /// closed, or the timeout passed.
+    pub async fn ask_query(&self, request: &QueryRequest) -> Result<String, OrchestratorError> {
+        let job = query_job(request)?;
+        let id = format!(
+            "q-{}",
+            shoal_types::JobId::generate()
+                .as_str()
+                .trim_start_matches("j-")
+        );
+        let timeout = Duration::from_secs(timeout_secs(request));
+        let all_in = self
+            .ask(|reply| Command::AskFleet {
+                query_id: id.clone(),
+                job: Box::new(job),
+                request: Box::new(request.clone()),
+                reply,
+            })
+            .await?;
+        tokio::spawn(crate::query::drive(
+            self.live_queries().clone(),
+            id.clone(),
+            all_in,
+            timeout,
+        ));
+        Ok(id)
+    }
+
+    /// Streams a query's events: the answers already in, then each as its node replies, then
+    /// the coverage (and the merge stage) once the query is over.
+    pub async fn watch_query(&self, id: &str) -> Result<QueryStream, OrchestratorError> {
+        match self.live_queries().subscribe(id) {
+            Some(s) => Ok(QueryStream::new(s)),
+            None => Err(NotFound::Query {
+                id: id.to_string(),
+                kept_minutes: KEEP_FINISHED.as_secs() / 60,
+            }
+            .into()),
         }
     }
 }

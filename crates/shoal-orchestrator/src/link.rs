@@ -6,7 +6,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use shoal_transport::Frame;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::engine::Command;
+use crate::command::Command;
 use crate::handle::Orchestrator;
 use crate::logs::LogEvent;
 
@@ -64,6 +64,7 @@ where
         Ok(Ok(())) => {}
         Ok(Err(reason)) => {
             tracing::warn!(node = %node_id, %reason, "node refused");
+            let reason = reason.to_string();
             let _ = outgoing.send(Frame::Refused { reason }.encode()).await;
             return;
         }

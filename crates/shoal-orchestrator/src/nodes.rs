@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use shoal_scheduler::NodeView;
 use shoal_transport::Frame;
 use shoal_types::time::UnixNanos;
-use shoal_types::{NodeState, Resources};
+use shoal_types::{Execution, NodeState, Resources};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// One open link to a node.
@@ -149,6 +149,14 @@ impl LiveNode {
 pub(crate) struct Usage {
     pub free: Resources,
     pub executions: u32,
+}
+
+/// The resources an execution reserves on its node while it is not terminal.
+pub(crate) fn allocated(e: &Execution) -> Resources {
+    e.allocated_resources
+        .tasks
+        .values()
+        .fold(Resources::default(), |acc, r| acc.add(r))
 }
 
 /// Every known node.

@@ -6,16 +6,11 @@
 //! it; the node keeps at most `RESULT_WINDOW` chunks unacknowledged, so a large archive never
 //! piles up in memory. This works for nodes that accept no inbound connection.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
 use base64::Engine as _;
 use bytes::Bytes;
 use shoal_transport::Frame;
-use tokio::sync::mpsc;
 
-use crate::nodes::Links;
+use crate::streams::{OpenStream, StreamEvent, StreamRegistry};
 
 /// One event of a result download.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,23 +29,28 @@ pub enum ResultEvent {
     },
 }
 
-type Streams = HashMap<u64, (String, mpsc::UnboundedSender<(u64, ResultEvent)>)>;
-
-/// Open result downloads, by stream id.
-#[derive(Default, Clone)]
-pub(crate) struct ResultRegistry {
-    next: Arc<AtomicU64>,
-    streams: Arc<Mutex<Streams>>,
-}
-
-impl ResultRegistry {
-    pub fn open(&self, node_id: &str) -> (u64, mpsc::UnboundedReceiver<(u64, ResultEvent)>) {
-        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().insert(id, (node_id.to_string(), tx));
-        (id, rx)
+/// A result event with the index of the chunk it carries (0 for the others), which the
+/// stream acknowledges to the node.
+impl StreamEvent for (u64, ResultEvent) {
+    fn ends(&self) -> bool {
+        matches!(self.1, ResultEvent::End { .. })
     }
 
+    fn node_gone(node_id: &str) -> Self {
+        let error =
+            format!("node {node_id} disconnected while sending results; try again when it is back");
+        (0, ResultEvent::End { error: Some(error) })
+    }
+
+    fn cancel(stream_id: u64) -> Frame {
+        Frame::ResultCancel { stream_id }
+    }
+}
+
+/// Open result downloads, by stream id.
+pub(crate) type ResultRegistry = StreamRegistry<(u64, ResultEvent)>;
+
+impl ResultRegistry {
     /// Routes a frame from `node_id`; returns false if it is not a result frame.
     pub fn on_frame(&self, node_id: &str, frame: &Frame) -> bool {
         let (stream_id, index, event) = match frame {
@@ -80,83 +80,50 @@ impl ResultRegistry {
             ),
             _ => return false,
         };
-        let ended = matches!(event, ResultEvent::End { .. });
-        let mut map = self.lock();
-        if let Some((owner, tx)) = map.get(&stream_id)
-            && owner == node_id
-        {
-            let _ = tx.send((index, event));
-            if ended {
-                map.remove(&stream_id);
-            }
-        }
+        self.deliver(node_id, stream_id, (index, event));
         true
-    }
-
-    /// Ends every download served by a node whose link dropped.
-    pub fn node_gone(&self, node_id: &str) {
-        self.lock().retain(|_, (owner, tx)| {
-            if owner == node_id {
-                let _ = tx.send((0, ResultEvent::End {
-                    error: Some(format!(
-                        "node {node_id} disconnected while sending results; try again when it is back"
-                    )),
-                }));
-                false
-            } else {
-                true
-            }
-        });
-    }
-
-    pub fn close(&self, stream_id: u64) -> Option<String> {
-        self.lock().remove(&stream_id).map(|(node, _)| node)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Streams> {
-        self.streams.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 /// A result archive arriving from a node; dropping it tells the node to stop.
 pub struct ResultStream {
-    pub(crate) id: u64,
-    pub(crate) node_id: String,
-    pub(crate) rx: mpsc::UnboundedReceiver<(u64, ResultEvent)>,
-    pub(crate) registry: ResultRegistry,
-    pub(crate) links: Links,
+    stream: OpenStream<(u64, ResultEvent)>,
+    node_id: String,
     /// The archive's size, known once the node answered.
-    pub(crate) size: u64,
+    size: u64,
 }
 
 impl ResultStream {
+    pub(crate) fn new(stream: OpenStream<(u64, ResultEvent)>, node_id: String) -> Self {
+        ResultStream {
+            stream,
+            node_id,
+            size: 0,
+        }
+    }
+
     /// Bytes the archive holds.
     pub fn size(&self) -> u64 {
         self.size
     }
 
+    pub(crate) fn set_size(&mut self, size: u64) {
+        self.size = size;
+    }
+
     /// The next event; `None` after the end. Each chunk is acknowledged to the node as it is
     /// handed out, which lets the node send the next one.
     pub async fn next(&mut self) -> Option<ResultEvent> {
-        let (index, event) = self.rx.recv().await?;
+        let (index, event) = self.stream.next().await?;
         if matches!(event, ResultEvent::Chunk(_)) {
-            self.links.send(
+            self.stream.links().send(
                 &self.node_id,
                 Frame::ResultAck {
-                    stream_id: self.id,
+                    stream_id: self.stream.id(),
                     index,
                 },
             );
         }
         Some(event)
-    }
-}
-
-impl Drop for ResultStream {
-    fn drop(&mut self) {
-        if let Some(node) = self.registry.close(self.id) {
-            self.links
-                .send(&node, Frame::ResultCancel { stream_id: self.id });
-        }
     }
 }

@@ -48,7 +48,7 @@ async fn a_refused_submission_in_a_burst_fails_alone_and_every_acknowledged_job_
         let (name, outcome) = done.expect("submit task");
         match (name.as_str(), outcome) {
             ("taken", Err(OrchestratorError::Conflict(msg))) => {
-                assert!(msg.contains("already has this spec"), "{msg}");
+                assert!(msg.to_string().contains("already has this spec"), "{msg}");
             }
             ("taken", other) => panic!("an unchanged resubmission must be refused: {other:?}"),
             (_, Ok(o)) => accepted.push((name, o.job_id)),

@@ -15,6 +15,7 @@
 //! counted from submission. At the deadline, work on disconnected nodes is settled as
 //! unreachable and work on connected nodes is cancelled by its node (and so lands in errored).
 
+use shoal_types::time::go_duration;
 use shoal_types::{
     ComputeStateType, ConnectionStatus, Execution, ExecutionId, JobStateType, NodeId,
 };
@@ -22,7 +23,6 @@ use shoal_types::{
 use crate::feasibility::{self, Purpose, Rejection};
 use crate::placement;
 use crate::planner::Planner;
-use crate::settle::go_duration;
 
 /// Compute-state message prefix that marks an execution settled as unreachable. Executions
 /// whose compute-state details carry `Unreachable` = `true` count as unreachable too.

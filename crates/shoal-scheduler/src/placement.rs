@@ -4,13 +4,13 @@
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 
+use shoal_types::time::go_duration;
 use shoal_types::{ExecutionId, JobStateType, NodeId, Resources};
 
 use crate::NodeView;
 use crate::feasibility::{self, Kind, Purpose, Rejection};
 use crate::planner::Planner;
 use crate::rank;
-use crate::settle::go_duration;
 
 const SECOND: i64 = 1_000_000_000;
 

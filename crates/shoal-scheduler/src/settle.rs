@@ -1,7 +1,7 @@
 //! Steps every job type shares, run before its reconciler: settling work on lost nodes,
 //! stopping everything of a finished job, retiring executions of older job versions.
 
-use shoal_types::time::{NODE_LOST_GRACE_META, UnixNanos, parse_duration};
+use shoal_types::time::{NODE_LOST_GRACE_META, UnixNanos, go_duration, parse_duration};
 use shoal_types::{ConnectionStatus, ExecutionId, JobStateType, JobType, NodeId};
 
 use crate::ops::UNREACHABLE_PREFIX;
@@ -101,31 +101,5 @@ pub(crate) fn stop_old_versions(p: &mut Planner) {
         .collect();
     for id in old {
         p.stop(&id, format!("replaced by job version {version}"));
-    }
-}
-
-/// A duration the way Go (and so Bacalhau's messages) print it: `45s`, `6m0s`, `1h2m3s`.
-pub(crate) fn go_duration(nanos: UnixNanos) -> String {
-    let secs = nanos.max(0) / 1_000_000_000;
-    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_read_like_go() {
-        const S: i64 = 1_000_000_000;
-        assert_eq!(go_duration(45 * S), "45s");
-        assert_eq!(go_duration(360 * S), "6m0s");
-        assert_eq!(go_duration(3723 * S + 5), "1h2m3s");
     }
 }

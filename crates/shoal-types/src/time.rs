@@ -84,9 +84,23 @@ pub fn parse_duration(s: &str) -> Result<UnixNanos, String> {
     Ok(total)
 }
 
+/// Formats nanos the way Go (and so Bacalhau's messages) print a duration, to the second:
+/// `45s`, `6m0s`, `1h2m3s`. Negative durations print as `0s`.
+pub fn go_duration(nanos: UnixNanos) -> String {
+    let secs = nanos.max(0) / 1_000_000_000;
+    let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
 #[cfg(test)]
 mod duration_tests {
-    use super::parse_duration;
+    use super::{go_duration, parse_duration};
 
     const S: i64 = 1_000_000_000;
 
@@ -103,5 +117,12 @@ mod duration_tests {
         assert!(parse_duration("soon").unwrap_err().contains("90s"));
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn durations_read_like_go() {
+        assert_eq!(go_duration(45 * S), "45s");
+        assert_eq!(go_duration(360 * S), "6m0s");
+        assert_eq!(go_duration(3723 * S + 5), "1h2m3s");
     }
 }

@@ -1,0 +1,121 @@
+//! Job commands: submit (a new job or a new version of a named one) and stop.
+
+use shoal_store::Tx;
+use shoal_types::{Job, JobId, JobState, JobStateType};
+
+use crate::clock::{event, history, now};
+use crate::command::{SubmitOptions, SubmitOutcome};
+use crate::error::{Conflict, NotFound, OrchestratorError};
+use crate::evaluate::evaluate;
+use crate::state::{EngineState, Outgoing, write_job};
+
+/// Stores a submitted job (a name already taken makes it the next version of that job),
+/// records it in the history and evaluates it.
+pub(super) fn submit(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    mut job: Job,
+    options: SubmitOptions,
+) -> Result<SubmitOutcome, OrchestratorError> {
+    let t = now();
+    let existing = if job.name.is_empty() {
+        None
+    } else {
+        tx.read().job_by_name(&job.namespace, &job.name)?
+    };
+    let submission = match existing {
+        Some(old) => {
+            if !options.force && same_spec(&old, &job) {
+                return Err(Conflict::SameSpec {
+                    name: old.name,
+                    job_id: old.id,
+                    version: old.version,
+                    state: old.state.state_type,
+                }
+                .into());
+            }
+            job.id = old.id.clone();
+            job.version = old.version + 1;
+            job.revision = old.revision + 1;
+            job.create_time = old.create_time;
+            event("Submission", "Job updated").with("Version", job.version.to_string())
+        }
+        None => {
+            job.id = JobId::generate().to_string();
+            if job.name.is_empty() {
+                job.name = job.id.clone();
+            }
+            job.version = 1;
+            job.revision = 1;
+            job.create_time = t;
+            event("Submission", "Job submitted")
+        }
+    };
+    job.state = JobState::new(JobStateType::Pending, "");
+    job.modify_time = t;
+    job.meta.insert(
+        "bacalhau.org/orchestrator.id".into(),
+        st.cfg.node_id.clone(),
+    );
+    write_job(tx, st, &job)?;
+    tx.append_history(history(&job, None, submission))?;
+    evaluate(tx, st, out, &job.id)?;
+    let stored = st.active.job(tx, &job.id)?.unwrap_or(&job);
+    Ok(SubmitOutcome {
+        job_id: stored.id.clone(),
+        state: stored.state.clone(),
+        version: stored.version,
+    })
+}
+
+/// Whether two job specs are the same for an update: system fields (id, state, version,
+/// revision, times) and the orchestrator's own `bacalhau.org/` metadata are ignored.
+fn same_spec(old: &Job, new: &Job) -> bool {
+    fn comparable(job: &Job) -> Job {
+        let mut j = job.clone();
+        j.id.clear();
+        j.state = JobState::new(JobStateType::Pending, "");
+        j.version = 0;
+        j.revision = 0;
+        j.create_time = 0;
+        j.modify_time = 0;
+        j.meta.retain(|k, _| !k.starts_with("bacalhau.org/"));
+        j
+    }
+    serde_json::to_value(comparable(old)).ok() == serde_json::to_value(comparable(new)).ok()
+}
+
+/// Stops a job: a job already stopped stays as it is, one that ended otherwise is a conflict.
+pub(super) fn stop(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    job_id: &str,
+    reason: &str,
+) -> Result<(), OrchestratorError> {
+    let Some(mut job) = st.active.job(tx, job_id)?.cloned() else {
+        return Err(NotFound::JobGone {
+            job_id: job_id.to_string(),
+        }
+        .into());
+    };
+    match job.state.state_type {
+        JobStateType::Stopped => return Ok(()),
+        s if s.is_terminal() => {
+            return Err(Conflict::AlreadyEnded {
+                job_id: job.id,
+                state: s,
+            }
+            .into());
+        }
+        _ => {}
+    }
+    job.state = JobState::new(JobStateType::Stopped, reason);
+    job.revision += 1;
+    job.modify_time = now();
+    write_job(tx, st, &job)?;
+    let ev = event("State Update", reason).with("NewState", "Stopped");
+    tx.append_history(history(&job, None, ev))?;
+    evaluate(tx, st, out, job_id)
+}
