@@ -15,7 +15,10 @@ use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 
-const HELLO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/hello-wasm.yaml");
+const HELLO: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/hello-wasm.yaml"
+);
 
 /// A chromedriver process on a free port, or `None` (with the reason printed) when there is
 /// none on this machine.
@@ -29,7 +32,9 @@ fn chromedriver() -> Option<(Proc, u16)> {
             std::env::var("SHOAL_REQUIRE_BROWSER").as_deref() != Ok("1"),
             "chromedriver is missing; install Debian's chromium and chromium-driver"
         );
-        eprintln!("skipped: chromedriver is not installed (apt-get install chromium chromium-driver)");
+        eprintln!(
+            "skipped: chromedriver is not installed (apt-get install chromium chromium-driver)"
+        );
         return None;
     }
     let port = free_port();
@@ -111,7 +116,13 @@ async fn a_job_is_followed_from_the_list_to_its_executions_and_logs_and_nodes_sh
     let tmp = tempfile::tempdir().unwrap();
     let port = free_port();
     let _devstack = spawn(
-        &["devstack", "--computes", "2", "--api-port", &port.to_string()],
+        &[
+            "devstack",
+            "--computes",
+            "2",
+            "--api-port",
+            &port.to_string(),
+        ],
         tmp.path(),
     );
     eventually("devstack", || connected_nodes(port) == 2);
@@ -122,7 +133,10 @@ async fn a_job_is_followed_from_the_list_to_its_executions_and_logs_and_nodes_sh
     let c = browser(driver_port, &tmp.path().join("profile")).await;
     let base = format!("http://127.0.0.1:{port}");
     c.goto(&format!("{base}/ui/jobs")).await.unwrap();
-    let link = c.find(Locator::LinkText(short)).await.expect("the job is listed");
+    let link = c
+        .find(Locator::LinkText(short))
+        .await
+        .expect("the job is listed");
     shot(&c, &shots, "jobs").await;
     link.click().await.unwrap();
     let exit = text_until(&c, "#executions td.exit", |t| !t.is_empty()).await;
@@ -130,7 +144,12 @@ async fn a_job_is_followed_from_the_list_to_its_executions_and_logs_and_nodes_sh
     let logs = text_until(&c, "#logs", |t| t.contains("Hello")).await;
     assert!(logs.contains("Hello from a Shoal job file!"), "{logs}");
     assert_eq!(
-        c.find(Locator::Id("job-state")).await.unwrap().text().await.unwrap(),
+        c.find(Locator::Id("job-state"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
         "Completed"
     );
     assert!(
@@ -181,7 +200,11 @@ async fn a_read_only_user_logs_in_sees_no_stop_button_and_a_forged_stop_is_refus
         let out = shoal_env(port, &["node", "list", "--output", "json"], &admin);
         String::from_utf8_lossy(&out.stdout).contains("CONNECTED")
     });
-    let id = job_id(&shoal_env(port, &["job", "run", HELLO, "--id-only"], &admin));
+    let id = job_id(&shoal_env(
+        port,
+        &["job", "run", HELLO, "--id-only"],
+        &admin,
+    ));
 
     let shots = shots_dir(tmp.path());
     let c = browser(driver_port, &tmp.path().join("profile")).await;
@@ -189,22 +212,58 @@ async fn a_read_only_user_logs_in_sees_no_stop_button_and_a_forged_stop_is_refus
     c.goto(&format!("{base}/ui/jobs/{id}")).await.unwrap();
     let url = c.current_url().await.unwrap();
     assert_eq!(url.path(), "/ui/login", "no session: to the login page");
-    c.find(Locator::Id("username")).await.unwrap().send_keys("viewer").await.unwrap();
-    c.find(Locator::Id("password")).await.unwrap().send_keys("wrong-password").await.unwrap();
-    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("viewer")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("wrong-password")
+        .await
+        .unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     let error = text_until(&c, "#login-error", |t| !t.is_empty()).await;
     assert!(error.contains("invalid basic auth credentials"), "{error}");
     shot(&c, &shots, "login").await;
-    c.find(Locator::Id("username")).await.unwrap().send_keys("viewer").await.unwrap();
-    c.find(Locator::Id("password")).await.unwrap().send_keys("viewerpassword").await.unwrap();
-    c.find(Locator::Id("login")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Id("username"))
+        .await
+        .unwrap()
+        .send_keys("viewer")
+        .await
+        .unwrap();
+    c.find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("viewerpassword")
+        .await
+        .unwrap();
+    c.find(Locator::Id("login"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 
     // Back on the job it asked for, which it may read, logs included (the WebSocket carries
     // the session cookie alone), but with no Stop button.
     text_until(&c, "#job-state", |t| t == "Completed").await;
-    assert_eq!(c.current_url().await.unwrap().path(), format!("/ui/jobs/{id}"));
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/ui/jobs/{id}")
+    );
     text_until(&c, "#logs", |t| t.contains("Hello")).await;
-    assert!(c.find(Locator::Id("stop")).await.is_err(), "no Stop for read-only");
+    assert!(
+        c.find(Locator::Id("stop")).await.is_err(),
+        "no Stop for read-only"
+    );
 
     // The API refuses a forged stop with this session, from the right origin or another.
     let cookie = c.get_named_cookie("shoal_session").await.unwrap();
@@ -219,7 +278,11 @@ async fn a_read_only_user_logs_in_sees_no_stop_button_and_a_forged_stop_is_refus
         String::from_utf8_lossy(&out.stdout).to_string()
     };
     assert_eq!(forged(&base), "403", "read-only may not stop");
-    assert_eq!(forged("http://evil.example"), "403", "another site may not write");
+    assert_eq!(
+        forged("http://evil.example"),
+        "403",
+        "another site may not write"
+    );
     let audit = shoal_env(port, &["audit", "list", "--output", "json"], &admin);
     let audit = String::from_utf8_lossy(&audit.stdout).to_string();
     assert!(

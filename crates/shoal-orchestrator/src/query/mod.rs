@@ -77,13 +77,11 @@ pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
             "Timeouts": { "TotalTimeout": timeout, "ExecutionTimeout": timeout },
         }],
     });
-    let mut job = shoal_types::spec::read_job_value(job).map_err(BadRequest::QuerySpec)?;
-    shoal_types::spec::apply_defaults(&mut job);
-    let errors = shoal_types::spec::validate_for_submit(&job);
-    if !errors.is_empty() {
-        return Err(BadRequest::QueryFields(errors).into());
-    }
-    Ok(job)
+    let job = shoal_types::spec::read_job_value(job).map_err(BadRequest::QuerySpec)?;
+    shoal_types::spec::finish_job(job).map_err(|e| match e {
+        shoal_types::spec::SpecError::Invalid(errors) => BadRequest::QueryFields(errors).into(),
+        other => BadRequest::QuerySpec(other).into(),
+    })
 }
 
 pub(crate) fn timeout_secs(request: &QueryRequest) -> u64 {
