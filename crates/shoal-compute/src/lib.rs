@@ -16,9 +16,13 @@ mod agent;
 mod capacity;
 mod config;
 mod env;
+mod inbox;
 mod inputs;
+mod ledger;
+mod lifecycle;
 mod link;
 mod logs;
+mod node;
 mod publish;
 mod runner;
 

@@ -12,22 +12,23 @@ use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentInner;
+use crate::ledger::Ledger;
+use crate::node::NodeContext;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Keeps the link up until `shutdown`.
-pub(crate) async fn run(agent: Arc<AgentInner>, shutdown: CancellationToken) {
+pub(crate) async fn run(node: Arc<NodeContext>, ledger: Arc<Ledger>, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        match session(&agent, &shutdown).await {
+        match session(&node, &ledger, &shutdown).await {
             Ok(()) => backoff = MIN_BACKOFF,
             Err(e) => {
-                tracing::warn!(node = %agent.node_id, error = %e, retry_in = ?backoff, "orchestrator link down")
+                tracing::warn!(node = %node.node_id, error = %e, retry_in = ?backoff, "orchestrator link down")
             }
         }
-        agent.ledger().session = None;
+        ledger.lock().session = None;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(jitter(backoff)) => {}
@@ -64,8 +65,12 @@ pub(crate) fn link_url(orchestrator: &str) -> String {
     }
 }
 
-async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Result<(), String> {
-    let url = link_url(&agent.cfg.orchestrator);
+async fn session(
+    node: &Arc<NodeContext>,
+    ledger: &Arc<Ledger>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let url = link_url(&node.cfg.orchestrator);
     // Frames go out as they are written (the link flushes after each one anyway).
     let config = WebSocketConfig::default()
         .read_buffer_size(LINK_READ_BUFFER)
@@ -76,15 +81,15 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         _ = shutdown.cancelled() => return Ok(()),
     };
     let (mut sink, mut stream) = ws.split();
-    let applied_seq = agent
-        .ledger()
+    let applied_seq = ledger
+        .lock()
         .store
         .applied_seq()
         .map_err(|e| e.to_string())?;
     let hello = Frame::Hello {
-        node: Box::new(agent.node_info()),
+        node: Box::new(node.describe()),
         applied_seq,
-        token: agent.cfg.token.clone(),
+        token: node.cfg.token.clone(),
     };
     sink.send(WsMessage::text(hello.encode()))
         .await
@@ -104,13 +109,13 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
     {
         // Replay under the ledger lock: new reports queue behind the replayed ones.
-        let mut ledger = agent.ledger();
-        let store = &mut ledger.store;
+        let mut books = ledger.lock();
+        let store = &mut books.store;
         let t = store.begin().map_err(|e| e.to_string())?;
         t.outbox_ack(shoal_store::ORCHESTRATOR_PEER, peer_applied)
             .map_err(|e| e.to_string())?;
         t.commit().map_err(|e| e.to_string())?;
-        for entry in ledger
+        for entry in books
             .store
             .outbox_pending(peer_applied)
             .map_err(|e| e.to_string())?
@@ -127,9 +132,9 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
                 }
             }
         }
-        ledger.session = Some(tx.clone());
+        books.session = Some(tx.clone());
     }
-    tracing::info!(node = %agent.node_id, %url, "connected to orchestrator");
+    tracing::info!(node = %node.node_id, %url, "connected to orchestrator");
     let writer = tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
             if sink.send(WsMessage::text(f.encode())).await.is_err() {
@@ -138,7 +143,7 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         }
         let _ = sink.close().await;
     });
-    let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat_interval);
+    let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
     let mut log_streams: HashMap<u64, CancellationToken> = HashMap::new();
     let mut result_streams: HashMap<u64, (CancellationToken, tokio::sync::watch::Sender<i64>)> =
         HashMap::new();
@@ -146,27 +151,27 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         tokio::select! {
             _ = shutdown.cancelled() => break Ok(()),
             _ = heartbeat.tick() => {
-                let available = agent.capacity.saturating_sub(&agent.used());
-                let running = agent.running.lock().unwrap_or_else(|p| p.into_inner()).len() as u32;
+                let available = node.free();
+                let running = node.running.count() as u32;
                 if tx.send(Frame::Heartbeat { available, running }).is_err() { break Err("link writer closed".into()) }
             }
             frame = next_frame(&mut stream) => match frame {
                 Ok(Frame::Msg { seq, msg }) => {
-                    if let Err(e) = agent.on_message(seq, msg) {
+                    if let Err(e) = crate::inbox::on_message(node, ledger, seq, msg) {
                         break Err(format!("cannot store a message from the orchestrator: {e}"));
                     }
                 }
                 Ok(Frame::Ack { seq }) => {
-                    if let Err(e) = agent.on_ack(seq) { tracing::warn!(error = %e, "ack not recorded") }
+                    if let Err(e) = crate::inbox::on_ack(ledger, seq) { tracing::warn!(error = %e, "ack not recorded") }
                 }
                 Ok(Frame::LogRequest { stream_id, execution_id, follow }) => {
                     let cancel = CancellationToken::new();
                     log_streams.retain(|_, c| !c.is_cancelled());
                     log_streams.insert(stream_id, cancel.clone());
-                    let (agent, tx) = (agent.clone(), tx.clone());
+                    let (node, tx) = (node.clone(), tx.clone());
                     tokio::spawn(async move {
-                        let dir = agent.exec_dir(&execution_id);
-                        crate::logs::serve(&agent.hub, &dir, &execution_id, follow, stream_id, tx, cancel.clone()).await;
+                        let dir = node.exec_dir(&execution_id);
+                        crate::logs::serve(&node.hub, &dir, &execution_id, follow, stream_id, tx, cancel.clone()).await;
                         cancel.cancel();
                     });
                 }
@@ -178,9 +183,9 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
                     let (ack_tx, ack_rx) = tokio::sync::watch::channel(-1i64);
                     result_streams.retain(|_, (c, _)| !c.is_cancelled());
                     result_streams.insert(stream_id, (cancel.clone(), ack_tx));
-                    let (agent, tx) = (agent.clone(), tx.clone());
+                    let (node, tx) = (node.clone(), tx.clone());
                     tokio::spawn(async move {
-                        crate::publish::serve::serve(&agent.local_results_dir(), &agent.node_id, &execution_id, stream_id, tx, ack_rx, cancel.clone()).await;
+                        crate::publish::serve::serve(&node.local_results_dir(), &node.node_id, &execution_id, stream_id, tx, ack_rx, cancel.clone()).await;
                         cancel.cancel();
                     });
                 }
@@ -191,7 +196,7 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
                     if let Some((c, _)) = result_streams.remove(&stream_id) { c.cancel() }
                 }
                 Ok(Frame::Query { query_id, sql, max_rows, timeout_ms }) => {
-                    let (engine, tx) = (agent.executors.get("query"), tx.clone());
+                    let (engine, tx) = (node.executors.get("query"), tx.clone());
                     tokio::spawn(async move {
                         let timeout = std::time::Duration::from_millis(timeout_ms);
                         let answered = match engine.as_deref().and_then(|e| e.live_query()) {
@@ -217,7 +222,7 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
     for (c, _) in result_streams.values() {
         c.cancel();
     }
-    agent.ledger().session = None;
+    ledger.lock().session = None;
     drop(tx);
     writer.abort();
     result

@@ -11,39 +11,42 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::agent::{AgentInner, report};
 use crate::env::task_env;
 use crate::inputs::{self, InputContext};
+use crate::ledger::Ledger;
+use crate::lifecycle::report;
 use crate::logs;
+use crate::node::NodeContext;
 use crate::publish::{self, PublishContext, PublishError};
 
 /// Runs an execution to its end and records the outcome. Never panics on task failure: every
 /// way an execution can end becomes a report.
-pub(crate) async fn run(agent: Arc<AgentInner>, mut local: LocalExecution) {
+pub(crate) async fn run(node: Arc<NodeContext>, ledger: Arc<Ledger>, mut local: LocalExecution) {
     let id = local.execution.id.to_string();
     let span =
         tracing::info_span!("execution", execution_id = %id, job_id = %local.execution.job_id);
     async {
-        let (state, report) = execute(&agent, &local).await;
+        let (state, report) = execute(&node, &ledger, &local).await;
         local.state = state;
-        if let Err(e) = agent.record(&local, report) {
+        if let Err(e) = ledger.record(&local, report) {
             tracing::error!(error = %e, "could not record the end of an execution; it will be reported failed after a restart");
         }
-        agent.hub.close(&id);
+        node.hub.close(&id);
         // After the end is on its way to the orchestrator, and before the execution's
         // resources are free again: a removed container holds none.
         let engine = local.execution.job.as_deref().map(|j| &j.task().engine.kind);
-        if let Some(executor) = engine.and_then(|kind| agent.executors.get(kind)) {
+        if let Some(executor) = engine.and_then(|kind| node.executors.get(kind)) {
             executor.clean_up(&id).await;
         }
-        agent.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        node.running.release(&id);
     }
     .instrument(span)
     .await
 }
 
 async fn execute(
-    agent: &Arc<AgentInner>,
+    node: &NodeContext,
+    ledger: &Ledger,
     local: &LocalExecution,
 ) -> (LocalState, shoal_transport::ExecutionReport) {
     let e = &local.execution;
@@ -52,13 +55,8 @@ async fn execute(
         .as_deref()
         .expect("admitted executions carry their job");
     let task = job.task();
-    let cancel = match agent
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(e.id.as_str())
-    {
-        Some((token, _)) => token.clone(),
+    let cancel = match node.running.token(e.id.as_str()) {
+        Some(token) => token,
         None => {
             return (
                 LocalState::Cancelled,
@@ -73,13 +71,13 @@ async fn execute(
     };
     // Nothing is created here: inputs, engines and the log drain each make the folders they
     // write to, when they write.
-    let exec_dir = agent.exec_dir(e.id.as_str());
+    let exec_dir = node.exec_dir(e.id.as_str());
     let results_dir = exec_dir.join("results");
     let cx = InputContext {
         staging: exec_dir.join("inputs"),
-        allowed: agent.cfg.allowed_paths.clone(),
-        policy: agent.cfg.transfer.clone(),
-        http: agent.http.clone(),
+        allowed: node.cfg.allowed_paths.clone(),
+        policy: node.cfg.transfer.clone(),
+        http: node.http.clone(),
         pause: Default::default(),
     };
     let staged = tokio::select! {
@@ -106,7 +104,7 @@ async fn execute(
             );
         }
     };
-    let Some(executor) = agent.executors.get(&task.engine.kind) else {
+    let Some(executor) = node.executors.get(&task.engine.kind) else {
         let msg = format!("engine {} disappeared from this node", task.engine.kind);
         return (
             LocalState::Failed,
@@ -136,19 +134,19 @@ async fn execute(
         network: task.network.clone(),
         timeout: (limit > 0).then(|| Duration::from_secs(limit)),
     };
-    if let Err(ended) = prepare(agent, local, executor.as_ref(), &request, &cancel).await {
+    if let Err(ended) = prepare(node, ledger, local, executor.as_ref(), &request, &cancel).await {
         return ended;
     }
     let running = LocalExecution {
         execution: e.clone(),
         state: LocalState::Running,
     };
-    if let Err(err) = agent.record(&running, report(e, ComputeStateType::Running, "", false)) {
+    if let Err(err) = ledger.record(&running, report(e, ComputeStateType::Running, "", false)) {
         tracing::warn!(error = %err, "could not record the start of an execution");
     }
     let (sink, rx) = LogSink::channel();
     let answer = sink.answer_slot();
-    let live = agent.hub.open(e.id.as_str());
+    let live = node.hub.open(e.id.as_str());
     let drain = {
         let (exec_dir, results_dir) = (exec_dir.clone(), results_dir.clone());
         tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live).await })
@@ -162,7 +160,7 @@ async fn execute(
                 "the output of execution {} could not be kept in {} on node {}: {err}; check that the node's data dir is writable and has space",
                 e.id,
                 results_dir.display(),
-                agent.node_id
+                node.node_id
             );
             (Default::default(), Some(msg))
         }
@@ -194,17 +192,17 @@ async fn execute(
             if publisher.is_some_and(|p| !p.kind.trim().is_empty() && !p.is("noop")) {
                 let publishing =
                     report(e, ComputeStateType::Publishing, "publishing results", false);
-                if let Err(err) = agent.record(&running, publishing) {
+                if let Err(err) = ledger.record(&running, publishing) {
                     tracing::warn!(error = %err, "could not record the publishing phase");
                 }
             }
             let cx = PublishContext {
-                node_id: &agent.node_id,
+                node_id: &node.node_id,
                 job_id: &job.id,
                 execution_id: e.id.as_str(),
                 results_dir: &results_dir,
-                local_dir: agent.local_results_dir(),
-                policy: &agent.cfg.transfer,
+                local_dir: node.local_results_dir(),
+                policy: &node.cfg.transfer,
             };
             match publish::publish(publisher, &cx).await {
                 Ok(published) => {
@@ -251,7 +249,8 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// [`PROGRESS_EVERY`], and the last one, so that a long pull shows in the job's history without
 /// flooding it. An engine with nothing to fetch sends nothing, and this costs no report.
 async fn prepare(
-    agent: &Arc<AgentInner>,
+    node: &NodeContext,
+    ledger: &Ledger,
     local: &LocalExecution,
     executor: &dyn Executor,
     request: &ExecutionRequest,
@@ -269,11 +268,11 @@ async fn prepare(
             &format!("preparing: {line}"),
             false,
         );
-        if let Err(err) = agent.record(local, r) {
+        if let Err(err) = ledger.record(local, r) {
             tracing::warn!(error = %err, "could not record preparation progress");
         }
     };
-    let limit = agent.cfg.prepare_timeout;
+    let limit = node.cfg.prepare_timeout;
     let work = executor.prepare(request, progress);
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(work, deadline);
@@ -326,7 +325,7 @@ async fn prepare(
         None => Err(failed(
             &format!(
                 "preparing (image pull) took longer than node {}'s limit of {}s; load the image on the node beforehand (docker load) or raise the node's --prepare-timeout",
-                agent.node_id,
+                node.node_id,
                 limit.as_secs()
             ),
             true,
