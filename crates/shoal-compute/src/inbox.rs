@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use shoal_store::{LocalExecution, LocalState, StoreError};
 use shoal_transport::{ExecutionReport, Frame, Message};
-use shoal_types::{ComputeStateType, Execution, NetworkType, Resources};
+use shoal_types::{ComputeStateType, Execution};
 
+use crate::admission::{self, Policy};
 use crate::ledger::{Books, Ledger};
 use crate::lifecycle::report;
 use crate::node::NodeContext;
@@ -69,69 +70,26 @@ pub(crate) fn on_message(
     Ok(())
 }
 
-/// Decides whether this node takes an execution; reserves its resources if so.
+/// Admits an execution or refuses it (see `admission.rs`); an admitted one gets its live log
+/// channel and its reservation.
 fn admit(node: &NodeContext, execution: &Execution) -> (LocalState, ExecutionReport) {
-    let reject = |message: String| {
-        (LocalState::Failed, {
-            let mut r = report(
-                execution,
-                ComputeStateType::AskForBidRejected,
-                &message,
-                true,
-            );
-            r.retryable = true;
-            r
-        })
+    let policy = Policy {
+        node_id: &node.node_id,
+        reject_networked_jobs: node.cfg.reject_networked_jobs,
+        allowed_paths: &node.cfg.allowed_paths,
     };
-    let Some(job) = execution.job.as_deref() else {
-        return reject("execution arrived without its job".into());
-    };
-    let engine = &job.task().engine;
-    let Some(executor) = node.executors.get(&engine.kind) else {
-        return reject(format!(
-            "node {} does not support {}, only {}",
-            node.node_id,
-            engine.kind,
-            node.executors.engines().join(", ")
-        ));
-    };
-    let network = job.task().network.kind;
-    if node.cfg.reject_networked_jobs && network != NetworkType::None {
-        return reject(format!(
-            "node {} refuses networked jobs (reject networked jobs is set) and the task asks for network {network:?}; set the task's Network.Type to None (shoal docker run --network none) or run it on another node",
-            node.node_id
-        ));
-    }
-    if let Err(e) = executor.validate(engine) {
-        let r = report(execution, ComputeStateType::Failed, &e.to_string(), false);
-        return (LocalState::Failed, r);
-    }
-    // Data locality: a local input this node cannot serve sends the work elsewhere.
-    for input in &job.task().input_sources {
-        if (input.source.is("local") || input.source.is("localDirectory"))
-            && let Err(e) = crate::inputs::local::stage(input, &node.cfg.allowed_paths)
-        {
-            return reject(format!("node {} lacks the data: {e}", node.node_id));
+    match admission::decide(&policy, node.free(), &node.executors, execution) {
+        Ok(reservation) => {
+            node.hub.open(execution.id.as_str());
+            node.running
+                .reserve(execution.id.as_str(), reservation.resources);
+            (
+                LocalState::Accepted,
+                report(execution, ComputeStateType::BidAccepted, "accepted", false),
+            )
         }
+        Err(refusal) => (LocalState::Failed, refusal.into_report(execution)),
     }
-    let want = execution
-        .allocated_resources
-        .tasks
-        .values()
-        .fold(Resources::default(), |a, r| a.add(r));
-    let free = node.free();
-    if let Some((dim, need, have)) = want.shortfall(&free) {
-        return reject(format!(
-            "node {} is busy: job needs {need} {dim}, {have} free",
-            node.node_id
-        ));
-    }
-    node.hub.open(execution.id.as_str());
-    node.running.reserve(execution.id.as_str(), want);
-    (
-        LocalState::Accepted,
-        report(execution, ComputeStateType::BidAccepted, "accepted", false),
-    )
 }
 
 /// Acknowledged reports can be forgotten.

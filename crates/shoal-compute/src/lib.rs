@@ -12,6 +12,7 @@
 //!     └──── Update reports ◄───┘ (stored first, then sent; replayed on reconnect)
 //! ```
 
+mod admission;
 mod agent;
 mod capacity;
 mod config;
