@@ -3,14 +3,14 @@
 use std::sync::Arc;
 
 use shoal_executors::ExecutorRegistry;
-use shoal_store::{ComputeStore, LocalState, StoreError};
+use shoal_store::{ComputeStore, StoreError};
 use shoal_types::{ComputeStateType, NodeId, NodeInfo};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ComputeConfig;
 use crate::ledger::Ledger;
-use crate::lifecycle::report;
+use crate::lifecycle::{self, Event, report};
 use crate::logs::LogHub;
 use crate::node::{NodeContext, Running};
 
@@ -96,7 +96,7 @@ impl Agent {
 fn settle_interrupted(node: &NodeContext, ledger: &Ledger) -> Result<(), StoreError> {
     let live = ledger.lock().store.live_executions()?;
     for mut local in live {
-        local.state = LocalState::Failed;
+        lifecycle::advance(&mut local, Event::Interrupted);
         let message = format!(
             "node {} restarted while the execution was running",
             node.node_id

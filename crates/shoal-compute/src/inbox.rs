@@ -12,7 +12,7 @@ use shoal_types::{ComputeStateType, Execution};
 
 use crate::admission::{self, Policy};
 use crate::ledger::{Books, Ledger};
-use crate::lifecycle::report;
+use crate::lifecycle::{self, Event, report};
 use crate::node::NodeContext;
 
 /// Applies one durable message from the orchestrator, exactly once.
@@ -84,11 +84,14 @@ fn admit(node: &NodeContext, execution: &Execution) -> (LocalState, ExecutionRep
             node.running
                 .reserve(execution.id.as_str(), reservation.resources);
             (
-                LocalState::Accepted,
+                lifecycle::next(None, Event::Admitted),
                 report(execution, ComputeStateType::BidAccepted, "accepted", false),
             )
         }
-        Err(refusal) => (LocalState::Failed, refusal.into_report(execution)),
+        Err(refusal) => (
+            lifecycle::next(None, Event::Refused),
+            refusal.into_report(execution),
+        ),
     }
 }
 
