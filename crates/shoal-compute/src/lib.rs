@@ -25,6 +25,7 @@ mod link;
 mod logs;
 mod node;
 mod publish;
+mod requests;
 mod runner;
 
 pub use agent::Agent;
