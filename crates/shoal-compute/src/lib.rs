@@ -12,14 +12,20 @@
 //!     └──── Update reports ◄───┘ (stored first, then sent; replayed on reconnect)
 //! ```
 
+mod admission;
 mod agent;
 mod capacity;
 mod config;
 mod env;
+mod inbox;
 mod inputs;
+mod ledger;
+mod lifecycle;
 mod link;
 mod logs;
+mod node;
 mod publish;
+mod requests;
 mod runner;
 
 pub use agent::Agent;

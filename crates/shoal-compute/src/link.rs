@@ -1,33 +1,38 @@
 //! The agent side of the link: dial, introduce ourselves, replay, then serve until it drops;
 //! redial with back-off for as long as the agent lives.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{SplitSink, SplitStream};
 use futures::{SinkExt, StreamExt};
 use shoal_transport::{Frame, LINK_PATH, LINK_READ_BUFFER};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
-use crate::agent::AgentInner;
+use crate::inbox;
+use crate::ledger::Ledger;
+use crate::node::NodeContext;
+use crate::requests::Requests;
 
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 /// Keeps the link up until `shutdown`.
-pub(crate) async fn run(agent: Arc<AgentInner>, shutdown: CancellationToken) {
+pub(crate) async fn run(node: Arc<NodeContext>, ledger: Arc<Ledger>, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     loop {
-        match session(&agent, &shutdown).await {
+        match session(&node, &ledger, &shutdown).await {
             Ok(()) => backoff = MIN_BACKOFF,
             Err(e) => {
-                tracing::warn!(node = %agent.node_id, error = %e, retry_in = ?backoff, "orchestrator link down")
+                tracing::warn!(node = %node.node_id, error = %e, retry_in = ?backoff, "orchestrator link down")
             }
         }
-        agent.ledger().session = None;
+        ledger.lock().session = None;
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(jitter(backoff)) => {}
@@ -64,8 +69,16 @@ pub(crate) fn link_url(orchestrator: &str) -> String {
     }
 }
 
-async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Result<(), String> {
-    let url = link_url(&agent.cfg.orchestrator);
+/// The WebSocket the agent dialled.
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// One link session: dial, handshake, replay, then serve until the link drops or `shutdown`.
+async fn session(
+    node: &Arc<NodeContext>,
+    ledger: &Arc<Ledger>,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let url = link_url(&node.cfg.orchestrator);
     // Frames go out as they are written (the link flushes after each one anyway).
     let config = WebSocketConfig::default()
         .read_buffer_size(LINK_READ_BUFFER)
@@ -76,60 +89,10 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         _ = shutdown.cancelled() => return Ok(()),
     };
     let (mut sink, mut stream) = ws.split();
-    let applied_seq = agent
-        .ledger()
-        .store
-        .applied_seq()
-        .map_err(|e| e.to_string())?;
-    let hello = Frame::Hello {
-        node: Box::new(agent.node_info()),
-        applied_seq,
-        token: agent.cfg.token.clone(),
-    };
-    sink.send(WsMessage::text(hello.encode()))
-        .await
-        .map_err(|e| e.to_string())?;
-    let welcome = tokio::time::timeout(Duration::from_secs(10), next_frame(&mut stream))
-        .await
-        .map_err(|_| "orchestrator did not answer the handshake within 10s".to_string())??;
-    let peer_applied = match welcome {
-        Frame::Welcome { applied_seq } => applied_seq,
-        Frame::Refused { reason } => return Err(reason),
-        other => {
-            return Err(format!(
-                "unexpected first frame from orchestrator: {other:?}"
-            ));
-        }
-    };
+    let peer_applied = handshake(node, ledger, &mut sink, &mut stream).await?;
     let (tx, mut rx) = mpsc::unbounded_channel::<Frame>();
-    {
-        // Replay under the ledger lock: new reports queue behind the replayed ones.
-        let mut ledger = agent.ledger();
-        let store = &mut ledger.store;
-        let t = store.begin().map_err(|e| e.to_string())?;
-        t.outbox_ack(shoal_store::ORCHESTRATOR_PEER, peer_applied)
-            .map_err(|e| e.to_string())?;
-        t.commit().map_err(|e| e.to_string())?;
-        for entry in ledger
-            .store
-            .outbox_pending(peer_applied)
-            .map_err(|e| e.to_string())?
-        {
-            match serde_json::from_str(&entry.body) {
-                Ok(msg) => {
-                    let _ = tx.send(Frame::Msg {
-                        seq: entry.seq,
-                        msg,
-                    });
-                }
-                Err(e) => {
-                    tracing::error!(seq = entry.seq, error = %e, "unreadable outbox entry skipped")
-                }
-            }
-        }
-        ledger.session = Some(tx.clone());
-    }
-    tracing::info!(node = %agent.node_id, %url, "connected to orchestrator");
+    replay(ledger, peer_applied, &tx)?;
+    tracing::info!(node = %node.node_id, %url, "connected to orchestrator");
     let writer = tokio::spawn(async move {
         while let Some(f) = rx.recv().await {
             if sink.send(WsMessage::text(f.encode())).await.is_err() {
@@ -138,89 +101,117 @@ async fn session(agent: &Arc<AgentInner>, shutdown: &CancellationToken) -> Resul
         }
         let _ = sink.close().await;
     });
-    let mut heartbeat = tokio::time::interval(agent.cfg.heartbeat_interval);
-    let mut log_streams: HashMap<u64, CancellationToken> = HashMap::new();
-    let mut result_streams: HashMap<u64, (CancellationToken, tokio::sync::watch::Sender<i64>)> =
-        HashMap::new();
-    let result = loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => break Ok(()),
-            _ = heartbeat.tick() => {
-                let available = agent.capacity.saturating_sub(&agent.used());
-                let running = agent.running.lock().unwrap_or_else(|p| p.into_inner()).len() as u32;
-                if tx.send(Frame::Heartbeat { available, running }).is_err() { break Err("link writer closed".into()) }
-            }
-            frame = next_frame(&mut stream) => match frame {
-                Ok(Frame::Msg { seq, msg }) => {
-                    if let Err(e) = agent.on_message(seq, msg) {
-                        break Err(format!("cannot store a message from the orchestrator: {e}"));
-                    }
-                }
-                Ok(Frame::Ack { seq }) => {
-                    if let Err(e) = agent.on_ack(seq) { tracing::warn!(error = %e, "ack not recorded") }
-                }
-                Ok(Frame::LogRequest { stream_id, execution_id, follow }) => {
-                    let cancel = CancellationToken::new();
-                    log_streams.retain(|_, c| !c.is_cancelled());
-                    log_streams.insert(stream_id, cancel.clone());
-                    let (agent, tx) = (agent.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        let dir = agent.exec_dir(&execution_id);
-                        crate::logs::serve(&agent.hub, &dir, &execution_id, follow, stream_id, tx, cancel.clone()).await;
-                        cancel.cancel();
-                    });
-                }
-                Ok(Frame::LogCancel { stream_id }) => {
-                    if let Some(c) = log_streams.remove(&stream_id) { c.cancel() }
-                }
-                Ok(Frame::ResultRequest { stream_id, execution_id }) => {
-                    let cancel = CancellationToken::new();
-                    let (ack_tx, ack_rx) = tokio::sync::watch::channel(-1i64);
-                    result_streams.retain(|_, (c, _)| !c.is_cancelled());
-                    result_streams.insert(stream_id, (cancel.clone(), ack_tx));
-                    let (agent, tx) = (agent.clone(), tx.clone());
-                    tokio::spawn(async move {
-                        crate::publish::serve::serve(&agent.local_results_dir(), &agent.node_id, &execution_id, stream_id, tx, ack_rx, cancel.clone()).await;
-                        cancel.cancel();
-                    });
-                }
-                Ok(Frame::ResultAck { stream_id, index }) => {
-                    if let Some((_, ack)) = result_streams.get(&stream_id) { let _ = ack.send(index as i64); }
-                }
-                Ok(Frame::ResultCancel { stream_id }) => {
-                    if let Some((c, _)) = result_streams.remove(&stream_id) { c.cancel() }
-                }
-                Ok(Frame::Query { query_id, sql, max_rows, timeout_ms }) => {
-                    let (engine, tx) = (agent.executors.get("query"), tx.clone());
-                    tokio::spawn(async move {
-                        let timeout = std::time::Duration::from_millis(timeout_ms);
-                        let answered = match engine.as_deref().and_then(|e| e.live_query()) {
-                            Some(q) => q.answer(&sql, max_rows, timeout).await,
-                            None => Err("this node does not offer the query engine".into()),
-                        };
-                        let (answer, error) = match answered {
-                            Ok(a) => (Some(a), None),
-                            Err(e) => (None, Some(e)),
-                        };
-                        let _ = tx.send(Frame::QueryAnswer { query_id, answer, error });
-                    });
-                }
-                Ok(Frame::Refused { reason }) => break Err(reason),
-                Ok(other) => tracing::debug!(?other, "ignored frame"),
-                Err(e) => break Err(e),
-            }
-        }
-    };
-    for c in log_streams.values() {
-        c.cancel();
-    }
-    for (c, _) in result_streams.values() {
-        c.cancel();
-    }
-    agent.ledger().session = None;
+    let mut requests = Requests::new(node.clone(), tx.clone());
+    let result = serve(node, ledger, &mut stream, &tx, &mut requests, shutdown).await;
+    requests.close();
+    ledger.lock().session = None;
     drop(tx);
     writer.abort();
     result
+}
+
+/// Introduces the node (`Hello` with what it has applied) and reads the orchestrator's
+/// answer: the sequence number up to which it has applied the node's reports.
+async fn handshake(
+    node: &NodeContext,
+    ledger: &Ledger,
+    sink: &mut SplitSink<Ws, WsMessage>,
+    stream: &mut SplitStream<Ws>,
+) -> Result<u64, String> {
+    let applied_seq = ledger
+        .lock()
+        .store
+        .applied_seq()
+        .map_err(|e| e.to_string())?;
+    let hello = Frame::Hello {
+        node: Box::new(node.describe()),
+        applied_seq,
+        token: node.cfg.token.clone(),
+    };
+    sink.send(WsMessage::text(hello.encode()))
+        .await
+        .map_err(|e| e.to_string())?;
+    let welcome = tokio::time::timeout(Duration::from_secs(10), next_frame(stream))
+        .await
+        .map_err(|_| "orchestrator did not answer the handshake within 10s".to_string())??;
+    match welcome {
+        Frame::Welcome { applied_seq } => Ok(applied_seq),
+        Frame::Refused { reason } => Err(reason),
+        other => Err(format!(
+            "unexpected first frame from orchestrator: {other:?}"
+        )),
+    }
+}
+
+/// Forgets the reports the orchestrator has applied, queues the rest on `tx`, and makes `tx`
+/// the session that new reports go to.
+fn replay(
+    ledger: &Ledger,
+    peer_applied: u64,
+    tx: &mpsc::UnboundedSender<Frame>,
+) -> Result<(), String> {
+    // Replay under the ledger lock: new reports queue behind the replayed ones.
+    let mut books = ledger.lock();
+    let store = &mut books.store;
+    let t = store.begin().map_err(|e| e.to_string())?;
+    t.outbox_ack(shoal_store::ORCHESTRATOR_PEER, peer_applied)
+        .map_err(|e| e.to_string())?;
+    t.commit().map_err(|e| e.to_string())?;
+    for entry in books
+        .store
+        .outbox_pending(peer_applied)
+        .map_err(|e| e.to_string())?
+    {
+        match serde_json::from_str(&entry.body) {
+            Ok(msg) => {
+                let _ = tx.send(Frame::Msg {
+                    seq: entry.seq,
+                    msg,
+                });
+            }
+            Err(e) => {
+                tracing::error!(seq = entry.seq, error = %e, "unreadable outbox entry skipped")
+            }
+        }
+    }
+    books.session = Some(tx.clone());
+    Ok(())
+}
+
+/// Reads frames until the link drops, a frame cannot be applied, or `shutdown`; sends
+/// heartbeats meanwhile. Durable messages go to the inbox, requests to `requests`.
+async fn serve(
+    node: &Arc<NodeContext>,
+    ledger: &Arc<Ledger>,
+    stream: &mut SplitStream<Ws>,
+    tx: &mpsc::UnboundedSender<Frame>,
+    requests: &mut Requests,
+    shutdown: &CancellationToken,
+) -> Result<(), String> {
+    let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = heartbeat.tick() => {
+                let available = node.free();
+                let running = node.running.count() as u32;
+                if tx.send(Frame::Heartbeat { available, running }).is_err() { return Err("link writer closed".into()) }
+            }
+            frame = next_frame(stream) => match frame {
+                Ok(Frame::Msg { seq, msg }) => {
+                    if let Err(e) = inbox::on_message(node, ledger, seq, msg) {
+                        return Err(format!("cannot store a message from the orchestrator: {e}"));
+                    }
+                }
+                Ok(Frame::Ack { seq }) => {
+                    if let Err(e) = inbox::on_ack(ledger, seq) { tracing::warn!(error = %e, "ack not recorded") }
+                }
+                Ok(Frame::Refused { reason }) => return Err(reason),
+                Ok(other) => requests.serve(other),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 async fn next_frame<S>(stream: &mut S) -> Result<Frame, String>

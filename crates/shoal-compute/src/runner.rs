@@ -1,156 +1,106 @@
-//! Running one admitted execution: inputs, engine, logs, outcome.
+//! Running one admitted execution: inputs, engine, logs, publishing, outcome.
+//!
+//! Each step moves the execution through the lifecycle of `lifecycle.rs` and is stored with
+//! the report announcing it ([`advance`]); however the execution ends, the end is an
+//! [`Ended`], which makes the last report.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use shoal_executors::{ExecutionRequest, Executor, ExecutorError, LogSink, Progress};
-use shoal_store::{LocalExecution, LocalState};
+use shoal_store::{LocalExecution, StoreError};
 use shoal_transport::ExecutionReport;
-use shoal_types::{ComputeStateType, Resources, RunOutput};
+use shoal_types::{ComputeStateType, Job, Resources, RunOutput};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::agent::{AgentInner, report};
 use crate::env::task_env;
 use crate::inputs::{self, InputContext};
+use crate::ledger::Ledger;
+use crate::lifecycle::{self, Ended, Event, report};
 use crate::logs;
+use crate::node::NodeContext;
 use crate::publish::{self, PublishContext, PublishError};
 
 /// Runs an execution to its end and records the outcome. Never panics on task failure: every
 /// way an execution can end becomes a report.
-pub(crate) async fn run(agent: Arc<AgentInner>, mut local: LocalExecution) {
+pub(crate) async fn run(node: Arc<NodeContext>, ledger: Arc<Ledger>, mut local: LocalExecution) {
     let id = local.execution.id.to_string();
     let span =
         tracing::info_span!("execution", execution_id = %id, job_id = %local.execution.job_id);
     async {
-        let (state, report) = execute(&agent, &local).await;
-        local.state = state;
-        if let Err(e) = agent.record(&local, report) {
+        let ended = execute(&node, &ledger, &mut local).await;
+        let event = ended.event();
+        let report = ended.into_report(&local.execution);
+        if let Err(e) = advance(&ledger, &mut local, event, report) {
             tracing::error!(error = %e, "could not record the end of an execution; it will be reported failed after a restart");
         }
-        agent.hub.close(&id);
+        node.hub.close(&id);
         // After the end is on its way to the orchestrator, and before the execution's
         // resources are free again: a removed container holds none.
         let engine = local.execution.job.as_deref().map(|j| &j.task().engine.kind);
-        if let Some(executor) = engine.and_then(|kind| agent.executors.get(kind)) {
+        if let Some(executor) = engine.and_then(|kind| node.executors.get(kind)) {
             executor.clean_up(&id).await;
         }
-        agent.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        node.running.release(&id);
     }
     .instrument(span)
     .await
 }
 
-async fn execute(
-    agent: &Arc<AgentInner>,
-    local: &LocalExecution,
-) -> (LocalState, shoal_transport::ExecutionReport) {
-    let e = &local.execution;
-    let job = e
+/// Moves the execution by `event` and stores the move with the report announcing it.
+fn advance(
+    ledger: &Ledger,
+    local: &mut LocalExecution,
+    event: Event,
+    report: ExecutionReport,
+) -> Result<(), StoreError> {
+    lifecycle::advance(local, event);
+    ledger.record(local, report)
+}
+
+/// The execution's job: admission refuses executions that arrive without one.
+fn job(local: &LocalExecution) -> &Job {
+    local
+        .execution
         .job
         .as_deref()
-        .expect("admitted executions carry their job");
-    let task = job.task();
-    let cancel = match agent
-        .running
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(e.id.as_str())
-    {
-        Some((token, _)) => token.clone(),
-        None => {
-            return (
-                LocalState::Cancelled,
-                report(
-                    e,
-                    ComputeStateType::Cancelled,
-                    "cancelled before it started",
-                    false,
-                ),
-            );
-        }
+        .expect("admitted executions carry their job")
+}
+
+/// An execution made ready to start: inputs staged, engine found, request written.
+struct Staged {
+    executor: Arc<dyn Executor>,
+    request: ExecutionRequest,
+    cancel: CancellationToken,
+    exec_dir: PathBuf,
+}
+
+async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution) -> Ended {
+    let Staged {
+        executor,
+        request,
+        cancel,
+        exec_dir,
+    } = match stage(node, local).await {
+        Ok(staged) => staged,
+        Err(ended) => return ended,
     };
-    // Nothing is created here: inputs, engines and the log drain each make the folders they
-    // write to, when they write.
-    let exec_dir = agent.exec_dir(e.id.as_str());
-    let results_dir = exec_dir.join("results");
-    let cx = InputContext {
-        staging: exec_dir.join("inputs"),
-        allowed: agent.cfg.allowed_paths.clone(),
-        policy: agent.cfg.transfer.clone(),
-        http: agent.http.clone(),
-        pause: Default::default(),
-    };
-    let staged = tokio::select! {
-        r = inputs::prepare(&task.input_sources, &cx) => r,
-        _ = cancel.cancelled() => {
-            return (
-                LocalState::Cancelled,
-                report(e, ComputeStateType::Cancelled, "execution cancelled while staging inputs", false),
-            );
-        }
-    };
-    let prepared = match staged {
-        Ok(p) => p,
-        Err(err) => {
-            tracing::info!(error = %err, "inputs could not be staged");
-            return (
-                LocalState::Failed,
-                report(
-                    e,
-                    ComputeStateType::Failed,
-                    &err.to_string(),
-                    err.retryable(),
-                ),
-            );
-        }
-    };
-    let Some(executor) = agent.executors.get(&task.engine.kind) else {
-        let msg = format!("engine {} disappeared from this node", task.engine.kind);
-        return (
-            LocalState::Failed,
-            report(e, ComputeStateType::Failed, &msg, true),
-        );
-    };
-    let timeouts = task.timeouts;
-    let limit = if timeouts.execution_timeout > 0 {
-        timeouts.execution_timeout
-    } else {
-        timeouts.total_timeout
-    };
-    let request = ExecutionRequest {
-        job_id: job.id.clone(),
-        execution_id: e.id.to_string(),
-        job_type: job.job_type,
-        engine: task.engine.clone(),
-        env: task_env(job, e),
-        inputs: prepared,
-        results_dir: results_dir.clone(),
-        result_paths: task.result_paths.clone(),
-        resources: e
-            .allocated_resources
-            .tasks
-            .values()
-            .fold(Resources::default(), |a, r| a.add(r)),
-        network: task.network.clone(),
-        timeout: (limit > 0).then(|| Duration::from_secs(limit)),
-    };
-    if let Err(ended) = prepare(agent, local, executor.as_ref(), &request, &cancel).await {
+    let results_dir = request.results_dir.clone();
+    if let Err(ended) = prepare(node, ledger, local, executor.as_ref(), &request, &cancel).await {
         return ended;
     }
-    let running = LocalExecution {
-        execution: e.clone(),
-        state: LocalState::Running,
-    };
-    if let Err(err) = agent.record(&running, report(e, ComputeStateType::Running, "", false)) {
+    let started = report(&local.execution, ComputeStateType::Running, "", false);
+    if let Err(err) = advance(ledger, local, Event::Started, started) {
         tracing::warn!(error = %err, "could not record the start of an execution");
     }
     let (sink, rx) = LogSink::channel();
     let answer = sink.answer_slot();
-    let live = agent.hub.open(e.id.as_str());
+    let live = node.hub.open(local.execution.id.as_str());
     let drain = {
-        let (exec_dir, results_dir) = (exec_dir.clone(), results_dir.clone());
+        let results_dir = results_dir.clone();
         tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live).await })
     };
     let outcome = executor.run(request, sink, cancel).await;
@@ -160,9 +110,9 @@ async fn execute(
             tracing::warn!(error = %err, "logs could not be written");
             let msg = format!(
                 "the output of execution {} could not be kept in {} on node {}: {err}; check that the node's data dir is writable and has space",
-                e.id,
+                local.execution.id,
                 results_dir.display(),
-                agent.node_id
+                node.node_id
             );
             (Default::default(), Some(msg))
         }
@@ -182,62 +132,141 @@ async fn execute(
         Ok(exit) if let Some(msg) = unkept => {
             output.exit_code = exit.code;
             output.error_msg = msg.clone();
-            let mut r = report(e, ComputeStateType::Failed, &msg, true);
-            r.run_output = Some(output);
-            (LocalState::Failed, r)
+            Ended::Failed {
+                message: msg,
+                retryable: true,
+                output: Some(output),
+            }
         }
         Ok(exit) => {
             output.exit_code = exit.code;
             output.answer = answer.take().map(Box::new);
             let _ = tokio::fs::write(results_dir.join("exitCode"), exit.code.to_string()).await;
-            let publisher = task.publisher.as_ref();
-            if publisher.is_some_and(|p| !p.kind.trim().is_empty() && !p.is("noop")) {
-                let publishing =
-                    report(e, ComputeStateType::Publishing, "publishing results", false);
-                if let Err(err) = agent.record(&running, publishing) {
-                    tracing::warn!(error = %err, "could not record the publishing phase");
-                }
-            }
-            let cx = PublishContext {
-                node_id: &agent.node_id,
-                job_id: &job.id,
-                execution_id: e.id.as_str(),
-                results_dir: &results_dir,
-                local_dir: agent.local_results_dir(),
-                policy: &agent.cfg.transfer,
-            };
-            match publish::publish(publisher, &cx).await {
-                Ok(published) => {
-                    let mut r = report(e, ComputeStateType::Completed, "", false);
-                    r.run_output = Some(output);
-                    r.published = published;
-                    (LocalState::Completed, r)
-                }
-                Err(err) => {
-                    tracing::warn!(error = %err, "results could not be published");
-                    let retryable = matches!(err, PublishError::Transient(_));
-                    output.error_msg = err.to_string();
-                    let mut r = report(e, ComputeStateType::Failed, &err.to_string(), retryable);
-                    r.run_output = Some(output);
-                    (LocalState::Failed, r)
-                }
-            }
+            publish(node, ledger, local, &results_dir, output).await
         }
-        Err(ExecutorError::Cancelled) => (
-            LocalState::Cancelled,
-            report(e, ComputeStateType::Cancelled, "execution cancelled", false),
-        ),
+        Err(ExecutorError::Cancelled) => Ended::cancelled("execution cancelled"),
         Err(err) => {
             output.error_msg = err.to_string();
             output.exit_code = -1;
-            let mut r = report(
-                e,
-                ComputeStateType::Failed,
-                &err.to_string(),
-                err.is_retryable(),
-            );
-            r.run_output = Some(output);
-            (LocalState::Failed, r)
+            Ended::Failed {
+                message: err.to_string(),
+                retryable: err.is_retryable(),
+                output: Some(output),
+            }
+        }
+    }
+}
+
+/// Stages the inputs and writes the engine's request. Nothing is created here: inputs,
+/// engines and the log drain each make the folders they write to, when they write.
+async fn stage(node: &NodeContext, local: &LocalExecution) -> Result<Staged, Ended> {
+    let e = &local.execution;
+    let job = job(local);
+    let task = job.task();
+    let Some(cancel) = node.running.token(e.id.as_str()) else {
+        return Err(Ended::cancelled("cancelled before it started"));
+    };
+    let exec_dir = node.exec_dir(e.id.as_str());
+    let results_dir = exec_dir.join("results");
+    let cx = InputContext {
+        staging: exec_dir.join("inputs"),
+        allowed: node.cfg.allowed_paths.clone(),
+        policy: node.cfg.transfer.clone(),
+        http: node.http.clone(),
+        pause: Default::default(),
+    };
+    let staged = tokio::select! {
+        r = inputs::prepare(&task.input_sources, &cx) => r,
+        _ = cancel.cancelled() => {
+            return Err(Ended::cancelled("execution cancelled while staging inputs"));
+        }
+    };
+    let prepared = match staged {
+        Ok(p) => p,
+        Err(err) => {
+            tracing::info!(error = %err, "inputs could not be staged");
+            return Err(Ended::failed(err.to_string(), err.retryable()));
+        }
+    };
+    let Some(executor) = node.executors.get(&task.engine.kind) else {
+        let msg = format!("engine {} disappeared from this node", task.engine.kind);
+        return Err(Ended::failed(msg, true));
+    };
+    let timeouts = task.timeouts;
+    let limit = if timeouts.execution_timeout > 0 {
+        timeouts.execution_timeout
+    } else {
+        timeouts.total_timeout
+    };
+    let request = ExecutionRequest {
+        job_id: job.id.clone(),
+        execution_id: e.id.to_string(),
+        job_type: job.job_type,
+        engine: task.engine.clone(),
+        env: task_env(job, e),
+        inputs: prepared,
+        results_dir,
+        result_paths: task.result_paths.clone(),
+        resources: e
+            .allocated_resources
+            .tasks
+            .values()
+            .fold(Resources::default(), |a, r| a.add(r)),
+        network: task.network.clone(),
+        timeout: (limit > 0).then(|| Duration::from_secs(limit)),
+    };
+    Ok(Staged {
+        executor,
+        request,
+        cancel,
+        exec_dir,
+    })
+}
+
+/// The task exited: its results go where its publisher says, and the execution completes.
+async fn publish(
+    node: &NodeContext,
+    ledger: &Ledger,
+    local: &mut LocalExecution,
+    results_dir: &Path,
+    mut output: RunOutput,
+) -> Ended {
+    let publishes = job(local)
+        .task()
+        .publisher
+        .as_ref()
+        .is_some_and(|p| !p.kind.trim().is_empty() && !p.is("noop"));
+    if publishes {
+        let publishing = report(
+            &local.execution,
+            ComputeStateType::Publishing,
+            "publishing results",
+            false,
+        );
+        if let Err(err) = advance(ledger, local, Event::Publishing, publishing) {
+            tracing::warn!(error = %err, "could not record the publishing phase");
+        }
+    }
+    let job = job(local);
+    let cx = PublishContext {
+        node_id: &node.node_id,
+        job_id: &job.id,
+        execution_id: local.execution.id.as_str(),
+        results_dir,
+        local_dir: node.local_results_dir(),
+        policy: &node.cfg.transfer,
+    };
+    match publish::publish(job.task().publisher.as_ref(), &cx).await {
+        Ok(published) => Ended::Completed { output, published },
+        Err(err) => {
+            tracing::warn!(error = %err, "results could not be published");
+            let retryable = matches!(err, PublishError::Transient(_));
+            output.error_msg = err.to_string();
+            Ended::Failed {
+                message: err.to_string(),
+                retryable,
+                output: Some(output),
+            }
         }
     }
 }
@@ -251,29 +280,29 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 /// [`PROGRESS_EVERY`], and the last one, so that a long pull shows in the job's history without
 /// flooding it. An engine with nothing to fetch sends nothing, and this costs no report.
 async fn prepare(
-    agent: &Arc<AgentInner>,
-    local: &LocalExecution,
+    node: &NodeContext,
+    ledger: &Ledger,
+    local: &mut LocalExecution,
     executor: &dyn Executor,
     request: &ExecutionRequest,
     cancel: &CancellationToken,
-) -> Result<(), (LocalState, ExecutionReport)> {
-    let e = &local.execution;
+) -> Result<(), Ended> {
     let (tx, mut rx) = mpsc::unbounded_channel::<String>();
     let progress: Progress = Arc::new(move |line| {
         let _ = tx.send(line);
     });
-    let send = |line: &str| {
+    let mut send = |line: &str| {
         let r = report(
-            e,
+            &local.execution,
             ComputeStateType::BidAccepted,
             &format!("preparing: {line}"),
             false,
         );
-        if let Err(err) = agent.record(local, r) {
+        if let Err(err) = advance(ledger, local, Event::Progress, r) {
             tracing::warn!(error = %err, "could not record preparation progress");
         }
     };
-    let limit = agent.cfg.prepare_timeout;
+    let limit = node.cfg.prepare_timeout;
     let work = executor.prepare(request, progress);
     let deadline = tokio::time::sleep(limit);
     tokio::pin!(work, deadline);
@@ -301,32 +330,20 @@ async fn prepare(
     if let Some(line) = unsent {
         send(&line);
     }
-    let failed = |message: &str, retryable: bool| {
-        (
-            LocalState::Failed,
-            report(e, ComputeStateType::Failed, message, retryable),
-        )
-    };
     match outcome {
         Some(Ok(())) => Ok(()),
-        Some(Err(ExecutorError::Cancelled)) => Err((
-            LocalState::Cancelled,
-            report(
-                e,
-                ComputeStateType::Cancelled,
-                "execution cancelled while preparing",
-                false,
-            ),
-        )),
-        Some(Err(err)) => Err(failed(
-            &format!("preparing failed: {err}"),
+        Some(Err(ExecutorError::Cancelled)) => {
+            Err(Ended::cancelled("execution cancelled while preparing"))
+        }
+        Some(Err(err)) => Err(Ended::failed(
+            format!("preparing failed: {err}"),
             err.is_retryable(),
         )),
         // Another node may have the image already or a faster link: worth a retry there.
-        None => Err(failed(
-            &format!(
+        None => Err(Ended::failed(
+            format!(
                 "preparing (image pull) took longer than node {}'s limit of {}s; load the image on the node beforehand (docker load) or raise the node's --prepare-timeout",
-                agent.node_id,
+                node.node_id,
                 limit.as_secs()
             ),
             true,

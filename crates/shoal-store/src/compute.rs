@@ -22,7 +22,8 @@ const GET_EXECUTION: &str = "SELECT body FROM executions WHERE id = ?1";
 const PUT_EXECUTION: &str = "INSERT INTO executions (id, state, body) VALUES (?1, ?2, ?3)
              ON CONFLICT(id) DO UPDATE SET state = excluded.state, body = excluded.body";
 
-/// Where an execution is on this node.
+/// Where an execution is on this node. The compute agent's `lifecycle` module draws the moves
+/// between these states and holds the one function that makes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LocalState {
     /// Admitted; inputs being prepared.
