@@ -225,7 +225,10 @@ pub fn auto_ca(dir: &Path, names: &[String]) -> Result<AutoCa, TlsError> {
             .signed_by(&key, &issuer)
             .map_err(|e| err(e.to_string()))?;
         write_private(&server.key, &key.serialize_pem()).map_err(err)?;
-        std::fs::write(&server.cert, cert.pem()).map_err(|e| err(e.to_string()))?;
+        // The CA follows the server's certificate, so an agent that pins the CA by hash
+        // (`--ca-hash`) finds it in the handshake.
+        std::fs::write(&server.cert, format!("{}{}", cert.pem(), issuer.pem()))
+            .map_err(|e| err(e.to_string()))?;
         std::fs::write(&ca_cert, issuer.pem()).map_err(|e| err(e.to_string()))?;
     }
     let ca_hash = cert_hash(&ca_cert)?;

@@ -18,8 +18,7 @@ pub const HELLO_WAT: &str = r#"(module
     (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
 
 fn read(value: serde_json::Value) -> Job {
-    let job = spec::parse_job_value(value).expect("bench jobs are valid");
-    job
+    spec::parse_job_value(value).expect("bench jobs are valid")
 }
 
 /// A batch job running [`HELLO_WAT`], uploaded inline.

@@ -154,3 +154,111 @@ fn a_broken_certificate_file_stops_the_start_naming_the_file() {
     assert!(!out.status.success());
     assert!(text(&out).contains("cert.pem"), "{}", text(&out));
 }
+
+/// The hash line `serve --tls` printed (`--ca-hash sha256:...`), read from its stdout.
+fn printed_ca_hash(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let out = child.stdout.take().unwrap();
+    for line in std::io::BufReader::new(out).lines() {
+        let line = line.unwrap();
+        if let Some(i) = line.find("--ca-hash ") {
+            return line[i + "--ca-hash ".len()..]
+                .split_whitespace()
+                .next()
+                .unwrap()
+                .to_string();
+        }
+    }
+    panic!("serve --tls printed no --ca-hash");
+}
+
+#[test]
+fn an_agent_pinning_the_printed_ca_hash_joins_over_wss_and_a_wrong_pin_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut orch = Command::new(BIN)
+        .args([
+            "serve",
+            "--orchestrator",
+            "--tls",
+            "--allow-anonymous",
+            "write",
+        ])
+        .args(["--token", "t", "--api-port", &port.to_string()])
+        .arg("--data-dir")
+        .arg(tmp.path().join("o"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pin = printed_ca_hash(&mut orch);
+    let _orch = Proc(orch);
+    let url = format!("wss://127.0.0.1:{port}");
+    let _good = spawn(
+        &[
+            "serve",
+            "--compute",
+            "--orchestrators",
+            &url,
+            "--token",
+            "t",
+            "--ca-hash",
+            &pin,
+            "--name",
+            "n-pinned",
+        ],
+        &tmp.path().join("a"),
+    );
+    let wrong = format!("sha256:{}", "0".repeat(64));
+    let log = tmp.path().join("wrong.log");
+    let _bad = Proc(
+        Command::new(BIN)
+            .args([
+                "serve",
+                "--compute",
+                "--orchestrators",
+                &url,
+                "--token",
+                "t",
+            ])
+            .args(["--ca-hash", &wrong, "--name", "n-wrong"])
+            .arg("--data-dir")
+            .arg(tmp.path().join("b"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    let ca = tmp.path().join("o/orchestrator/tls/ca.pem");
+    let api = format!("https://127.0.0.1:{port}");
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .args(["--api-host", &api, "--ca-cert", ca.to_str().unwrap()])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    eventually("the pinned agent to join over wss", || {
+        String::from_utf8_lossy(&cli(&["node", "list"]).stdout).contains("n-pinned")
+    });
+    let hello = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/hello-wasm.yaml"
+    );
+    let out = cli(&["job", "run", hello]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("Hello from a Shoal job file!"),
+        "{}",
+        text(&out)
+    );
+    eventually("the wrong pin to be refused in the agent's log", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("server certificate does not match pinned CA sha256:0000")
+    });
+    assert!(
+        !String::from_utf8_lossy(&cli(&["node", "list"]).stdout).contains("n-wrong"),
+        "an agent that does not trust the server never joins"
+    );
+}

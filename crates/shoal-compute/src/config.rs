@@ -75,6 +75,9 @@ pub struct ComputeConfig {
     pub orchestrator: String,
     /// Join token, if the orchestrator requires one.
     pub token: Option<String>,
+    /// Whom to trust when dialling a `wss://` orchestrator ([`crate::trust`]); `None` trusts
+    /// the system's roots.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Node id; when `None`, one is generated on first start and kept in the data dir.
     pub node_id: Option<String>,
     /// Operator labels (automatic ones are added: `os_type`, `os_arch`, `hostname`).
@@ -107,6 +110,7 @@ impl ComputeConfig {
             data_dir: data_dir.into(),
             orchestrator: orchestrator.into(),
             token: None,
+            tls: None,
             node_id: None,
             labels: BTreeMap::new(),
             capacity: None,

@@ -27,6 +27,7 @@ mod node;
 mod publish;
 mod requests;
 mod runner;
+pub mod trust;
 
 pub use agent::Agent;
 pub use config::{AllowedPath, ComputeConfig, DEFAULT_PREPARE_TIMEOUT, TransferPolicy};

@@ -85,7 +85,12 @@ async fn session(
         .write_buffer_size(0);
     // Nagle's algorithm (with delayed ACKs) would hold small link frames back by tens of ms.
     let (ws, _) = tokio::select! {
-        r = tokio_tungstenite::connect_async_with_config(url.as_str(), Some(config), true) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
+        r = tokio_tungstenite::connect_async_tls_with_config(
+            url.as_str(),
+            Some(config),
+            true,
+            node.cfg.tls.clone().map(tokio_tungstenite::Connector::Rustls),
+        ) => r.map_err(|e| format!("cannot reach orchestrator at {url}: {e}"))?,
         _ = shutdown.cancelled() => return Ok(()),
     };
     let (mut sink, mut stream) = ws.split();

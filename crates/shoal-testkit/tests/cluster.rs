@@ -225,7 +225,7 @@ fn sleeping_wasm_job(ms: u64) -> Job {
     (drop (call $poll (i32.const 0) (i32.const 64) (i32.const 1) (i32.const 128)))))"#,
         ms * 1_000_000
     );
-    let job = shoal_types::spec::parse_job_value(serde_json::json!({
+    shoal_types::spec::parse_job_value(serde_json::json!({
         "Type": "batch",
         "Count": 1,
         "Tasks": [{
@@ -236,8 +236,7 @@ fn sleeping_wasm_job(ms: u64) -> Job {
             "Resources": { "CPU": "1", "Memory": "1Gi" },
         }],
     }))
-    .expect("a valid spec");
-    job
+    .expect("a valid spec")
 }
 
 #[cfg(feature = "wasm")]

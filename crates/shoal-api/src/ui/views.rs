@@ -5,10 +5,12 @@ use shoal_orchestrator::{JobDetails, Placement};
 use shoal_types::resources::{format_bytes, format_cpu};
 use shoal_types::{Execution, Job, JobHistory, NodeState};
 
-/// `j-01a2b3c4-...` shortened as the CLI shows ids.
+/// `j-01a2b3c4-...` shortened as the CLI shows ids; names that are not UUID ids stay whole.
 pub fn short(id: &str) -> String {
     match id.split_once('-') {
-        Some((prefix, rest)) if rest.len() > 8 => format!("{prefix}-{}", &rest[..8]),
+        Some((prefix, rest)) if rest.len() >= 32 && rest.is_ascii() => {
+            format!("{prefix}-{}", &rest[..8])
+        }
         _ => id.to_string(),
     }
 }

@@ -74,6 +74,10 @@ pub struct ServeArgs {
     /// The PEM private key of --tls-cert.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Compute node: trust the `wss://` orchestrator whose CA has this hash
+    /// (`sha256:<hex>`, printed by `serve --tls`). `--ca-cert FILE` trusts a CA file instead.
+    #[arg(long)]
+    pub ca_hash: Option<String>,
     /// Extra names (host names or IPs) for the automatic TLS certificate (repeatable).
     #[arg(long = "tls-san", requires = "tls")]
     pub tls_names: Vec<String>,
@@ -307,8 +311,9 @@ fn security(
 fn tls_config(
     data_dir: &Path,
     args: &ServeArgs,
-) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, String)>> {
+) -> anyhow::Result<Option<(Arc<rustls::ServerConfig>, Option<shoal_api::tls::AutoCa>)>> {
     use shoal_api::tls;
+    let mut auto = None;
     let files = if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         tls::TlsFiles {
             cert: cert.clone(),
@@ -326,12 +331,13 @@ fn tls_config(
             ca.ca_hash,
             ca.ca_cert.display()
         );
-        ca.server
+        let files = ca.server.clone();
+        auto = Some(ca);
+        files
     } else {
         return Ok(None);
     };
-    let note = files.cert.display().to_string();
-    Ok(Some((tls::server_config(files)?, note)))
+    Ok(Some((tls::server_config(files)?, auto)))
 }
 
 /// Marks the API alive once the compute nodes started in this process show connected, so
@@ -401,6 +407,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         from_file.as_ref().map(|t| t.expose_secret().to_string())
     });
     let mut local = None;
+    let mut local_trust = None;
     if run_orchestrator {
         let security = security(&data_dir, &file, args.allow_anonymous)?;
         let t = join_token(&data_dir, token.clone())?;
@@ -413,6 +420,8 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             .context("--node-lost-grace is too long")?;
         let tls = tls_config(&data_dir, &args)?;
         let scheme = if tls.is_some() { "https" } else { "http" };
+        let auto_ca = tls.as_ref().and_then(|t| t.1.clone());
+        let tls_on = tls.is_some();
         // A hybrid node is alive once its own compute side has joined (see below).
         let ready = if compute {
             shoal_api::Readiness::starting()
@@ -436,11 +445,22 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             addr.ip().to_string()
         };
         println!("To add a compute node, run on it:");
+        let ws = if tls_on { "wss" } else { "ws" };
+        let pin = auto_ca
+            .as_ref()
+            .map(|ca| format!(" --ca-hash {}", ca.ca_hash))
+            .unwrap_or_default();
         println!(
-            "  shoal serve --compute --orchestrators ws://{reach}:{} --token {t}",
+            "  shoal serve --compute --orchestrators {ws}://{reach}:{} --token {t}{pin}",
             addr.port()
         );
-        dial.get_or_insert_with(|| format!("ws://127.0.0.1:{}", addr.port()));
+        dial.get_or_insert_with(|| format!("{ws}://127.0.0.1:{}", addr.port()));
+        // The local compute side of a hybrid node trusts this orchestrator's own CA.
+        if let Some(ca) = &auto_ca {
+            local_trust = Some(
+                shoal_compute::trust::trust_pinned_ca(&ca.ca_hash).map_err(anyhow::Error::msg)?,
+            );
+        }
         token = Some(t);
     }
     let _agent = if compute {
@@ -449,6 +469,21 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         )?;
         let mut cfg = ComputeConfig::new(&data_dir, url.clone());
         cfg.token = token;
+        cfg.tls = match (&args.ca_hash, &endpoint.ca_cert) {
+            (Some(pin), _) => {
+                Some(shoal_compute::trust::trust_pinned_ca(pin).map_err(anyhow::Error::msg)?)
+            }
+            (None, Some(file)) => {
+                let pem = std::fs::read(file).with_context(|| {
+                    format!("cannot read the CA certificate {}", file.display())
+                })?;
+                Some(
+                    shoal_compute::trust::trust_ca_pem(&pem)
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?,
+                )
+            }
+            (None, None) => local_trust.take(),
+        };
         cfg.labels = labels;
         cfg.node_id = args.name.clone();
         cfg.reject_networked_jobs = args.reject_networked_jobs;
