@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::routing::{get, post, put};
+use axum::routing::{delete, get, post, put};
 use shoal_orchestrator::Orchestrator;
 use shoal_types::node::BuildVersionInfo;
 
@@ -116,6 +116,14 @@ pub fn router_with(
         .route(
             "/api/v1/orchestrator/nodes",
             get(nodes::list).post(nodes::update_legacy),
+        )
+        .route(
+            "/api/v1/orchestrator/join-tokens",
+            get(nodes::join_tokens).post(nodes::create_join_token),
+        )
+        .route(
+            "/api/v1/orchestrator/join-tokens/{id}",
+            delete(nodes::delete_join_token),
         )
         .route(
             "/api/v1/orchestrator/nodes/{id}",

@@ -1,12 +1,15 @@
 //! `/api/v1/orchestrator/nodes/...` and `/api/v1/agent/node`.
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use shoal_types::enrolment::{JoinTokenRequest, NewJoinToken};
 use shoal_types::node::BuildVersionInfo;
 use shoal_types::{NodeInfo, NodeType};
 
+use crate::auth::AuditTarget;
 use crate::{ApiError, AppState};
 
 /// `GET /nodes`.
@@ -16,12 +19,52 @@ pub(crate) async fn list(State(s): State<AppState>) -> Result<Json<Value>, ApiEr
     ))
 }
 
-/// `GET /nodes/{id}` (id or unique prefix).
+/// `GET /nodes/{id}` (id or unique prefix), with how the node enrolled (Shoal extension:
+/// `Enrolment`, absent for nodes let in without a key).
 pub(crate) async fn describe(
     State(s): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "Node": s.orchestrator.node(&id).await? })))
+    let node = s.orchestrator.node(&id).await?;
+    let enrolment = s
+        .orchestrator
+        .node_enrolment(&node.info.node_id)
+        .await?
+        .map(|k| {
+            json!({
+                "TokenID": k.token_id,
+                "EnrolledAt": k.enrolled_at,
+                "RevokedAt": k.revoked_at,
+            })
+        });
+    Ok(Json(json!({ "Node": node, "Enrolment": enrolment })))
+}
+
+/// `GET /join-tokens`: every join token, without secrets.
+pub(crate) async fn join_tokens(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        json!({ "Tokens": s.orchestrator.join_tokens().await? }),
+    ))
+}
+
+/// `POST /join-tokens` `{"TTL": "1h", "Uses": 3, "Description": "rack 4"}`: a new join token;
+/// the answer's `Secret` is the only copy.
+pub(crate) async fn create_join_token(
+    State(s): State<AppState>,
+    Json(body): Json<JoinTokenRequest>,
+) -> Result<(Extension<AuditTarget>, Json<NewJoinToken>), ApiError> {
+    let created = s.orchestrator.create_join_token(body).await?;
+    let target = AuditTarget(format!("join-token {}", created.token.id));
+    Ok((Extension(target), Json(created)))
+}
+
+/// `DELETE /join-tokens/{id}`.
+pub(crate) async fn delete_join_token(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    s.orchestrator.delete_join_token(&id).await?;
+    Ok(Json(json!({ "Success": true, "Error": "" })))
 }
 
 #[derive(Deserialize)]
@@ -40,7 +83,7 @@ pub(crate) struct NodeAction {
     remove_labels: Vec<String>,
 }
 
-/// `PUT /nodes/{id}` `{"Action": "approve" | "reject" | "delete"}`, or
+/// `PUT /nodes/{id}` `{"Action": "approve" | "reject" | "revoke" | "delete"}`, or
 /// `{"Labels": {"k": "v"}, "RemoveLabels": ["k2"]}` to change control-plane labels.
 pub(crate) async fn update(
     State(s): State<AppState>,
@@ -50,7 +93,7 @@ pub(crate) async fn update(
     if body.action.is_empty() {
         if body.labels.is_empty() && body.remove_labels.is_empty() {
             return Err(ApiError::bad_request(
-                "body needs Action (approve, reject, delete) or Labels/RemoveLabels",
+                "body needs Action (approve, reject, revoke, delete) or Labels/RemoveLabels",
             ));
         }
         s.orchestrator

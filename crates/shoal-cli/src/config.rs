@@ -106,6 +106,18 @@ pub struct ComputeSection {
     /// Host paths `local` inputs may mount, as `--allow-path` takes them.
     #[serde(default)]
     pub allow_listed_local_paths: Vec<String>,
+    /// `Compute.Env`: host variables jobs may read with `env:NAME` (Bacalhau's key).
+    #[serde(default)]
+    pub env: EnvSection,
+}
+
+/// `Compute.Env:`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "PascalCase", deny_unknown_fields)]
+pub struct EnvSection {
+    /// Host variable names or patterns (`AWS_*`), as `--env-allow` takes them.
+    #[serde(default)]
+    pub allow_list: Vec<String>,
 }
 
 /// `*.Auth:` of the node link.

@@ -66,6 +66,19 @@ impl Endpoint {
         home.join(".shoal")
     }
 
+    /// The agent-link URL a compute node would dial to reach this orchestrator (`ws://h:p`,
+    /// or `wss://` for an `https://` host).
+    pub fn link_url(&self) -> String {
+        let host = self.host();
+        if let Some(rest) = host.strip_prefix("https://") {
+            return format!("wss://{}", rest.trim_end_matches('/'));
+        }
+        if let Some(rest) = host.strip_prefix("http://") {
+            return format!("ws://{}", rest.trim_end_matches('/'));
+        }
+        format!("ws://{host}:{}", self.port().unwrap_or(1234))
+    }
+
     /// A client for the orchestrator, with the credentials of the environment
     /// (`SHOAL_API_KEY`/`BACALHAU_API_KEY`, or `BACALHAU_API_USERNAME` and
     /// `BACALHAU_API_PASSWORD`). A host given as a URL (`https://h:p`) is used as is.

@@ -515,3 +515,86 @@ fn image_missing_from_the_registry_fails_once_naming_it() {
     assert_eq!(node.executions(&id).len(), 1, "{described}");
     node.assert_no_container_left();
 }
+
+#[test]
+fn a_secret_reaches_the_container_but_never_the_store_describe_or_logs() {
+    require_docker!();
+    let secrets = tempfile::tempdir().unwrap();
+    let value = "s3cr3t-hunter2-value";
+    std::fs::write(secrets.path().join("db-pass"), format!("{value}\n")).unwrap();
+    let node = Node::start(
+        "secret",
+        &["--secrets-dir", secrets.path().to_str().unwrap()],
+        &[],
+    );
+    let out = node.shoal(&[
+        "docker",
+        "run",
+        "-e",
+        "DB_PASS=secret:db-pass",
+        BUSYBOX,
+        "--",
+        "sh",
+        "-c",
+        "echo len=${#DB_PASS}; echo pass=$DB_PASS",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        printed.contains("len=20"),
+        "the container got the value: {printed}"
+    );
+    assert!(
+        printed.contains("pass=***"),
+        "the value is masked: {printed}"
+    );
+    assert!(!printed.contains(value), "{printed}");
+
+    let jobs = node.json(&["job", "list", "--output", "json"]);
+    let id = jobs[0]["ID"].as_str().expect("the job").to_string();
+    let described = text(&node.shoal(&["job", "describe", &id, "--output", "json"]));
+    assert!(described.contains("secret:db-pass"), "{described}");
+    let logs = text(&node.shoal(&["job", "logs", &id]));
+    assert!(logs.contains("pass=***"), "{logs}");
+    // Neither the orchestrator's nor the node's files hold the value anywhere.
+    for entry in walk(node.data.path()) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        assert!(
+            !bytes.windows(value.len()).any(|w| w == value.as_bytes()),
+            "{} holds the secret",
+            entry.display()
+        );
+    }
+
+    // A missing secret fails the job naming the variable and the file to create.
+    let out = node.shoal(&[
+        "docker",
+        "run",
+        "-e",
+        "K=secret:nope",
+        BUSYBOX,
+        "--",
+        "true",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("env K: secret \"nope\" is not found"),
+        "{}",
+        text(&out)
+    );
+    node.assert_no_container_left();
+}
+
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}

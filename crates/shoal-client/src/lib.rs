@@ -6,6 +6,7 @@ use futures::StreamExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use shoal_types::answer::{QueryEvent, QueryRequest};
+use shoal_types::enrolment::{JoinToken, JoinTokenRequest, NewJoinToken};
 use shoal_types::{Execution, Job, JobHistory, NodeState, SpecConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -559,7 +560,49 @@ impl Client {
         Self::decode(v.get("Node").cloned().unwrap_or(Value::Null))
     }
 
-    /// Approves, rejects or deletes a node.
+    /// How a node enrolled (`{"TokenID", "EnrolledAt", "RevokedAt"}`), `Null` when it was let
+    /// in without a key.
+    pub async fn node_enrolment(&self, id: &str) -> Result<Value, ClientError> {
+        let v = self
+            .call(self.http.get(self.u(&format!("/orchestrator/nodes/{id}"))))
+            .await?;
+        Ok(v.get("Enrolment").cloned().unwrap_or(Value::Null))
+    }
+
+    /// Creates a join token; the answer's `Secret` is the only copy.
+    pub async fn create_join_token(
+        &self,
+        request: &JoinTokenRequest,
+    ) -> Result<NewJoinToken, ClientError> {
+        let v = self
+            .call(
+                self.http
+                    .post(self.u("/orchestrator/join-tokens"))
+                    .json(request),
+            )
+            .await?;
+        Self::decode(v)
+    }
+
+    /// Every join token, without secrets.
+    pub async fn join_tokens(&self) -> Result<Vec<JoinToken>, ClientError> {
+        let v = self
+            .call(self.http.get(self.u("/orchestrator/join-tokens")))
+            .await?;
+        Self::decode(v.get("Tokens").cloned().unwrap_or(Value::Array(vec![])))
+    }
+
+    /// Deletes a join token.
+    pub async fn delete_join_token(&self, id: &str) -> Result<(), ClientError> {
+        self.call(
+            self.http
+                .delete(self.u(&format!("/orchestrator/join-tokens/{id}"))),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Approves, rejects, revokes or deletes a node.
     pub async fn node_action(&self, id: &str, action: &str) -> Result<(), ClientError> {
         self.put_node(id, json!({ "Action": action, "NodeID": id }))
             .await

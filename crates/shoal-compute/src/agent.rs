@@ -47,12 +47,23 @@ impl Agent {
             (None, None) => NodeId::generate().to_string(),
         };
         store.set_meta("node_id", &node_id)?;
+        // The node's own key: generated once, presented at every connect (see
+        // `shoal_types::enrolment`).
+        let node_key = match store.meta("node_key")? {
+            Some(key) => key,
+            None => {
+                let key = shoal_types::enrolment::random_secret();
+                store.set_meta("node_key", &key)?;
+                key
+            }
+        };
         let capacity = cfg
             .capacity
             .unwrap_or_else(|| crate::capacity::measure(&cfg.data_dir));
         let node = Arc::new(NodeContext {
             cfg,
             node_id,
+            node_key,
             executors,
             capacity,
             hub: LogHub::default(),

@@ -98,6 +98,11 @@ pub struct ComputeConfig {
     pub in_memory_store: bool,
     /// Download limits and retries.
     pub transfer: TransferPolicy,
+    /// Where `secret:NAME` env values are read from (`NAME` is a file); `None` =
+    /// `<data_dir>/compute/secrets`.
+    pub secrets_dir: Option<PathBuf>,
+    /// Host variables jobs may read with `env:NAME` (`*` matches any run of characters).
+    pub env_allow: Vec<String>,
 }
 
 /// The default [`ComputeConfig::prepare_timeout`]: generous for large images on slow links.
@@ -120,6 +125,15 @@ impl ComputeConfig {
             prepare_timeout: DEFAULT_PREPARE_TIMEOUT,
             in_memory_store: false,
             transfer: TransferPolicy::default(),
+            secrets_dir: None,
+            env_allow: Vec::new(),
         }
+    }
+
+    /// The folder `secret:NAME` env values are read from.
+    pub fn secrets_dir(&self) -> PathBuf {
+        self.secrets_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("compute").join("secrets"))
     }
 }

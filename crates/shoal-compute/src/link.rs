@@ -132,6 +132,7 @@ async fn handshake(
         node: Box::new(node.describe()),
         applied_seq,
         token: node.cfg.token.clone(),
+        node_key: Some(node.node_key.clone()),
     };
     sink.send(WsMessage::text(hello.encode()))
         .await

@@ -152,7 +152,8 @@ impl Files {
 }
 
 /// Drains an engine's output: log file, full `stdout`/`stderr` files in the results folder,
-/// live followers, and the head kept for `RunOutput`. Returns when the engine's sink closes.
+/// live followers, and the head kept for `RunOutput`, each with `secrets` masked as `***`.
+/// Returns when the engine's sink closes.
 ///
 /// The folders and files are made at the first output, or at the end (empty `stdout` and
 /// `stderr`) when there was none: a daemon that prints nothing touches no disk while it runs,
@@ -162,11 +163,15 @@ pub(crate) async fn drain(
     exec_dir: &Path,
     results_dir: &Path,
     live: Arc<Live>,
+    secrets: &[String],
 ) -> std::io::Result<Captured> {
     let mut files: Option<Files> = None;
     let mut captured = Captured::default();
     let mut n = 0u64;
-    while let Some(chunk) = rx.recv().await {
+    while let Some(mut chunk) = rx.recv().await {
+        if !secrets.is_empty() {
+            chunk.text = crate::env::mask(secrets, &chunk.text);
+        }
         let Files { log, out, err } = match &mut files {
             Some(f) => f,
             None => files.insert(Files::open(exec_dir, results_dir).await?),
@@ -300,7 +305,8 @@ mod tests {
         let live = hub.open("e-1");
         let (sink, rx) = LogSink::channel();
         let exec_dir = dir.path().to_path_buf();
-        let drain_task = tokio::spawn(async move { drain(rx, &exec_dir, &exec_dir, live).await });
+        let drain_task =
+            tokio::spawn(async move { drain(rx, &exec_dir, &exec_dir, live, &[]).await });
         sink.write(Stream::Stdout, "one\n");
         sink.write(Stream::Stderr, "two\n");
         // Wait until both chunks are on disk before the follower joins.
@@ -358,7 +364,7 @@ mod tests {
         let (sink, rx) = LogSink::channel();
         let drain_task = {
             let (exec_dir, results) = (exec_dir.clone(), results.clone());
-            tokio::spawn(async move { drain(rx, &exec_dir, &results, live).await })
+            tokio::spawn(async move { drain(rx, &exec_dir, &results, live, &[]).await })
         };
         tokio::task::yield_now().await;
         assert!(!exec_dir.exists(), "folder made before any output");
@@ -395,7 +401,7 @@ mod tests {
         let (sink, rx) = LogSink::channel();
         let drain_task = {
             let (exec_dir, live) = (dir.path().to_path_buf(), live.clone());
-            tokio::spawn(async move { drain(rx, &exec_dir, &exec_dir, live).await })
+            tokio::spawn(async move { drain(rx, &exec_dir, &exec_dir, live, &[]).await })
         };
         sink.write(Stream::Stdout, "nobody follows\n");
         while tokio::fs::read_to_string(log_file(dir.path()))

@@ -22,6 +22,8 @@ use crate::logs::LogHub;
 pub(crate) struct NodeContext {
     pub cfg: ComputeConfig,
     pub node_id: String,
+    /// The key this node enrols with and presents at every connect.
+    pub node_key: String,
     pub executors: ExecutorRegistry,
     pub capacity: Resources,
     pub hub: LogHub,

@@ -74,6 +74,8 @@ fn job(local: &LocalExecution) -> &Job {
 struct Staged {
     executor: Arc<dyn Executor>,
     request: ExecutionRequest,
+    /// Secret values in the request's env, masked in the output.
+    secrets: Vec<String>,
     cancel: CancellationToken,
     exec_dir: PathBuf,
 }
@@ -82,6 +84,7 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
     let Staged {
         executor,
         request,
+        secrets,
         cancel,
         exec_dir,
     } = match stage(node, local).await {
@@ -101,7 +104,7 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
     let live = node.hub.open(local.execution.id.as_str());
     let drain = {
         let results_dir = results_dir.clone();
-        tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live).await })
+        tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live, &secrets).await })
     };
     let outcome = executor.run(request, sink, cancel).await;
     let (captured, unkept) = match drain.await {
@@ -166,6 +169,9 @@ async fn stage(node: &NodeContext, local: &LocalExecution) -> Result<Staged, End
     let Some(cancel) = node.running.token(e.id.as_str()) else {
         return Err(Ended::cancelled("cancelled before it started"));
     };
+    // References to what only this node has (secrets, host variables) fail before any input
+    // is fetched; the same error would repeat on a retry here.
+    let env = task_env(job, e, &node.cfg).map_err(|msg| Ended::failed(msg, false))?;
     let exec_dir = node.exec_dir(e.id.as_str());
     let results_dir = exec_dir.join("results");
     let cx = InputContext {
@@ -203,7 +209,7 @@ async fn stage(node: &NodeContext, local: &LocalExecution) -> Result<Staged, End
         execution_id: e.id.to_string(),
         job_type: job.job_type,
         engine: task.engine.clone(),
-        env: task_env(job, e),
+        env: env.vars,
         inputs: prepared,
         results_dir,
         result_paths: task.result_paths.clone(),
@@ -218,6 +224,7 @@ async fn stage(node: &NodeContext, local: &LocalExecution) -> Result<Staged, End
     Ok(Staged {
         executor,
         request,
+        secrets: env.secrets,
         cancel,
         exec_dir,
     })

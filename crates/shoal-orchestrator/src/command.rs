@@ -10,6 +10,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use shoal_transport::Message;
 use shoal_types::answer::QueryRequest;
+use shoal_types::enrolment::{JoinTokenRequest, NewJoinToken};
 use shoal_types::{Execution, Job, JobHistory, JobState, NodeInfo};
 use tokio::sync::{Notify, oneshot};
 
@@ -34,7 +35,7 @@ pub(crate) enum Command {
     Connect {
         info: Box<NodeInfo>,
         applied_seq: u64,
-        token: Option<String>,
+        credentials: NodeCredentials,
         session: Session,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
@@ -72,10 +73,29 @@ pub(crate) enum Command {
         request: Box<QueryRequest>,
         reply: Reply<Arc<Notify>>,
     },
+    /// Creates a join token.
+    CreateJoinToken {
+        request: JoinTokenRequest,
+        reply: Reply<NewJoinToken>,
+    },
+    /// Deletes a join token.
+    DeleteJoinToken {
+        id: String,
+        reply: Reply<()>,
+    },
     /// Live free capacity of every known node.
     Usage {
         reply: oneshot::Sender<HashMap<String, Usage>>,
     },
+}
+
+/// What a node presented in its `Hello` to be let in.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NodeCredentials {
+    /// The shared token or a join token (`<id>.<secret>`).
+    pub token: Option<String>,
+    /// The node's own key, which binds its id once enrolled.
+    pub node_key: Option<String>,
 }
 
 /// The result of a submission.

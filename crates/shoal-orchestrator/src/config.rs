@@ -16,8 +16,12 @@ pub struct OrchestratorConfig {
     /// heartbeat intervals of an agent with default settings (5 s); a closed link is noticed at
     /// once.
     pub disconnect_timeout: Duration,
-    /// Token compute nodes must present; `None` accepts every node (devstack only).
+    /// A shared token every compute node may present (the `--token` shorthand); `None` with
+    /// `require_join_token` off accepts every node (devstack only).
     pub join_token: Option<String>,
+    /// New nodes must present a join token (`shoal node token create`) or the shared token;
+    /// enrolled nodes their node key.
+    pub require_join_token: bool,
     /// New nodes wait for `node approve` before they get work.
     pub require_approval: bool,
     /// Scheduler tunables.
@@ -32,6 +36,7 @@ impl OrchestratorConfig {
             node_id: "orchestrator".into(),
             disconnect_timeout: Duration::from_secs(15),
             join_token: None,
+            require_join_token: false,
             require_approval: false,
             scheduler: SchedulerConfig::default(),
         }

@@ -49,6 +49,12 @@ pub enum NotFound {
         /// The id or prefix asked for.
         key: String,
     },
+    /// No join token has this id.
+    #[error("join token {id} not found; `shoal node token list` shows the join tokens")]
+    JoinToken {
+        /// The id asked for.
+        id: String,
+    },
     /// The job has no execution whose id starts with this.
     #[error(
         "execution {execution_id} not found in job {job}; `shoal job executions {job}` lists them"
@@ -131,11 +137,24 @@ pub enum BadRequest {
         job: String,
     },
     /// A node action other than approve, reject or delete.
-    #[error("unknown node action {action:?}; use approve, reject or delete")]
+    #[error("unknown node action {action:?}; use approve, reject, revoke or delete")]
     UnknownNodeAction {
         /// The action asked for.
         action: String,
     },
+    /// A join token's time to live does not parse or is not positive.
+    #[error("join token TTL {ttl:?} is not valid: {cause}; give a Go duration such as 1h or 30m")]
+    JoinTokenTtl {
+        /// What was given.
+        ttl: String,
+        /// Why it is wrong.
+        cause: String,
+    },
+    /// A join token was asked for with zero uses.
+    #[error(
+        "a join token with 0 uses could enrol no node; give --uses 1 or more, or leave it out for any number until it expires"
+    )]
+    JoinTokenUses,
     /// A label to set or remove has an empty (or blank) key.
     #[error("node {node_id}: label key {key:?} is empty; use key=value to set and key- to remove")]
     EmptyLabelKey {
@@ -270,6 +289,27 @@ pub(crate) enum Refusal {
         "node {node_id} refused: the join token is wrong; start it with --token set to the orchestrator's join token (printed by `shoal serve --orchestrator`)"
     )]
     WrongToken { node_id: String },
+    /// The join token is unknown, expired or used up.
+    #[error(
+        "node {node_id} refused: join token {token_id} unknown or expired; create a new one with `shoal node token create` and start the node with --token set to it"
+    )]
+    JoinTokenInvalid { node_id: String, token_id: String },
+    /// An enrolled node presented no key or another key than the one it enrolled with.
+    #[error(
+        "node {node_id} refused: it is enrolled with another node key (kept in its data dir); if this machine was reinstalled, `shoal node delete {node_id}` and start it again with a join token"
+    )]
+    KeyMismatch { node_id: String },
+    /// The node's key was revoked by an operator.
+    #[error(
+        "node {node_id} refused: its node key was revoked at {}; to let it back, `shoal node delete {node_id}` and start it again with a new join token",
+        shoal_types::time::rfc3339(*.at)
+    )]
+    Revoked { node_id: String, at: i64 },
+    /// A join token was presented without a node key (an agent too old to enrol).
+    #[error(
+        "node {node_id} refused: it presented a join token but no node key; upgrade the agent to a shoal that enrols nodes"
+    )]
+    NoNodeKey { node_id: String },
     /// An operator rejected the node.
     #[error(
         "node {node_id} refused: it was rejected by an operator; `shoal node approve {node_id}` lets it join"

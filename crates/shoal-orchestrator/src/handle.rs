@@ -9,6 +9,7 @@ use std::time::Duration;
 use shoal_store::SharedReader;
 use shoal_store::{JobFilter, OrchestratorStore, StoreError};
 use shoal_transport::Frame;
+use shoal_types::enrolment::{JoinToken, JoinTokenRequest, NewJoinToken};
 use shoal_types::{ComputeStateType, Execution, Job, JobHistory, NodeState};
 use tokio::sync::oneshot;
 
@@ -249,7 +250,38 @@ impl Orchestrator {
         }
     }
 
-    /// Approves, rejects or deletes a node.
+    /// Creates a join token that lets new nodes enrol (see `shoal_types::enrolment`); the
+    /// answer holds its secret, which is not stored.
+    pub async fn create_join_token(
+        &self,
+        request: JoinTokenRequest,
+    ) -> Result<NewJoinToken, OrchestratorError> {
+        self.ask(|reply| Command::CreateJoinToken { request, reply })
+            .await
+    }
+
+    /// Every join token, without secrets.
+    pub async fn join_tokens(&self) -> Result<Vec<JoinToken>, OrchestratorError> {
+        self.read(|r| r.join_tokens()).await
+    }
+
+    /// Deletes a join token; the nodes it enrolled keep their keys.
+    pub async fn delete_join_token(&self, id: &str) -> Result<(), OrchestratorError> {
+        let id = id.to_string();
+        self.ask(|reply| Command::DeleteJoinToken { id, reply })
+            .await
+    }
+
+    /// How a node enrolled, if it did.
+    pub async fn node_enrolment(
+        &self,
+        node_id: &str,
+    ) -> Result<Option<shoal_store::NodeKey>, OrchestratorError> {
+        let node_id = node_id.to_string();
+        self.read(move |r| r.node_key(&node_id)).await
+    }
+
+    /// Approves, rejects, revokes or deletes a node.
     pub async fn node_action(&self, key: &str, action: &str) -> Result<(), OrchestratorError> {
         let node_id = self.node(key).await?.info.node_id;
         let action = action.to_string();

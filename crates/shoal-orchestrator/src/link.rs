@@ -6,7 +6,7 @@ use futures::{Sink, SinkExt, Stream, StreamExt};
 use shoal_transport::Frame;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::command::Command;
+use crate::command::{Command, NodeCredentials};
 use crate::handle::Orchestrator;
 use crate::logs::LogEvent;
 
@@ -21,12 +21,13 @@ where
         Ok(Some(text)) => Frame::decode(&text),
         _ => return,
     };
-    let (node, applied_seq, token) = match hello {
+    let (node, applied_seq, credentials) = match hello {
         Ok(Frame::Hello {
             node,
             applied_seq,
             token,
-        }) => (node, applied_seq, token),
+            node_key,
+        }) => (node, applied_seq, NodeCredentials { token, node_key }),
         Ok(_) => {
             let _ = outgoing
                 .send(
@@ -52,7 +53,7 @@ where
         .send(Command::Connect {
             info: node,
             applied_seq,
-            token,
+            credentials,
             session,
             reply,
         })

@@ -13,11 +13,13 @@
 mod audit;
 mod compute;
 mod db;
+mod enrolment;
 mod orchestrator;
 mod outbox;
 
 pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use compute::{ComputeStore, LocalExecution, LocalState, ORCHESTRATOR_PEER};
 pub use db::{StoreError, Tx};
+pub use enrolment::NodeKey;
 pub use orchestrator::{JobFilter, OrchestratorStore, Reader, SharedReader};
 pub use outbox::OutboxEntry;

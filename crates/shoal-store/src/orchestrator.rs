@@ -25,6 +25,7 @@ CREATE TABLE history (job_id TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT 
 CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ",
     outbox::SCHEMA,
+    crate::enrolment::SCHEMA,
 ];
 
 /// The orchestrator's writable store. One owner (the orchestrator's engine) writes; API reads go
@@ -88,7 +89,7 @@ impl SharedReader {
 
 /// Read queries, on any connection.
 #[derive(Clone, Copy)]
-pub struct Reader<'a>(&'a Connection);
+pub struct Reader<'a>(pub(crate) &'a Connection);
 
 impl Reader<'_> {
     /// A job by exact id.
@@ -290,6 +291,7 @@ impl Tx<'_> {
     /// Removes a node and its link state.
     pub fn delete_node(&self, id: &str) -> Result<(), StoreError> {
         self.exec("DELETE FROM nodes WHERE id = ?1", params![id])?;
+        self.forget_node_key(id)?;
         self.link_forget(id)
     }
 }

@@ -55,9 +55,14 @@ pub enum Frame {
         node: Box<NodeInfo>,
         /// Highest orchestrator message sequence the node has applied.
         applied_seq: u64,
-        /// Join token, when the orchestrator requires one.
+        /// The shared token or a join token (`<id>.<secret>`), when the orchestrator
+        /// requires one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         token: Option<String>,
+        /// The node's own key (generated once, kept in its data dir): enrols the node with a
+        /// join token, and lets it back in once enrolled.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        node_key: Option<String>,
     },
     /// The orchestrator accepted the node.
     Welcome {

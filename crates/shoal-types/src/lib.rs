@@ -7,6 +7,7 @@
 //! (resources, selectors, engine kinds).
 
 pub mod answer;
+pub mod enrolment;
 pub mod execution;
 pub mod history;
 pub mod ids;

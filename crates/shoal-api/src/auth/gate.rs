@@ -85,7 +85,9 @@ pub fn requirement(method: &Method, path: &str) -> Requirement {
     if under(path, "/api/v1/orchestrator/queries") {
         return Requirement::Needs(Capability::Query);
     }
-    if under(path, "/api/v1/orchestrator/audit") {
+    // A join token lets a machine into the fleet, so handing them out is an admin's call.
+    if under(path, "/api/v1/orchestrator/audit") || under(path, "/api/v1/orchestrator/join-tokens")
+    {
         return Requirement::Needs(Capability::Admin);
     }
     if under(path, "/api/v1/orchestrator/jobs") {
@@ -313,6 +315,13 @@ mod tests {
             need(Method::GET, "/api/v1/orchestrator/audit"),
             Requirement::Needs(Admin)
         );
+        for method in [Method::GET, Method::POST, Method::DELETE] {
+            assert_eq!(
+                need(method, "/api/v1/orchestrator/join-tokens/t1"),
+                Requirement::Needs(Admin),
+                "reading join tokens needs admin too"
+            );
+        }
         assert_eq!(need(Method::GET, WHOAMI_PATH), Requirement::Authenticated);
     }
 

@@ -35,11 +35,7 @@ fn key(token: &str) -> [u8; 32] {
 impl Sessions {
     /// A new session for `principal`; returns its token (for the cookie only).
     pub fn create(&self, principal: Arc<Principal>) -> String {
-        let token = format!(
-            "{}{}",
-            uuid::Uuid::new_v4().simple(),
-            uuid::Uuid::new_v4().simple()
-        );
+        let token = shoal_types::enrolment::random_secret();
         let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         live.retain(|_, (_, expires)| *expires > now);

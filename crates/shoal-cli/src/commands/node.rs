@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Subcommand;
+use shoal_types::enrolment::JoinTokenRequest;
 use shoal_types::resources::{format_bytes, format_cpu};
+use shoal_types::time::rfc3339;
 
 use crate::endpoint::Endpoint;
 use crate::output::{self, Format};
@@ -38,7 +40,14 @@ pub enum NodeCommand {
         /// Node id or unique prefix.
         id: String,
     },
-    /// Forget a node.
+    /// Forget a node's key and close its link: it cannot connect again until an operator
+    /// deletes it (`shoal node delete`) and it enrols with a new join token. Other nodes are
+    /// not touched.
+    Revoke {
+        /// Node id or unique prefix.
+        id: String,
+    },
+    /// Forget a node (and its enrolment: it may enrol again with a join token).
     Delete {
         /// Node id or unique prefix.
         id: String,
@@ -53,6 +62,45 @@ pub enum NodeCommand {
         /// `key=value` to set, `key-` to remove.
         #[arg(required = true)]
         labels: Vec<String>,
+    },
+    /// Join tokens: what a new compute node presents (`--token`) to enrol.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+/// `shoal node token ...`
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a join token and print it with the line that starts a node with it.
+    ///
+    /// A node presents it once, on its first connect, and is enrolled with its own node key;
+    /// it keeps working after the token expires or is deleted. Needs the `admin` grant.
+    ///
+    /// Example: shoal node token create --ttl 1h --uses 10 --description "rack 4"
+    Create {
+        /// How long the token lets new nodes in (Go duration: 30m, 24h).
+        #[arg(long, default_value = "24h")]
+        ttl: String,
+        /// How many nodes it may enrol (default: any number until it expires).
+        #[arg(long)]
+        uses: Option<u32>,
+        /// A note for operators.
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Output format (table prints the token and the join line).
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// List join tokens (never their secrets).
+    List {
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Delete a join token; nodes it enrolled keep working.
+    Delete {
+        /// The token's id (the part before the dot).
+        id: String,
     },
 }
 
@@ -121,7 +169,9 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
             );
         }
         NodeCommand::Describe { id, output } => {
-            let node = client.node(&id).await?;
+            let mut node = serde_json::to_value(client.node(&id).await?)?;
+            // Shoal's own addition beside Bacalhau's node fields.
+            node["Enrolment"] = client.node_enrolment(&id).await?;
             output::structured(
                 if output == Format::Table {
                     Format::Yaml
@@ -139,6 +189,11 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
             client.node_action(&id, "reject").await?;
             println!("node {id} rejected");
         }
+        NodeCommand::Revoke { id } => {
+            client.node_action(&id, "revoke").await?;
+            println!("node {id} revoked: its link is closed and its key no longer lets it in");
+        }
+        NodeCommand::Token(cmd) => return token(&client, endpoint, cmd).await,
         NodeCommand::Delete { id } => {
             client.node_action(&id, "delete").await?;
             println!("node {id} deleted");
@@ -160,4 +215,89 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Runs a join-token command.
+async fn token(
+    client: &shoal_client::Client,
+    endpoint: &Endpoint,
+    cmd: TokenCommand,
+) -> anyhow::Result<ExitCode> {
+    match cmd {
+        TokenCommand::Create {
+            ttl,
+            uses,
+            description,
+            output,
+        } => {
+            let created = client
+                .create_join_token(&JoinTokenRequest {
+                    ttl,
+                    uses,
+                    description,
+                })
+                .await?;
+            if output != Format::Table {
+                output::structured(output, &created)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let t = &created.token;
+            println!(
+                "join token {} (expires {}, {}):",
+                t.id,
+                rfc3339(t.expires_at),
+                uses_text(t.uses_left)
+            );
+            println!("  {}", created.secret);
+            println!("start a compute node with it:");
+            println!(
+                "  shoal serve --compute --orchestrators {} --token {}",
+                endpoint.link_url(),
+                created.secret
+            );
+        }
+        TokenCommand::List { output } => {
+            let tokens = client.join_tokens().await?;
+            if output != Format::Table {
+                output::structured(output, &tokens)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            let now = shoal_types::time::to_unix_nanos(std::time::SystemTime::now());
+            let rows = tokens
+                .iter()
+                .map(|t| {
+                    let state = if t.expires_at <= now {
+                        "expired"
+                    } else if t.uses_left == Some(0) {
+                        "used up"
+                    } else {
+                        "valid"
+                    };
+                    vec![
+                        t.id.clone(),
+                        state.to_string(),
+                        rfc3339(t.expires_at),
+                        uses_text(t.uses_left),
+                        t.description.clone(),
+                    ]
+                })
+                .collect();
+            println!(
+                "{}",
+                output::table(&["ID", "STATE", "EXPIRES", "USES", "DESCRIPTION"], rows)
+            );
+        }
+        TokenCommand::Delete { id } => {
+            client.delete_join_token(&id).await?;
+            println!("join token {id} deleted; nodes it enrolled keep working");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn uses_text(uses_left: Option<u32>) -> String {
+    match uses_left {
+        Some(n) => format!("{n} uses left"),
+        None => "any number of uses".into(),
+    }
 }

@@ -16,6 +16,7 @@ use shoal_compute::{Agent, AllowedPath, ComputeConfig};
 use shoal_executors::ExecutorRegistry;
 use shoal_orchestrator::{Orchestrator, OrchestratorConfig};
 use shoal_store::AuditLog;
+use shoal_types::enrolment::{JoinTokenRequest, random_secret, split_join_token};
 
 use crate::config::{self, Config};
 use crate::endpoint::Endpoint;
@@ -93,8 +94,10 @@ pub struct ServeArgs {
     /// Node labels `key=value,...` used by job constraints.
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// Join token: required by an orchestrator from its nodes, presented by a compute node.
-    /// An orchestrator without one generates one and keeps it in its data dir.
+    /// Compute node: the join token to enrol with (`<id>.<secret>`, from the join line that
+    /// `serve --orchestrator` prints or `shoal node token create`); once enrolled the node's own
+    /// key lets it in. Orchestrator: a token shared by every node instead of join tokens (a
+    /// shorthand for trusted networks).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// New nodes wait for `shoal node approve` before they get work.
@@ -103,6 +106,15 @@ pub struct ServeArgs {
     /// Host path jobs may mount with `local` inputs: `/path`, `/path:ro` or `/path:rw` (repeatable).
     #[arg(long = "allow-path")]
     pub allow_paths: Vec<String>,
+    /// Compute node: host variables jobs may read with an `env:NAME` value, by name or pattern
+    /// (`AWS_*`); repeatable or comma-separated. Others are refused, naming the variable.
+    #[arg(long = "env-allow", value_delimiter = ',')]
+    pub env_allow: Vec<String>,
+    /// Compute node: the folder of secrets that `secret:NAME` env values read (one file per
+    /// secret, named NAME) [default: <data-dir>/compute/secrets]. Values never leave the node
+    /// and are masked as *** in logs.
+    #[arg(long)]
+    pub secrets_dir: Option<PathBuf>,
     /// Node id for a compute node (default: generated once and kept in the data dir).
     #[arg(long)]
     pub name: Option<String>,
@@ -208,19 +220,40 @@ pub async fn start_orchestrator(
     Ok((orch, addr))
 }
 
-/// The join token: given, or generated once and kept in the data dir.
-fn join_token(data_dir: &Path, given: Option<String>) -> anyhow::Result<String> {
-    if let Some(t) = given {
-        return Ok(t);
-    }
+/// The join token printed at start, kept in `<data>/orchestrator/join-token` (owner-only) and
+/// reused while it is valid, otherwise created anew (24 hours, any number of nodes). A file
+/// from an older Shoal holds a shared token (no dot): it stays the shared token, so nodes that
+/// joined with it keep joining.
+async fn printed_join_token(orch: &Orchestrator, data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("orchestrator").join("join-token");
-    if let Ok(t) = std::fs::read_to_string(&path) {
-        return Ok(t.trim().to_string());
+    let kept = std::fs::read_to_string(&path)
+        .map(|t| t.trim().to_string())
+        .unwrap_or_default();
+    if let Some((id, _)) = split_join_token(&kept) {
+        let now = shoal_types::time::to_unix_nanos(std::time::SystemTime::now());
+        let valid = orch.join_tokens().await?.iter().any(|t| {
+            t.id == id && t.expires_at > now + 3600 * 1_000_000_000 && t.uses_left != Some(0)
+        });
+        if valid {
+            return Ok(kept);
+        }
     }
-    std::fs::create_dir_all(path.parent().expect("has a parent"))?;
-    let token = uuid::Uuid::new_v4().simple().to_string();
-    std::fs::write(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(token)
+    let created = orch
+        .create_join_token(JoinTokenRequest {
+            ttl: "24h".into(),
+            uses: None,
+            description: "printed by shoal serve at start".into(),
+        })
+        .await?;
+    write_private(&path, &created.secret)?;
+    Ok(created.secret)
+}
+
+/// A shared token left in the data dir by an older Shoal (one without a dot).
+fn legacy_shared_token(data_dir: &Path) -> Option<String> {
+    let t = std::fs::read_to_string(data_dir.join("orchestrator").join("join-token")).ok()?;
+    let t = t.trim();
+    (!t.is_empty() && split_join_token(t).is_none()).then(|| t.to_string())
 }
 
 /// The orchestrator's admin API key: read from the data dir, or created there (readable by
@@ -232,11 +265,7 @@ fn admin_key(data_dir: &Path) -> anyhow::Result<(SecretString, PathBuf, bool)> {
     }
     std::fs::create_dir_all(path.parent().expect("has a parent"))
         .with_context(|| format!("cannot create {}", data_dir.display()))?;
-    let key = format!(
-        "shoal-{}{}",
-        uuid::Uuid::new_v4().simple(),
-        uuid::Uuid::new_v4().simple()
-    );
+    let key = format!("shoal-{}", random_secret());
     write_private(&path, &key)?;
     Ok((SecretString::from(key), path, true))
 }
@@ -410,9 +439,11 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
     let mut local_trust = None;
     if run_orchestrator {
         let security = security(&data_dir, &file, args.allow_anonymous)?;
-        let t = join_token(&data_dir, token.clone())?;
         let mut cfg = OrchestratorConfig::new(&data_dir);
-        cfg.join_token = Some(t.clone());
+        // A token given (flag, SHOAL_TOKEN, config) is shared by every node; otherwise nodes
+        // enrol with join tokens (see `shoal node token`).
+        cfg.join_token = token.clone().or_else(|| legacy_shared_token(&data_dir));
+        cfg.require_join_token = true;
         cfg.require_approval =
             args.require_approval || file.orchestrator.node_manager.manual_approval == Some(true);
         cfg.disconnect_timeout = args.disconnect_timeout;
@@ -428,8 +459,13 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         } else {
             shoal_api::Readiness::ready()
         };
+        let cfg_shared = cfg.join_token.clone();
         let (orch, addr) =
             start_orchestrator(&host, port, cfg, security, tls.map(|t| t.0), ready.clone()).await?;
+        let t = match &cfg_shared {
+            Some(shared) => shared.clone(),
+            None => printed_join_token(&orch, &data_dir).await?,
+        };
         local = Some((orch, ready));
         println!(
             "Orchestrator listening on {scheme}://{addr} (data dir {})",
@@ -500,6 +536,16 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             .chain(&args.allow_paths)
             .map(|p| AllowedPath::parse(p))
             .collect();
+        cfg.env_allow = file
+            .compute
+            .env
+            .allow_list
+            .iter()
+            .chain(&args.env_allow)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+            .collect();
+        cfg.secrets_dir = args.secrets_dir.clone();
         let node_id = args.name.clone().unwrap_or_default();
         let agent = Agent::start(cfg, executors(&node_id).await)
             .await

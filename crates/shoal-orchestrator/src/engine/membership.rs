@@ -8,34 +8,31 @@ use shoal_transport::{Frame, Message};
 use shoal_types::time::rfc3339;
 use shoal_types::{ConnectionStatus, Membership, NodeInfo, NodeState};
 
+use super::enrolment::{admit, enrol};
 use crate::clock::now;
+use crate::command::NodeCredentials;
 use crate::error::{BadRequest, Conflict, NotFound, OrchestratorError, Refusal};
 use crate::evaluate::evaluate_active;
 use crate::nodes::{LiveNode, Outbound, Session};
 use crate::state::{EngineState, Outgoing};
 
-/// Admits a node that dialled in (checking its join token and membership), stores its new
-/// connection state and queues the `Welcome` and its pending outbox; a refusal says why and
-/// how to fix it.
+/// Admits a node that dialled in (checking its credentials and membership), stores its new
+/// connection state and queues the `Welcome` and its pending outbox. A refusal (the inner
+/// error) says why and how to fix it, and is decided before anything is written; a store
+/// failure (the outer error) rolls the whole connect back.
 pub(super) fn connect(
     tx: &Tx<'_>,
     st: &mut EngineState,
     out: &mut Outgoing,
     info: NodeInfo,
     applied_seq: u64,
-    token: Option<String>,
+    credentials: NodeCredentials,
     session: Session,
-) -> Result<(), Refusal> {
-    if let Some(expected) = &st.cfg.join_token
-        && token.as_deref() != Some(expected.as_str())
-    {
-        let node_id = info.node_id;
-        return Err(if token.is_none() {
-            Refusal::NoToken { node_id }
-        } else {
-            Refusal::WrongToken { node_id }
-        });
-    }
+) -> Result<Result<(), Refusal>, OrchestratorError> {
+    let admission = match admit(tx, st, &info.node_id, &credentials)? {
+        Ok(a) => a,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
     let t = now();
     let id = info.node_id.clone();
     let membership = match st.nodes.get(&id) {
@@ -44,8 +41,9 @@ pub(super) fn connect(
         None => Membership::Approved,
     };
     if membership == Membership::Rejected {
-        return Err(Refusal::Rejected { node_id: id });
+        return Ok(Err(Refusal::Rejected { node_id: id }));
     }
+    enrol(tx, &id, &admission)?;
     let previous = st.nodes.remove(&id);
     let known = previous.is_some();
     let mut state = NodeState {
@@ -69,35 +67,31 @@ pub(super) fn connect(
     if let Some(p) = previous {
         live.allocated = p.allocated;
     }
-    let result = (|| -> Result<(), OrchestratorError> {
-        live.state.connection_state.last_compute_seq_num = tx.read().link_applied(&id)?;
-        tx.put_node(&live.state)?;
-        tx.outbox_ack(&id, applied_seq)?;
-        out.push(
-            &id,
-            Frame::Welcome {
-                applied_seq: live.state.connection_state.last_compute_seq_num,
-            },
-        );
-        for entry in tx.read().outbox_pending(&id, applied_seq)? {
-            // Read to make sure the node can (an unreadable one would close its link each
-            // time), then sent as stored, like the first time.
-            match serde_json::from_str::<Message>(&entry.body) {
-                Ok(_) => out.push(
-                    &id,
-                    Outbound::Stored {
-                        seq: entry.seq,
-                        body: entry.body,
-                    },
-                ),
-                Err(e) => {
-                    tracing::error!(node = %id, seq = entry.seq, error = %e, "unreadable outbox entry")
-                }
+    live.state.connection_state.last_compute_seq_num = tx.read().link_applied(&id)?;
+    tx.put_node(&live.state)?;
+    tx.outbox_ack(&id, applied_seq)?;
+    out.push(
+        &id,
+        Frame::Welcome {
+            applied_seq: live.state.connection_state.last_compute_seq_num,
+        },
+    );
+    for entry in tx.read().outbox_pending(&id, applied_seq)? {
+        // Read to make sure the node can (an unreadable one would close its link each
+        // time), then sent as stored, like the first time.
+        match serde_json::from_str::<Message>(&entry.body) {
+            Ok(_) => out.push(
+                &id,
+                Outbound::Stored {
+                    seq: entry.seq,
+                    body: entry.body,
+                },
+            ),
+            Err(e) => {
+                tracing::error!(node = %id, seq = entry.seq, error = %e, "unreadable outbox entry")
             }
         }
-        Ok(())
-    })();
-    result?;
+    }
     tracing::info!(node = %id, "node connected");
     st.nodes.insert(id.clone(), live);
     if known {
@@ -107,7 +101,7 @@ pub(super) fn connect(
     }
     st.links.insert(&id, session);
     evaluate_all_soon(st);
-    Ok(())
+    Ok(Ok(()))
 }
 
 /// Marks a node disconnected and looks again at its work once the node-lost grace passes.
@@ -162,7 +156,7 @@ pub(super) fn heartbeat(st: &mut EngineState, node_id: &str) {
     }
 }
 
-/// Approves, rejects or deletes a node, then re-evaluates every active job.
+/// Approves, rejects, revokes (forgets its key and closes its link) or deletes a node, then re-evaluates every active job.
 pub(super) fn node_action(
     tx: &Tx<'_>,
     st: &mut EngineState,
@@ -198,6 +192,11 @@ pub(super) fn node_action(
             node.state.membership = Membership::Rejected;
             tx.put_node(&node.state)?;
             st.links.remove_if(node_id, None);
+        }
+        "revoke" => {
+            tx.revoke_node_key(node_id, now())?;
+            st.links.remove_if(node_id, None);
+            tracing::warn!(node = %node_id, "node key revoked");
         }
         "delete" => {
             st.nodes.remove(node_id);

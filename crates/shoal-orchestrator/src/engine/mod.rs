@@ -24,11 +24,13 @@ use crate::nodes::{Links, LiveNode, NodeTable, NodeViews, allocated};
 use crate::query::LiveQueries;
 use crate::state::{EngineState, Outgoing};
 
+mod enrolment;
 mod fleet;
 mod jobs;
 mod membership;
 mod reports;
 
+use enrolment::{create_token, delete_token};
 use fleet::ask_fleet;
 use jobs::{stop, submit};
 use membership::{connect, heartbeat, node_action, node_labels, node_lost_link};
@@ -246,12 +248,12 @@ impl Engine {
             Command::Connect {
                 info,
                 applied_seq,
-                token,
+                credentials,
                 session,
                 reply,
             } => {
                 let r = self.with_tx(|tx, st, out| {
-                    Ok(connect(tx, st, out, *info, applied_seq, token, session))
+                    connect(tx, st, out, *info, applied_seq, credentials, session)
                 });
                 let silent_at = now() + self.st.cfg.disconnect_timeout.as_nanos() as i64 + 1;
                 self.next_silence_scan = self.next_silence_scan.min(silent_at);
@@ -294,6 +296,14 @@ impl Engine {
                 reply,
             } => {
                 let _ = reply.send(Ok(ask_fleet(&mut self.st, &query_id, &job, &request)));
+            }
+            Command::CreateJoinToken { request, reply } => {
+                let r = self.with_tx(|tx, _, _| create_token(tx, &request));
+                let _ = reply.send(r);
+            }
+            Command::DeleteJoinToken { id, reply } => {
+                let r = self.with_tx(|tx, _, _| delete_token(tx, &id));
+                let _ = reply.send(r);
             }
             Command::Usage { reply } => {
                 let usage = self

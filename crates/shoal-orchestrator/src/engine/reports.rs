@@ -50,7 +50,10 @@ fn apply_report(
         return Ok(None);
     };
     if e.node_id.as_str() != node_id {
-        tracing::warn!(node = %node_id, execution = %r.execution_id, "report from a node that does not own the execution ignored");
+        // A node speaks only for its own executions: one that reports on another node's is
+        // broken or impersonating, and its link is closed.
+        tracing::error!(node = %node_id, execution = %r.execution_id, owner = %e.node_id, "report for another node's execution refused; closing the link");
+        st.links.remove_if(node_id, None);
         return Ok(None);
     }
     if e.is_terminal() {

@@ -1,0 +1,291 @@
+//! Who may connect as a node, driven through the real link task (`serve_link`) with in-memory
+//! channels standing in for the WebSocket: join tokens traded for node keys, the shared
+//! token, revocation, and a node that reports on another node's execution.
+
+use std::time::Duration;
+
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use shoal_orchestrator::{Orchestrator, OrchestratorConfig, serve_link};
+use shoal_transport::{ExecutionReport, Frame, Message};
+use shoal_types::enrolment::JoinTokenRequest;
+use shoal_types::{ComputeNodeInfo, ComputeStateType, Job, NodeInfo, NodeType, Resources, spec};
+
+/// A node's end of a link: what it sends and what the orchestrator answers.
+struct Link {
+    to_orch: mpsc::UnboundedSender<String>,
+    from_orch: mpsc::UnboundedReceiver<String>,
+}
+
+impl Link {
+    async fn next(&mut self) -> Option<Frame> {
+        let text = tokio::time::timeout(Duration::from_secs(10), self.from_orch.next())
+            .await
+            .expect("the orchestrator answers within 10 s")?;
+        Some(Frame::decode(&text).expect("a frame"))
+    }
+
+    async fn send(&mut self, frame: Frame) {
+        self.to_orch.send(frame.encode()).await.expect("link open");
+    }
+
+    /// Waits for the orchestrator to close the link, skipping what it still sends.
+    async fn closed(&mut self) {
+        while self.next().await.is_some() {}
+    }
+}
+
+fn node_info(id: &str, role: &str) -> NodeInfo {
+    let capacity = Resources {
+        cpu: 4.0,
+        memory: 8 << 30,
+        disk: 100 << 30,
+        gpu: 0,
+    };
+    NodeInfo {
+        node_id: id.into(),
+        node_type: NodeType::Compute,
+        labels: [("role".to_string(), role.to_string())].into(),
+        compute_node_info: ComputeNodeInfo {
+            execution_engines: vec!["noop".into()],
+            max_capacity: capacity,
+            available_capacity: capacity,
+            max_job_requirements: capacity,
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+/// Dials as `id` with `token` and `key`; returns the link and the first answer.
+async fn dial(orch: &Orchestrator, id: &str, token: Option<&str>, key: &str) -> (Link, Frame) {
+    let (to_orch, incoming) = mpsc::unbounded();
+    let (outgoing, from_orch) = mpsc::unbounded();
+    tokio::spawn(serve_link(orch.clone(), incoming, outgoing));
+    let mut link = Link { to_orch, from_orch };
+    link.send(Frame::Hello {
+        node: Box::new(node_info(id, id)),
+        applied_seq: 0,
+        token: token.map(str::to_string),
+        node_key: Some(key.to_string()),
+    })
+    .await;
+    let first = link.next().await.expect("an answer to Hello");
+    (link, first)
+}
+
+fn refusal(frame: &Frame) -> &str {
+    match frame {
+        Frame::Refused { reason } => reason,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+fn welcomed(frame: &Frame) -> bool {
+    matches!(frame, Frame::Welcome { .. })
+}
+
+fn enrolling(dir: &std::path::Path) -> Orchestrator {
+    let mut cfg = OrchestratorConfig::new(dir);
+    cfg.require_join_token = true;
+    Orchestrator::start(cfg).expect("orchestrator")
+}
+
+async fn token(orch: &Orchestrator, ttl: &str, uses: Option<u32>) -> String {
+    orch.create_join_token(JoinTokenRequest {
+        ttl: ttl.into(),
+        uses,
+        description: String::new(),
+    })
+    .await
+    .expect("join token")
+    .secret
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_enrols_with_a_join_token_and_its_key_alone_lets_it_back_after_the_token_is_gone_and_a_restart()
+ {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = enrolling(dir.path());
+    let t = token(&orch, "1h", None).await;
+    let (link, first) = dial(&orch, "n-1", Some(&t), "key-1").await;
+    assert!(welcomed(&first), "{first:?}");
+    let id = t.split('.').next().unwrap();
+    let enrolment = orch.node_enrolment("n-1").await.unwrap().expect("enrolled");
+    assert_eq!(enrolment.token_id, id);
+    drop(link);
+
+    orch.delete_join_token(id).await.unwrap();
+    drop(orch);
+    let orch = enrolling(dir.path());
+    let (_link, first) = dial(&orch, "n-1", None, "key-1").await;
+    assert!(
+        welcomed(&first),
+        "the node key alone lets an enrolled node in: {first:?}"
+    );
+
+    // Another machine claiming the enrolled node's id, even with a valid token, is not it.
+    let t2 = token(&orch, "1h", None).await;
+    let (_l, first) = dial(&orch, "n-1", Some(&t2), "other-key").await;
+    assert!(
+        refusal(&first).contains("enrolled with another node key"),
+        "{first:?}"
+    );
+    // The deleted token lets no new node in.
+    let (_l, first) = dial(&orch, "n-2", Some(&t), "key-2").await;
+    assert!(
+        refusal(&first).contains(&format!("join token {id} unknown or expired")),
+        "{first:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_expired_and_used_up_join_tokens_are_refused_and_leave_no_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = enrolling(dir.path());
+
+    let (_l, first) = dial(&orch, "n-1", None, "k").await;
+    assert!(
+        refusal(&first).contains("no join token was given"),
+        "{first:?}"
+    );
+
+    let good = token(&orch, "1h", None).await;
+    let (id, _) = good.split_once('.').unwrap();
+    let (_l, first) = dial(&orch, "n-1", Some(&format!("{id}.wrong-secret")), "k").await;
+    assert!(refusal(&first).contains("unknown or expired"), "{first:?}");
+
+    // A token that expires a nanosecond after it is made has expired by the time it is used.
+    let expired = token(&orch, "1ns", None).await;
+    let (_l, first) = dial(&orch, "n-1", Some(&expired), "k").await;
+    assert!(refusal(&first).contains("unknown or expired"), "{first:?}");
+
+    let once = token(&orch, "1h", Some(1)).await;
+    let (_a, first) = dial(&orch, "n-a", Some(&once), "ka").await;
+    assert!(welcomed(&first), "{first:?}");
+    let (_b, first) = dial(&orch, "n-b", Some(&once), "kb").await;
+    assert!(
+        refusal(&first).contains("unknown or expired"),
+        "a one-use token enrols one node: {first:?}"
+    );
+
+    // Refused nodes were not recorded.
+    let ids: Vec<String> = orch
+        .nodes()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|n| n.info.node_id)
+        .collect();
+    assert_eq!(ids, vec!["n-a".to_string()]);
+    assert!(orch.node_enrolment("n-1").await.unwrap().is_none());
+
+    for (ttl, uses, needle) in [
+        ("soon", None, "is not valid"),
+        ("-5m", None, "is not valid"),
+        ("1h", Some(0), "0 uses"),
+    ] {
+        let e = orch
+            .create_join_token(JoinTokenRequest {
+                ttl: ttl.into(),
+                uses,
+                description: String::new(),
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(needle), "{ttl}: {e}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_node_is_dropped_and_kept_out_until_deleted_while_other_nodes_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = enrolling(dir.path());
+    let t = token(&orch, "1h", None).await;
+    let (mut a, first) = dial(&orch, "n-a", Some(&t), "ka").await;
+    assert!(welcomed(&first));
+    let (mut b, first) = dial(&orch, "n-b", Some(&t), "kb").await;
+    assert!(welcomed(&first));
+
+    orch.node_action("n-a", "revoke").await.unwrap();
+    a.closed().await;
+    let (_a, first) = dial(&orch, "n-a", Some(&t), "ka").await;
+    assert!(refusal(&first).contains("revoked"), "{first:?}");
+
+    // n-b's link is still served: a heartbeat keeps it, and it is listed connected.
+    b.send(Frame::Heartbeat {
+        available: Resources::default(),
+        running: 0,
+    })
+    .await;
+    let nodes = orch.nodes().await.unwrap();
+    let nb = nodes.iter().find(|n| n.info.node_id == "n-b").unwrap();
+    assert_eq!(nb.connection, shoal_types::ConnectionStatus::Connected);
+
+    orch.node_action("n-a", "delete").await.unwrap();
+    let (_a, first) = dial(&orch, "n-a", Some(&t), "new-key").await;
+    assert!(
+        welcomed(&first),
+        "a deleted node enrols again with a join token: {first:?}"
+    );
+}
+
+fn job_for(role: &str) -> Job {
+    let yaml = format!(
+        r#"
+Name: on-{role}
+Type: batch
+Constraints:
+  - {{ Key: role, Operator: "=", Values: [{role}] }}
+Tasks:
+  - Name: main
+    Engine: {{ Type: noop }}
+"#
+    );
+    let mut job = spec::parse_job(&yaml).expect("test job parses");
+    spec::apply_defaults(&mut job);
+    job
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reporting_on_another_nodes_execution_is_cut_off_and_the_report_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = Orchestrator::start(OrchestratorConfig::new(dir.path())).expect("orchestrator");
+    let (mut a, first) = dial(&orch, "n-a", None, "ka").await;
+    assert!(welcomed(&first));
+    let (mut b, first) = dial(&orch, "n-b", None, "kb").await;
+    assert!(welcomed(&first));
+
+    let job_id = orch.submit(job_for("n-b")).await.unwrap().job_id;
+    let execution = loop {
+        match b.next().await.expect("b's link open") {
+            Frame::Msg {
+                msg: Message::Run { execution },
+                ..
+            } => break execution,
+            _ => continue,
+        }
+    };
+
+    a.send(Frame::Msg {
+        seq: 1,
+        msg: Message::Update(ExecutionReport {
+            execution_id: execution.id.to_string(),
+            job_id: job_id.clone(),
+            state: ComputeStateType::Failed,
+            message: "spoofed".into(),
+            retryable: false,
+            run_output: None,
+            published: None,
+        }),
+    })
+    .await;
+    a.closed().await;
+    let executions = orch.executions(&job_id).await.unwrap();
+    assert_eq!(executions.len(), 1);
+    assert_ne!(
+        executions[0].compute_state.state_type,
+        ComputeStateType::Failed,
+        "the spoofed report changed nothing"
+    );
+}
