@@ -46,6 +46,11 @@ enum Command {
     /// List and manage compute nodes.
     #[command(subcommand)]
     Node(commands::node::NodeCommand),
+    /// Run a host command on every node (or a labelled subset) whose policy allows it, and
+    /// print each node's exit code and output.
+    ///
+    /// Example: shoal exec --constraints region=eu -- systemctl restart nginx
+    Exec(commands::exec::ExecArgs),
     /// Ask every node (or a labelled subset) one question in osquery's SQL; answers stream
     /// back tagged with node_id, then the fleet coverage.
     ///
@@ -91,6 +96,7 @@ fn main() -> ExitCode {
             Command::Wasm(cmd) => commands::wasm::run(&cli.endpoint, cmd).await,
             Command::Docker(cmd) => commands::docker::run(&cli.endpoint, cmd).await,
             Command::Node(cmd) => commands::node::run(&cli.endpoint, cmd).await,
+            Command::Exec(args) => commands::exec::run(&cli.endpoint, args).await,
             Command::Query(args) => commands::query::run(&cli.endpoint, args).await,
             Command::Auth(cmd) => commands::auth::run(&cli.endpoint, cmd).await,
             Command::Audit(cmd) => commands::auth::run_audit(&cli.endpoint, cmd).await,

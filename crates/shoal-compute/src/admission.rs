@@ -11,9 +11,13 @@
 //! 3. the networked-job policy: a node-wide rule that needs nothing but the task's network;
 //! 4. the engine accepts the spec: a spec it rejects would be rejected by every node, so this
 //!    one ends the execution ([`Refusal::Invalid`]) instead of sending it elsewhere;
-//! 5. local inputs are allowed and present here (data locality): the only check that reads
-//!    anything outside its arguments, the metadata of the input paths;
-//! 6. the resources fit: last, since it is the only answer that changes from one moment to
+//! 5. this node's policy for the engine allows it (the `exec` allowlist and users): after the
+//!    spec check, since only a valid spec can be matched against rules, and declined rather
+//!    than invalid, since another node's policy may allow it;
+//! 6. local inputs are allowed and present here (data locality): the only check that reads
+//!    anything outside its arguments besides the engine's policy, the metadata of the input
+//!    paths;
+//! 7. the resources fit: last, since it is the only answer that changes from one moment to
 //!    the next on the same node.
 //!
 //! The scheduler checks most of this before it places an execution; the agent checks again
@@ -95,6 +99,9 @@ pub(crate) fn decide(
     if let Err(e) = executor.validate(engine) {
         return Err(Refusal::Invalid(e.to_string()));
     }
+    if let Err(refusal) = executor.check_policy(engine) {
+        return Err(Refusal::Declined(format!("node {node}: {refusal}")));
+    }
     for input in &task.input_sources {
         if (input.source.is("local") || input.source.is("localDirectory"))
             && let Err(e) = crate::inputs::local::stage(input, policy.allowed_paths)
@@ -159,9 +166,40 @@ mod tests {
         }
     }
 
+    /// An engine whose node policy allows only the command `/bin/true`.
+    struct Guarded;
+
+    impl Executor for Guarded {
+        fn engine(&self) -> &'static str {
+            "guarded"
+        }
+
+        fn validate(&self, _: &SpecConfig) -> Result<(), ExecutorError> {
+            Ok(())
+        }
+
+        fn check_policy(&self, engine: &SpecConfig) -> Result<(), String> {
+            match engine.str_param("Command") {
+                Some("/bin/true") => Ok(()),
+                other => Err(format!("not in exec allowlist: {}", other.unwrap_or(""))),
+            }
+        }
+
+        fn run(
+            &self,
+            _: ExecutionRequest,
+            _: LogSink,
+            _: CancellationToken,
+        ) -> BoxFuture<'static, Result<Exit, ExecutorError>> {
+            Box::pin(async { Ok(Exit { code: 0 }) })
+        }
+    }
+
     fn engines() -> ExecutorRegistry {
         let mut r = ExecutorRegistry::new();
-        r.register(Arc::new(NoopExecutor)).register(Arc::new(Picky));
+        r.register(Arc::new(NoopExecutor))
+            .register(Arc::new(Picky))
+            .register(Arc::new(Guarded));
         r
     }
 
@@ -244,7 +282,7 @@ mod tests {
         let e = execution(json!({"Engine": {"Type": "docker"}}), small());
         assert_eq!(
             decide(&open_policy(), plenty(), &engines(), &e),
-            declined("node n-1 does not support docker, only noop, picky")
+            declined("node n-1 does not support docker, only guarded, noop, picky")
         );
     }
 
@@ -314,6 +352,24 @@ mod tests {
             small(),
         );
         assert!(decide(&open_policy(), plenty(), &engines(), &ok).is_ok());
+    }
+
+    /// Another node's policy may allow what this one refuses: declined, not invalid.
+    #[test]
+    fn a_spec_this_nodes_policy_refuses_is_declined_naming_the_node() {
+        let refused = execution(
+            json!({"Engine": {"Type": "guarded", "Params": {"Command": "/bin/rm"}}}),
+            small(),
+        );
+        assert_eq!(
+            decide(&open_policy(), plenty(), &engines(), &refused),
+            declined("node n-1: not in exec allowlist: /bin/rm")
+        );
+        let allowed = execution(
+            json!({"Engine": {"Type": "guarded", "Params": {"Command": "/bin/true"}}}),
+            small(),
+        );
+        assert!(decide(&open_policy(), plenty(), &engines(), &allowed).is_ok());
     }
 
     fn local_input(path: &str) -> serde_json::Value {

@@ -99,6 +99,7 @@ impl NodeContext {
                 max_job_requirements: self.capacity,
                 running_executions: self.running.count() as u32,
                 unavailable_engines: self.executors.unavailable().clone(),
+                engine_policies: self.executors.policies().clone(),
                 ..Default::default()
             },
             version: BuildVersionInfo::current(),

@@ -22,6 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 #[cfg(feature = "docker")]
 pub mod docker;
+#[cfg(feature = "exec")]
+pub mod exec;
 pub mod noop;
 #[cfg(feature = "query")]
 pub mod query;
@@ -210,6 +212,16 @@ pub trait Executor: Send + Sync + 'static {
     /// with a message naming the parameter.
     fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError>;
 
+    /// Checks a spec that [`validate`](Self::validate) accepted against this node's own policy
+    /// for the engine (the `exec` allowlist and users). A refusal holds on this node only,
+    /// another node may allow the same spec, so the agent declines the execution instead of
+    /// failing it; the message says what the node refuses and how an operator would allow it.
+    /// Engines without a node policy keep the default, which allows everything.
+    fn check_policy(&self, engine: &SpecConfig) -> Result<(), String> {
+        let _ = engine;
+        Ok(())
+    }
+
     /// Gets what the task needs on this node before it can start (a container image), sending
     /// progress lines to `progress` as it goes. The agent calls this in the execution's
     /// `Preparing` phase, before [`run`](Self::run), under the node's preparation time limit
@@ -259,6 +271,7 @@ pub trait Executor: Send + Sync + 'static {
 pub struct ExecutorRegistry {
     executors: BTreeMap<&'static str, Arc<dyn Executor>>,
     unavailable: BTreeMap<String, String>,
+    policies: BTreeMap<String, String>,
 }
 
 impl ExecutorRegistry {
@@ -296,5 +309,18 @@ impl ExecutorRegistry {
     /// Engines known but not offered, with the reason for each.
     pub fn unavailable(&self) -> &BTreeMap<String, String> {
         &self.unavailable
+    }
+
+    /// Records, in a few words, what the node's policy lets `engine` do (`allowlist 3 rules`,
+    /// `disabled`), for the node to advertise so that operators see it in `node describe`.
+    pub fn describe_policy(&mut self, engine: &str, words: impl Into<String>) -> &mut Self {
+        self.policies
+            .insert(engine.to_ascii_lowercase(), words.into());
+        self
+    }
+
+    /// What the node's policy lets each engine that has one do, by engine name.
+    pub fn policies(&self) -> &BTreeMap<String, String> {
+        &self.policies
     }
 }

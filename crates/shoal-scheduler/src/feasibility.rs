@@ -200,14 +200,17 @@ fn engine(node: &NodeView, task: &Task) -> Check {
     if offers(&info.execution_engines, kind) {
         return Ok(());
     }
-    let mut reason = unsupported("", kind, &info.execution_engines);
-    if let Some((_, why)) = info
+    // An engine the node knows but does not offer comes with the node's reason, which says
+    // what to change on the node (`exec disabled (start the agent with --enable-exec)`): that
+    // is the answer, not the list of engines it does offer.
+    let reason = match info
         .unavailable_engines
         .iter()
         .find(|(e, _)| e.eq_ignore_ascii_case(kind))
     {
-        reason.push_str(&format!(" ({kind} is unavailable: {why})"));
-    }
+        Some((_, why)) => why.clone(),
+        None => unsupported("", kind, &info.execution_engines),
+    };
     Err((Kind::Unsupported, reason))
 }
 

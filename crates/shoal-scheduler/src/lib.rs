@@ -31,7 +31,7 @@ mod service;
 mod settle;
 
 pub use feasibility::reach;
-pub use ops::{OpsSummary, UNREACHABLE_PREFIX, ops_buckets};
+pub use ops::{OpsSummary, UNREACHABLE_PREFIX, is_unreachable, ops_buckets};
 
 use shoal_types::time::UnixNanos;
 use shoal_types::{

@@ -88,7 +88,9 @@ pub fn ops_buckets<'e>(executions: impl IntoIterator<Item = &'e Execution>) -> O
     summary
 }
 
-fn is_unreachable(e: &Execution) -> bool {
+/// Whether an ended execution was settled as unreachable (its node did not answer in time or
+/// was lost), rather than failed or refused by its node.
+pub fn is_unreachable(e: &Execution) -> bool {
     e.compute_state.message.starts_with(UNREACHABLE_PREFIX)
         || e.compute_state
             .details

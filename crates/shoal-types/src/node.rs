@@ -94,6 +94,11 @@ pub struct ComputeNodeInfo {
     /// Why engines the node knows of are unavailable (engine → reason).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unavailable_engines: BTreeMap<String, String>,
+    /// What the node's policy lets engines do, in a few words (engine → `disabled`,
+    /// `allowlist 3 rules`): a Shoal extension, so that `node describe` answers "may I run
+    /// host commands here" before anyone tries.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub engine_policies: BTreeMap<String, String>,
     /// Host paths the node lets jobs mount with `local` inputs (`/path:ro` or `/path:rw`), so
     /// that jobs reading local data are placed only where that data may be read.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -9,6 +9,7 @@ use clap::Args;
 use shoal_compute::{Agent, ComputeConfig};
 use shoal_orchestrator::OrchestratorConfig;
 
+use super::exec_flags::ExecFlags;
 use super::serve::{executors, ready_when_joined, start_orchestrator};
 use crate::endpoint::Endpoint;
 
@@ -18,10 +19,14 @@ pub struct DevstackArgs {
     /// How many compute agents to start.
     #[arg(long, default_value_t = 3)]
     pub computes: usize,
+    /// Every agent's exec policy (off unless --enable-exec).
+    #[command(flatten)]
+    pub exec: ExecFlags,
 }
 
 /// Runs devstack until interrupted.
 pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<ExitCode> {
+    let exec = args.exec.policy()?;
     let data_dir = endpoint.data_dir().join("devstack");
     let host = endpoint
         .api_host
@@ -50,7 +55,7 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         cfg.labels
             .insert("region".into(), ["eu", "us", "ap"][i % 3].into());
         let id = cfg.node_id.clone().unwrap_or_default();
-        agents.push(Agent::start(cfg, executors(&id).await).await?);
+        agents.push(Agent::start(cfg, executors(&id, &exec).await).await?);
     }
     tokio::spawn(ready_when_joined(
         orch,

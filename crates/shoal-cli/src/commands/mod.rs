@@ -4,6 +4,8 @@ pub mod auth;
 pub mod data_flags;
 pub mod devstack;
 pub mod docker;
+pub mod exec;
+pub mod exec_flags;
 pub mod job;
 pub mod job_get;
 pub mod key_value;

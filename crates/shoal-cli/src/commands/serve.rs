@@ -18,6 +18,7 @@ use shoal_orchestrator::{Orchestrator, OrchestratorConfig};
 use shoal_store::AuditLog;
 use shoal_types::enrolment::{JoinTokenRequest, random_secret, split_join_token};
 
+use super::exec_flags::{ExecFlags, NodeExecPolicy};
 use crate::config::{self, Config};
 use crate::endpoint::Endpoint;
 
@@ -138,6 +139,8 @@ pub struct ServeArgs {
     /// --disconnect-timeout).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub heartbeat_interval: Duration,
+    #[command(flatten)]
+    pub exec: ExecFlags,
 }
 
 /// Parses `k=v` labels (keys and values trimmed), naming the bad one.
@@ -149,8 +152,8 @@ pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>
 }
 
 /// The engines a compute node offers: noop and wasm always; docker when its daemon answers;
-/// query (host tables) when built in.
-pub async fn executors(node_id: &str) -> ExecutorRegistry {
+/// query (host tables) when built in; exec when the node's policy enables it.
+pub async fn executors(node_id: &str, exec: &NodeExecPolicy) -> ExecutorRegistry {
     let mut registry = ExecutorRegistry::new();
     registry.register(Arc::new(shoal_executors::noop::NoopExecutor));
     #[cfg(feature = "wasm")]
@@ -187,6 +190,7 @@ pub async fn executors(node_id: &str) -> ExecutorRegistry {
     }
     #[cfg(feature = "query")]
     registry.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
+    super::exec_flags::install(&mut registry, exec);
     let _ = node_id;
     registry
 }
@@ -410,6 +414,8 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         _ => endpoint.data_dir(),
     };
     let compute = args.compute || file.compute.enabled == Some(true);
+    // Read before anything starts, so that a bad rule stops the node at once.
+    let exec = args.exec.policy()?;
     let run_orchestrator = args.orchestrator || file.orchestrator.enabled == Some(true) || !compute;
     let mut labels = file.labels.clone();
     labels.extend(parse_labels(&args.labels)?);
@@ -547,7 +553,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             .collect();
         cfg.secrets_dir = args.secrets_dir.clone();
         let node_id = args.name.clone().unwrap_or_default();
-        let agent = Agent::start(cfg, executors(&node_id).await)
+        let agent = Agent::start(cfg, executors(&node_id, &exec).await)
             .await
             .context("cannot start the compute agent")?;
         if let Some((orch, ready)) = local.take() {

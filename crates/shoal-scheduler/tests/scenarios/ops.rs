@@ -140,3 +140,27 @@ fn ops_fails_at_submit_when_no_node_matches() {
             .contains("• node n-a: constraint role=web not met: node has no label role")
     );
 }
+
+/// EX1: a node that knows the engine but has it switched off gives its own reason, which says
+/// what to change on the node, and a job no node can run fails at submission listing each.
+#[test]
+fn ops_fails_at_submission_with_each_nodes_reason_for_an_engine_it_switched_off() {
+    let off = |id: &str| {
+        let mut n = node(id);
+        n.state.info.compute_node_info.unavailable_engines.insert(
+            "exec".into(),
+            "exec disabled (start the agent with --enable-exec)".into(),
+        );
+        n
+    };
+    let mut c = Cluster::new(ops().engine("exec"), vec![off("n-1"), off("n-2")]);
+    let plan = c.step();
+    assert!(plan.new_executions.is_empty());
+    assert_eq!(c.state(), JobStateType::Failed);
+    assert_eq!(
+        c.message(),
+        "not enough nodes to run job. requested: 1, available: 2, suitable: 0.\n\
+         • node n-1: exec disabled (start the agent with --enable-exec)\n\
+         • node n-2: exec disabled (start the agent with --enable-exec)"
+    );
+}
