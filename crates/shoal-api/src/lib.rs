@@ -9,6 +9,7 @@ pub mod auth;
 mod error;
 mod jobs;
 mod link;
+mod metrics;
 mod nodes;
 mod queries;
 mod results;
@@ -63,6 +64,8 @@ pub struct AppState {
     pub security: Arc<Security>,
     /// Whether the node says it is alive.
     pub readiness: Readiness,
+    /// Requests answered, for `/metrics`.
+    pub http: Arc<metrics::HttpCounts>,
 }
 
 /// The full API, behind `security`'s gate ([`Security::open`] for devstack and tests that are
@@ -81,6 +84,7 @@ pub fn router_with(
         orchestrator,
         security: security.clone(),
         readiness,
+        http: Arc::default(),
     };
     Router::new()
         .route(auth::WHOAMI_PATH, get(auth::whoami))
@@ -130,8 +134,13 @@ pub fn router_with(
             get(nodes::describe).put(nodes::update),
         )
         .route("/livez", get(alive))
+        .route(auth::METRICS_PATH, get(metrics::render))
         .merge(ui::routes())
         .fallback(error::not_found)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::count,
+        ))
         .layer(axum::middleware::from_fn_with_state(security, auth::gate))
         .layer(axum::middleware::from_fn(ui::headers))
         .with_state(state)

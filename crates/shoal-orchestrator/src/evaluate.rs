@@ -21,6 +21,19 @@ pub(crate) fn evaluate(
     out: &mut Outgoing,
     job_id: &str,
 ) -> Result<(), OrchestratorError> {
+    let started = std::time::Instant::now();
+    let r = evaluate_job(tx, st, out, job_id);
+    st.metrics.plan.observe(started.elapsed());
+    r
+}
+
+/// [`evaluate`] without the timing.
+fn evaluate_job(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    job_id: &str,
+) -> Result<(), OrchestratorError> {
     let Some(job) = st.active.job(tx, job_id)?.cloned() else {
         st.active.forget(job_id);
         return Ok(());

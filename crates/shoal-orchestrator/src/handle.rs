@@ -18,6 +18,7 @@ use crate::config::OrchestratorConfig;
 use crate::engine::Engine;
 use crate::error::{BadRequest, NotFound, OrchestratorError, Unavailable};
 use crate::logs::{LogRegistry, LogStream};
+use crate::metrics::{Exposition, Metrics};
 use crate::nodes::{Links, Outbound, Session};
 use crate::query::{
     KEEP_FINISHED, LiveQueries, QueryRequest, QueryStream, query_job, timeout_secs,
@@ -41,6 +42,7 @@ struct Inner {
     queries: LiveQueries,
     results: ResultRegistry,
     sessions: AtomicU64,
+    metrics: Arc<Metrics>,
     config: OrchestratorConfig,
 }
 
@@ -52,12 +54,14 @@ impl Orchestrator {
         let links = Links::default();
         let logs = LogRegistry::default();
         let queries = LiveQueries::default();
+        let metrics = Arc::new(Metrics::default());
         let engine = Engine::new(
             store,
             config.clone(),
             links.clone(),
             logs.clone(),
             queries.clone(),
+            metrics.clone(),
         )?;
         let (tx, rx) = mpsc::channel();
         std::thread::Builder::new()
@@ -73,6 +77,7 @@ impl Orchestrator {
                 queries,
                 results: ResultRegistry::default(),
                 sessions: AtomicU64::new(0),
+                metrics,
                 config,
             }),
         })
@@ -248,6 +253,53 @@ impl Orchestrator {
             }
             .into()),
         }
+    }
+
+    /// What this orchestrator counts (link traffic, transactions, plans, submissions).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The orchestrator's metrics in Prometheus text format: its counters and histograms, and
+    /// gauges read now (jobs by state, nodes by connection and approval, connected agents).
+    pub async fn render_metrics(&self, out: &mut Exposition) -> Result<(), OrchestratorError> {
+        self.inner.metrics.render(out);
+        let jobs = self.read(|r| r.job_counts()).await?;
+        out.header("shoal_jobs", "gauge", "Jobs in the store, by state.");
+        for (state, n) in jobs {
+            out.sample(
+                "shoal_jobs",
+                &[("state", &state.to_ascii_lowercase())],
+                n as f64,
+            );
+        }
+        let nodes = self.nodes().await?;
+        let mut by: std::collections::BTreeMap<(String, String), u64> = Default::default();
+        for n in &nodes {
+            let key = (
+                n.connection.to_string().to_ascii_lowercase(),
+                n.membership.to_string().to_ascii_lowercase(),
+            );
+            *by.entry(key).or_default() += 1;
+        }
+        out.header(
+            "shoal_nodes",
+            "gauge",
+            "Known compute nodes, by connection status and approval.",
+        );
+        for ((status, approval), n) in by {
+            out.sample(
+                "shoal_nodes",
+                &[("status", &status), ("approval", &approval)],
+                n as f64,
+            );
+        }
+        out.gauge(
+            "shoal_link_connected_agents",
+            "Compute nodes with an open agent link now.",
+            self.inner.links.count() as f64,
+        );
+        Ok(())
     }
 
     /// Creates a join token that lets new nodes enrol (see `shoal_types::enrolment`); the

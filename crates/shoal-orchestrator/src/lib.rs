@@ -59,6 +59,7 @@ mod evaluate;
 mod handle;
 mod link;
 mod logs;
+pub mod metrics;
 mod nodes;
 pub mod query;
 mod results;

@@ -1,5 +1,6 @@
 //! The orchestrator side of the agent link: one task per connected node.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use futures::{Sink, SinkExt, Stream, StreamExt};
@@ -74,7 +75,10 @@ where
     loop {
         tokio::select! {
             frame = rx.recv() => match frame {
-                Some(f) => if outgoing.send(f.encode()).await.is_err() { break },
+                Some(f) => {
+                    orch.metrics().frames_out.fetch_add(1, Ordering::Relaxed);
+                    if outgoing.send(f.encode()).await.is_err() { break }
+                }
                 // The engine dropped this session (replaced, rejected or timed out).
                 None => break,
             },
@@ -94,6 +98,7 @@ where
 
 /// Routes one frame from a node; false ends the session.
 fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
+    orch.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
     let frame = match Frame::decode(text) {
         Ok(f) => f,
         Err(e) => {

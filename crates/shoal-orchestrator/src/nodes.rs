@@ -81,6 +81,11 @@ impl Links {
             .is_some_and(|s| s.tx.send(frame.into()).is_ok())
     }
 
+    /// How many nodes have an open link.
+    pub fn count(&self) -> usize {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
     pub fn is_connected(&self, node_id: &str) -> bool {
         self.0
             .lock()

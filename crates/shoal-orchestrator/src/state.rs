@@ -22,6 +22,8 @@ pub(crate) struct EngineState {
     pub links: Links,
     pub logs: LogRegistry,
     pub queries: LiveQueries,
+    /// What the engine counts (served at `/metrics`).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     /// (when, job id) pairs to re-evaluate; job id `*` means every active job.
     pub timers: BTreeSet<(UnixNanos, String)>,
     /// The scheduler's view of the nodes, kept between evaluations.

@@ -193,6 +193,15 @@ impl Reader<'_> {
         rows.map(|b| from_json("history", &b?)).collect()
     }
 
+    /// How many jobs are in each state.
+    pub fn job_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut stmt = self
+            .0
+            .prepare_cached("SELECT state, COUNT(*) FROM jobs GROUP BY state ORDER BY state")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, u64>(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Every known node.
     pub fn nodes(&self) -> Result<Vec<NodeState>, StoreError> {
         let mut stmt = self

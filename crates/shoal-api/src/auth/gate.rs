@@ -49,6 +49,9 @@ const OPEN: &[&str] = &[
 /// The whoami endpoint: under the open `/api/v1/auth`, but it needs to know the caller.
 pub const WHOAMI_PATH: &str = "/api/v1/auth/whoami";
 
+/// Where Prometheus scrapes the orchestrator; needs `read:agent` unless metrics are public.
+pub const METRICS_PATH: &str = "/metrics";
+
 fn under(path: &str, prefix: &str) -> bool {
     path == prefix
         || path
@@ -96,7 +99,7 @@ pub fn requirement(method: &Method, path: &str) -> Requirement {
     if under(path, "/api/v1/orchestrator/nodes") {
         return access(Resource::Node);
     }
-    if under(path, "/api/v1/agent") {
+    if under(path, "/api/v1/agent") || path == METRICS_PATH {
         return access(Resource::Agent);
     }
     Requirement::Needs(Capability::Write(Resource::Node))
@@ -128,7 +131,10 @@ pub(crate) async fn gate(
 ) -> Response {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let need = requirement(&method, &path);
+    let mut need = requirement(&method, &path);
+    if security.public_metrics && path == METRICS_PATH {
+        need = Requirement::Open;
+    }
     if need == Requirement::Open {
         return next.run(req).await;
     }
@@ -322,6 +328,10 @@ mod tests {
                 "reading join tokens needs admin too"
             );
         }
+        assert_eq!(
+            need(Method::GET, METRICS_PATH),
+            Requirement::Needs(Read(Resource::Agent))
+        );
         assert_eq!(need(Method::GET, WHOAMI_PATH), Requirement::Authenticated);
     }
 

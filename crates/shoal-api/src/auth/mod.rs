@@ -32,7 +32,7 @@ use shoal_store::AuditFilter;
 
 pub use audit::Audit;
 pub(crate) use gate::gate;
-pub use gate::{AuditTarget, Requirement, WHOAMI_PATH, requirement};
+pub use gate::{AuditTarget, METRICS_PATH, Requirement, WHOAMI_PATH, requirement};
 pub use grant::{Capability, Grant, KNOWN_GRANTS, Resource};
 pub use principal::{Principal, PrincipalKind};
 pub use session::{SESSION_COOKIE, SESSION_TTL, Sessions, cookie_token};
@@ -52,6 +52,9 @@ pub struct Security {
     pub audit: Audit,
     /// Browser sessions of the web UI.
     pub sessions: Sessions,
+    /// `/metrics` answers without credentials (`--metrics-public`, for a Prometheus that
+    /// sends none); otherwise it needs `read:agent`.
+    pub public_metrics: bool,
 }
 
 impl Security {
@@ -61,6 +64,7 @@ impl Security {
             authenticator: Authenticator::open(),
             audit: Audit::in_memory(),
             sessions: Sessions::default(),
+            public_metrics: true,
         })
     }
 }

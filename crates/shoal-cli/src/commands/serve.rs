@@ -101,6 +101,10 @@ pub struct ServeArgs {
     /// shorthand for trusted networks).
     #[arg(long, env = "SHOAL_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Orchestrator: `/metrics` (Prometheus text format) answers without credentials, for a
+    /// Prometheus that sends none; otherwise scraping it needs a key with `read:agent`.
+    #[arg(long)]
+    pub metrics_public: bool,
     /// New nodes wait for `shoal node approve` before they get work.
     #[arg(long)]
     pub require_approval: bool,
@@ -301,6 +305,7 @@ fn security(
     data_dir: &Path,
     cfg: &Config,
     anonymous: Option<Anonymous>,
+    public_metrics: bool,
 ) -> anyhow::Result<Arc<Security>> {
     let anonymous = match (anonymous, cfg.api.auth.anonymous.as_deref()) {
         (Some(a), _) => a,
@@ -334,6 +339,7 @@ fn security(
     let audit =
         AuditLog::open(&data_dir.join("orchestrator")).context("cannot open the audit log")?;
     Ok(Arc::new(Security {
+        public_metrics,
         authenticator,
         audit: Audit::start(audit),
         sessions: Default::default(),
@@ -444,7 +450,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
     let mut local = None;
     let mut local_trust = None;
     if run_orchestrator {
-        let security = security(&data_dir, &file, args.allow_anonymous)?;
+        let security = security(&data_dir, &file, args.allow_anonymous, args.metrics_public)?;
         let mut cfg = OrchestratorConfig::new(&data_dir);
         // A token given (flag, SHOAL_TOKEN, config) is shared by every node; otherwise nodes
         // enrol with join tokens (see `shoal node token`).

@@ -76,7 +76,9 @@ pub(super) fn connect(
             applied_seq: live.state.connection_state.last_compute_seq_num,
         },
     );
+    let mut replayed = 0;
     for entry in tx.read().outbox_pending(&id, applied_seq)? {
+        replayed += 1;
         // Read to make sure the node can (an unreadable one would close its link each
         // time), then sent as stored, like the first time.
         match serde_json::from_str::<Message>(&entry.body) {
@@ -92,6 +94,9 @@ pub(super) fn connect(
             }
         }
     }
+    st.metrics
+        .replayed
+        .fetch_add(replayed, std::sync::atomic::Ordering::Relaxed);
     tracing::info!(node = %id, "node connected");
     st.nodes.insert(id.clone(), live);
     if known {

@@ -58,6 +58,7 @@ impl Engine {
         links: Links,
         logs: LogRegistry,
         queries: LiveQueries,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Result<Self, StoreError> {
         let t = now();
         let mut nodes = NodeTable::new();
@@ -81,6 +82,7 @@ impl Engine {
                 links,
                 logs,
                 queries,
+                metrics,
                 timers,
                 views: NodeViews::default(),
                 active: ActiveJobs::default(),
@@ -176,13 +178,20 @@ impl Engine {
         match batched {
             Ok(outcomes) => {
                 for (s, r) in submits.into_iter().zip(outcomes) {
+                    if r.is_ok() {
+                        self.st.metrics.submitted(s.job.job_type);
+                    }
                     let _ = s.reply.send(r);
                 }
             }
             Err(e) => {
                 tracing::warn!(error = %e, n = submits.len(), "batched submit failed; retrying one by one");
                 for s in submits {
+                    let job_type = s.job.job_type;
                     let r = self.with_tx(|tx, st, out| submit(tx, st, out, *s.job, s.options));
+                    if r.is_ok() {
+                        self.st.metrics.submitted(job_type);
+                    }
                     let _ = s.reply.send(r);
                 }
             }
@@ -378,11 +387,13 @@ impl Engine {
         f: impl FnOnce(&Tx<'_>, &mut EngineState, &mut Outgoing) -> Result<T, OrchestratorError>,
     ) -> Result<T, OrchestratorError> {
         let mut out = Outgoing::default();
+        let started = std::time::Instant::now();
         let tx = self.store.begin()?;
         let done = f(&tx, &mut self.st, &mut out).and_then(|v| {
             tx.commit()?;
             Ok(v)
         });
+        self.st.metrics.store_tx.observe(started.elapsed());
         if done.is_err() {
             // The caches may hold what the store now does not.
             self.st.active.clear();
