@@ -12,6 +12,8 @@
 //!    ├─ executions of older job versions → Stopped                  settle.rs
 //!    └─ one reconciler per job type                                 batch.rs ops.rs daemon.rs service.rs
 //!         └─ placement: feasibility (ordered checks) → rank         placement.rs feasibility.rs rank.rs
+//!
+//!  rollout::plan(input): which nodes of a job's Rollout start next    rollout.rs (not wired in yet)
 //! ```
 //!
 //! Vocabulary: an execution is *live* while its compute state is not terminal (even when a stop
@@ -27,6 +29,7 @@ mod ops;
 mod placement;
 mod planner;
 mod rank;
+pub mod rollout;
 mod service;
 mod settle;
 

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::ids::JobId;
+use crate::rollout::Rollout;
 use crate::time::UnixNanos;
 
 /// The four kinds of job and their scheduling semantics (DESIGN.md §3).
@@ -99,6 +100,10 @@ pub struct Job {
     /// Exactly one task is supported, as in Bacalhau.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// How an ops, daemon or service job reaches its nodes a few at a time; `None` means all
+    /// at once. A Shoal extension that Bacalhau ignores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollout: Option<Rollout>,
     /// Current state.
     #[serde(default)]
     pub state: JobState,

@@ -14,6 +14,7 @@ pub mod ids;
 pub mod job;
 pub mod node;
 pub mod resources;
+pub mod rollout;
 pub mod selector;
 pub mod spec;
 pub mod template;
@@ -31,3 +32,4 @@ pub use node::{
     ComputeNodeInfo, ConnectionState, ConnectionStatus, Membership, NodeInfo, NodeState, NodeType,
 };
 pub use resources::Resources;
+pub use rollout::{Amount, Health, HealthType, OnFailure, Rollout, RolloutMode, UnreachablePolicy};

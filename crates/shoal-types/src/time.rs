@@ -98,6 +98,75 @@ pub fn go_duration(nanos: UnixNanos) -> String {
     }
 }
 
+/// A span of time written as a Go duration on the wire (`30s`, `5m`, `1h30m`, `500ms`), held
+/// as nanoseconds.
+///
+/// Reads what [`parse_duration`] reads (a bare number is seconds) and writes the shortest text
+/// that reads back to the same value: whole seconds as Go prints them (`1m30s`), anything finer
+/// in `ms` or `ns`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct GoDuration(pub i64);
+
+impl GoDuration {
+    /// A duration of whole seconds.
+    pub const fn from_secs(secs: i64) -> Self {
+        GoDuration(secs.saturating_mul(1_000_000_000))
+    }
+
+    /// The length in nanoseconds.
+    pub const fn nanos(self) -> i64 {
+        self.0
+    }
+
+    /// Whether the duration is zero (or negative, which nothing writes).
+    pub const fn is_zero(&self) -> bool {
+        self.0 <= 0
+    }
+}
+
+impl std::fmt::Display for GoDuration {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.max(0);
+        if n % 1_000_000_000 == 0 {
+            f.write_str(&go_duration(n))
+        } else if n % 1_000_000 == 0 {
+            write!(f, "{}ms", n / 1_000_000)
+        } else {
+            write!(f, "{n}ns")
+        }
+    }
+}
+
+impl std::str::FromStr for GoDuration {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_duration(s).map(GoDuration)
+    }
+}
+
+impl serde::Serialize for GoDuration {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for GoDuration {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::String(s) => s.parse().map_err(serde::de::Error::custom),
+            serde_json::Value::Number(n) => n
+                .as_i64()
+                .filter(|&secs| secs >= 0)
+                .map(GoDuration::from_secs)
+                .ok_or_else(|| serde::de::Error::custom(format!("{n} is not a duration"))),
+            other => Err(serde::de::Error::custom(format!(
+                "expected a duration such as 30s, got {other}"
+            ))),
+        }
+    }
+}
+
 #[cfg(test)]
 mod duration_tests {
     use super::{go_duration, parse_duration};
@@ -117,6 +186,17 @@ mod duration_tests {
         assert!(parse_duration("soon").unwrap_err().contains("90s"));
         assert!(parse_duration("5x").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn go_durations_write_back_to_the_same_value() {
+        for text in ["30s", "1m30s", "1h0m0s", "500ms", "1500ms", "7ns", "0s"] {
+            let d: super::GoDuration = text.parse().unwrap();
+            assert_eq!(d.to_string().parse::<super::GoDuration>(), Ok(d), "{text}");
+        }
+        assert_eq!(super::GoDuration::from_secs(90).to_string(), "1m30s");
+        let json = serde_json::to_string(&super::GoDuration(S / 2)).unwrap();
+        assert_eq!(json, "\"500ms\"");
     }
 
     #[test]

@@ -105,6 +105,7 @@ fn job(job_type: JobType, count: u32) -> Job {
             engine: SpecConfig::of("docker"),
             ..Default::default()
         }],
+        rollout: None,
         state: JobState::new(JobStateType::Pending, ""),
         version: 1,
         revision: 1,

@@ -6,4 +6,5 @@ mod harness;
 mod lifecycle;
 mod ops;
 mod props;
+mod rollout_props;
 mod service;

@@ -9,6 +9,8 @@ use serde_json::{Map, Value};
 
 use super::FieldError;
 use crate::job::{JobType, NetworkType};
+use crate::rollout::Amount;
+use crate::time::parse_duration;
 
 /// What a value at some place in the document must look like.
 pub(crate) enum Shape {
@@ -30,6 +32,14 @@ pub(crate) enum Shape {
     TextMap,
     /// Any mapping, kept as written (`Params`).
     AnyMap,
+    /// A number of nodes or a percentage (`5`, `"25%"`), stored as an integer or `"N%"`.
+    Amount,
+    /// A Go duration (`30s`, `5m`; a bare number is seconds), kept as written.
+    Duration,
+    /// One of a few lower-case names, matched ignoring case (and `-` for `_`).
+    Choice(&'static [&'static str]),
+    /// `true` or `false`; the strings `"true"` and `"false"` are accepted too.
+    Bool,
     /// Accepted and dropped: fields the server owns (`ID`, `State`, ...).
     Ignored,
 }
@@ -154,6 +164,32 @@ const CONSTRAINT: Shape = Shape::Struct(&[
     opt("Values", &TEXTS),
 ]);
 
+/// The wire names of the rollout enums (`crate::rollout`), in the order error messages list
+/// them; a test checks that each one reads into its enum.
+pub(crate) const ROLLOUT_MODES: &[&str] = &["waves", "window"];
+pub(crate) const UNREACHABLE_POLICIES: &[&str] = &["skip", "count_as_failure"];
+pub(crate) const ON_FAILURE: &[&str] = &["stop", "revert"];
+pub(crate) const HEALTH_TYPES: &[&str] = &["exit_code", "command", "http"];
+
+const HEALTH: Shape = Shape::Struct(&[
+    opt("Type", &Shape::Choice(HEALTH_TYPES)),
+    opt("Command", &TEXT),
+    opt("MinHealthy", &Shape::Duration),
+    opt("Deadline", &Shape::Duration),
+]);
+
+const ROLLOUT: Shape = Shape::Struct(&[
+    opt("Batch", &Shape::Amount),
+    opt("Mode", &Shape::Choice(ROLLOUT_MODES)),
+    opt("Canary", &Shape::Amount),
+    opt("AutoPromote", &Shape::Bool),
+    opt("Pause", &Shape::Duration),
+    opt("MaxFailures", &Shape::Amount),
+    opt("Unreachable", &Shape::Choice(UNREACHABLE_POLICIES)),
+    opt("OnFailure", &Shape::Choice(ON_FAILURE)),
+    opt("Health", &HEALTH),
+]);
+
 pub(crate) const JOB: Shape = Shape::Struct(&[
     opt("ID", &Shape::Ignored),
     opt("Name", &TEXT),
@@ -165,6 +201,7 @@ pub(crate) const JOB: Shape = Shape::Struct(&[
     opt("Meta", &Shape::TextMap),
     opt("Labels", &Shape::TextMap),
     opt("Tasks", &Shape::List(&TASK)),
+    opt("Rollout", &ROLLOUT),
     opt("State", &Shape::Ignored),
     opt("Version", &Shape::Ignored),
     opt("Revision", &Shape::Ignored),
@@ -174,7 +211,7 @@ pub(crate) const JOB: Shape = Shape::Struct(&[
 
 /// Where each struct's fields live, for suggestions that point to another level
 /// (`Constraits` written inside a task belongs to the job).
-const PLACES: [(&str, &Shape); 9] = [
+const PLACES: [(&str, &Shape); 11] = [
     ("at the top level of the job", &JOB),
     ("in a task", &TASK),
     ("in Engine, Publisher or Source", &SPEC_CONFIG),
@@ -184,6 +221,8 @@ const PLACES: [(&str, &Shape); 9] = [
     ("in Network", &NETWORK),
     ("in Timeouts", &TIMEOUTS),
     ("in a constraint", &CONSTRAINT),
+    ("in Rollout", &ROLLOUT),
+    ("in Rollout.Health", &HEALTH),
 ];
 
 /// Rewrites `value` to `shape`'s canonical form, collecting every problem found on the way.
@@ -265,7 +304,77 @@ pub(crate) fn normalise(
             Value::Object(_) => value,
             other => type_error(path, "a mapping", &other, errs),
         },
+        Shape::Amount => normalise_amount(value, path, errs),
+        Shape::Duration => match value {
+            Value::String(ref s) => match parse_duration(s) {
+                Ok(_) => Value::String(s.trim().to_string()),
+                Err(why) => {
+                    errs.push(FieldError::new(path, why));
+                    value
+                }
+            },
+            Value::Number(ref n) if n.as_u64().is_some() => value,
+            other => type_error(path, "a duration such as 30s, 5m or 1h30m", &other, errs),
+        },
+        Shape::Choice(options) => match &value {
+            Value::String(s) => {
+                let wanted = s.trim().replace('-', "_");
+                match options.iter().find(|o| o.eq_ignore_ascii_case(&wanted)) {
+                    Some(o) => Value::String((*o).to_string()),
+                    None => {
+                        errs.push(FieldError::new(
+                            path,
+                            format!("unknown value {s:?} (one of {})", options.join(", ")),
+                        ));
+                        value
+                    }
+                }
+            }
+            other => type_error(path, &format!("one of {}", options.join(", ")), other, errs),
+        },
+        Shape::Bool => match &value {
+            Value::Bool(_) => value,
+            Value::String(s) if s.trim().eq_ignore_ascii_case("true") => Value::Bool(true),
+            Value::String(s) if s.trim().eq_ignore_ascii_case("false") => Value::Bool(false),
+            other => type_error(path, "true or false", other, errs),
+        },
         Shape::Ignored => Value::Null,
+    }
+}
+
+/// An amount of nodes in its canonical form: an integer, or a `"N%"` string.
+fn normalise_amount(value: Value, path: &str, errs: &mut Vec<FieldError>) -> Value {
+    let parsed = match &value {
+        Value::Number(n) => match n.as_u64().and_then(|c| u32::try_from(c).ok()) {
+            Some(c) => Ok(Amount::Count(c)),
+            None if n.as_i64().is_some_and(|c| c < 0) => {
+                return type_error(path, "a whole number ≥ 0", &value, errs);
+            }
+            None => {
+                return type_error(
+                    path,
+                    "a whole number of nodes or a percentage such as 25%",
+                    &value,
+                    errs,
+                );
+            }
+        },
+        Value::String(s) => s.parse::<Amount>(),
+        other => {
+            return type_error(
+                path,
+                "a number of nodes or a percentage such as 25%",
+                other,
+                errs,
+            );
+        }
+    };
+    match parsed {
+        Ok(amount) => serde_json::to_value(amount).unwrap_or(value),
+        Err(why) => {
+            errs.push(FieldError::new(path, why));
+            value
+        }
     }
 }
 

@@ -347,3 +347,129 @@ fn yaml_merge_keys_are_applied() {
     let text = "Type: batch\nTasks:\n  - <<: {Name: main}\n    Engine: {Type: noop}\n";
     assert_eq!(parse_job(text).unwrap().tasks[0].name, "main");
 }
+
+const ROLLOUT_EXAMPLE: &str = include_str!("../../../../examples/rollout-restart-nginx.yaml");
+
+#[test]
+fn a_rollout_block_reads_into_typed_settings() {
+    use crate::rollout::*;
+    use crate::time::GoDuration;
+    let job = parse_job(ROLLOUT_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        job.rollout,
+        Some(Rollout {
+            batch: Amount::Percent(25),
+            mode: RolloutMode::Waves,
+            canary: Amount::Count(1),
+            auto_promote: true,
+            pause: GoDuration::from_secs(30),
+            max_failures: Amount::Percent(2),
+            unreachable: UnreachablePolicy::Skip,
+            on_failure: OnFailure::Stop,
+            health: Health {
+                kind: HealthType::Command,
+                command: "systemctl is-active nginx".into(),
+                min_healthy: GoDuration::from_secs(10),
+                deadline: GoDuration::from_secs(300),
+            },
+        })
+    );
+    assert!(validate(&job).is_empty(), "{:?}", validate(&job));
+}
+
+#[test]
+fn a_rollout_job_file_round_trips_through_yaml_and_json() {
+    let job = parse_job(ROLLOUT_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    let yaml = serde_yaml::to_string(&job).unwrap();
+    assert!(yaml.contains("Rollout:"), "{yaml}");
+    assert!(yaml.contains("Batch: 25%"), "{yaml}");
+    assert_eq!(
+        parse_job(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}")),
+        job
+    );
+    let json = serde_json::to_string(&job).unwrap();
+    assert_eq!(parse_job(&json).unwrap(), job);
+}
+
+#[test]
+fn a_job_without_rollout_writes_no_rollout_key() {
+    let job = parse_job(MINIMAL).unwrap();
+    assert_eq!(job.rollout, None);
+    let json = serde_json::to_value(&job).unwrap();
+    assert!(json.get("Rollout").is_none(), "{json}");
+}
+
+#[test]
+fn rollout_keys_and_names_are_matched_ignoring_case() {
+    let text = "type: daemon\nrollout:\n  batch: 3\n  mode: WINDOW\n  unreachable: count-as-failure\n  onfailure: Revert\n  autopromote: \"true\"\n  canary: 10%\n  maxfailures: \"4\"\n  health: {type: HTTP, command: \"http://localhost/h\", deadline: 90}\ntasks:\n  - engine: {type: docker, params: {Image: nginx}}\n";
+    let r = parse_job(text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .rollout
+        .unwrap();
+    use crate::rollout::*;
+    assert_eq!(r.batch, Amount::Count(3));
+    assert_eq!(r.mode, RolloutMode::Window);
+    assert_eq!(r.unreachable, UnreachablePolicy::CountAsFailure);
+    assert_eq!(r.on_failure, OnFailure::Revert);
+    assert!(r.auto_promote);
+    assert_eq!(r.canary, Amount::Percent(10));
+    assert_eq!(r.max_failures, Amount::Count(4));
+    assert_eq!(r.health.kind, HealthType::Http);
+    assert_eq!(r.health.deadline, crate::time::GoDuration::from_secs(90));
+}
+
+#[test]
+fn malformed_rollout_values_are_reported_with_their_path() {
+    // Keys are walked in sorted order, so the errors come sorted by path.
+    let text = "Type: ops\nRollout:\n  Batch: lots\n  Canary: 150%\n  MaxFailures: -1\n  Mode: sliding\n  Pause: soon\n  AutoPromote: maybe\n  Health: {Type: tcp, Deadlin: 5m}\n  Bach: 1\nTasks:\n  - Engine: {Type: noop}\n";
+    assert_eq!(
+        parse_err(text),
+        [
+            "Rollout.AutoPromote: expected true or false, got \"maybe\"",
+            "Rollout.Bach: unknown field (did you mean Batch?)",
+            "Rollout.Batch: expected a number of nodes or a percentage such as 25%, got \"lots\"",
+            "Rollout.Canary: \"150%\" is over 100%; a percentage is of the targeted nodes",
+            "Rollout.Health.Deadlin: unknown field (did you mean Deadline?)",
+            "Rollout.Health.Type: unknown value \"tcp\" (one of exit_code, command, http)",
+            "Rollout.MaxFailures: expected a whole number ≥ 0, got -1",
+            "Rollout.Mode: unknown value \"sliding\" (one of waves, window)",
+            "Rollout.Pause: \"soon\" is not a duration; use e.g. 90s, 30m or 2h",
+        ]
+    );
+}
+
+#[test]
+fn a_batch_job_with_a_rollout_is_refused_at_submission() {
+    let errs = parse_err(&format!("{MINIMAL}Rollout: {{Batch: 2}}\n"));
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("Rollout: batch jobs cannot have a Rollout"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn a_zero_percent_batch_is_refused_with_the_fix() {
+    let text = "Type: service\nRollout: {Batch: 0%}\nTasks:\n  - Engine: {Type: docker, Params: {Image: x}}\n";
+    assert_eq!(
+        parse_err(text),
+        ["Rollout.Batch: \"0%\" must be 1–100%; write e.g. Batch: 25%, or a number of nodes"]
+    );
+}
+
+#[test]
+fn every_rollout_choice_reads_into_its_enum() {
+    use crate::rollout::*;
+    for m in schema::ROLLOUT_MODES {
+        serde_json::from_value::<RolloutMode>((*m).into()).unwrap();
+    }
+    for u in schema::UNREACHABLE_POLICIES {
+        serde_json::from_value::<UnreachablePolicy>((*u).into()).unwrap();
+    }
+    for o in schema::ON_FAILURE {
+        serde_json::from_value::<OnFailure>((*o).into()).unwrap();
+    }
+    for h in schema::HEALTH_TYPES {
+        serde_json::from_value::<HealthType>((*h).into()).unwrap();
+    }
+}

@@ -77,6 +77,9 @@ fn check(job: &Job, strict: bool) -> Vec<FieldError> {
     for (i, task) in job.tasks.iter().enumerate() {
         check_task(task, &format!("Tasks[{i}]"), strict, &mut errs);
     }
+    if let Some(rollout) = &job.rollout {
+        errs.0.extend(rollout.check(job.job_type));
+    }
     errs.0
 }
 
