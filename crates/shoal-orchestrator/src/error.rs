@@ -136,6 +136,14 @@ pub enum BadRequest {
         /// The job, as the caller named it.
         job: String,
     },
+    /// A job asks for a rollout, which this orchestrator does not carry out yet.
+    #[error(
+        "job {name:?}: its Rollout block is valid, but this orchestrator does not roll out in waves yet and would start every node at once; remove the Rollout block to run it on every matching node now"
+    )]
+    RolloutNotCarriedOut {
+        /// The job's name.
+        name: String,
+    },
     /// A node action other than approve, reject or delete.
     #[error("unknown node action {action:?}; use approve, reject, revoke or delete")]
     UnknownNodeAction {

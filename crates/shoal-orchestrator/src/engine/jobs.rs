@@ -5,7 +5,7 @@ use shoal_types::{Job, JobId, JobState, JobStateType};
 
 use crate::clock::{event, history, now};
 use crate::command::{SubmitOptions, SubmitOutcome};
-use crate::error::{Conflict, NotFound, OrchestratorError};
+use crate::error::{BadRequest, Conflict, NotFound, OrchestratorError};
 use crate::evaluate::evaluate;
 use crate::state::{EngineState, Outgoing, write_job};
 
@@ -18,6 +18,10 @@ pub(super) fn submit(
     mut job: Job,
     options: SubmitOptions,
 ) -> Result<SubmitOutcome, OrchestratorError> {
+    if job.rollout.is_some() {
+        // Refused rather than ignored: waves the user asked for must not turn into all at once.
+        return Err(BadRequest::RolloutNotCarriedOut { name: job.name }.into());
+    }
     let t = now();
     let existing = if job.name.is_empty() {
         None
