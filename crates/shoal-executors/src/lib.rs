@@ -25,6 +25,8 @@ pub mod docker;
 #[cfg(feature = "exec")]
 pub mod exec;
 pub mod noop;
+#[cfg(any(feature = "docker", feature = "wasm", feature = "exec"))]
+mod params;
 #[cfg(feature = "query")]
 pub mod query;
 #[cfg(feature = "wasm")]

@@ -8,6 +8,7 @@ use serde_json::Value;
 use shoal_types::SpecConfig;
 
 use crate::ExecutorError;
+use crate::params::string_list;
 
 /// The parameters of one `docker` task.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -40,7 +41,7 @@ impl DockerParams {
                 )));
             }
         };
-        let env = string_list(engine, "EnvironmentVariables")?
+        let env = string_list(engine, "docker", "EnvironmentVariables", "[\"KEY=value\"]")?
             .into_iter()
             .map(|entry| match entry.split_once('=') {
                 Some((name, value)) if !name.is_empty() => {
@@ -63,37 +64,12 @@ impl DockerParams {
         };
         Ok(DockerParams {
             image,
-            entrypoint: string_list(engine, "Entrypoint")?,
-            parameters: string_list(engine, "Parameters")?,
+            entrypoint: string_list(engine, "docker", "Entrypoint", "[\"/bin/sh\", \"-c\"]")?,
+            parameters: string_list(engine, "docker", "Parameters", "[\"a\", \"b\"]")?,
             env,
             working_directory,
         })
     }
-}
-
-/// Reads an optional list of strings; numbers and booleans are accepted as their text because
-/// YAML job files often leave arguments like `1` or `true` unquoted.
-fn string_list(engine: &SpecConfig, name: &str) -> Result<Vec<String>, ExecutorError> {
-    let items = match engine.param(name) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(ExecutorError::user(format!(
-                "docker engine: parameter {name} must be a list of strings, got {other}; write it like {name}: [\"a\", \"b\"]"
-            )));
-        }
-    };
-    items
-        .iter()
-        .map(|item| match item {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            other => Err(ExecutorError::user(format!(
-                "docker engine: parameter {name} holds {other}, which is not a string; quote each entry"
-            ))),
-        })
-        .collect()
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use serde_json::Value;
 use shoal_types::SpecConfig;
 
 use crate::ExecutorError;
+use crate::params::{kind_of, string_list};
 
 /// The parameter names the engine reads, in the order the documentation lists them.
 pub const KNOWN_PARAMS: [&str; 5] = ["Command", "Arguments", "User", "WorkingDirectory", "Shell"];
@@ -66,7 +67,7 @@ impl ExecParams {
                 )));
             }
         };
-        let arguments = string_list(engine, "Arguments")?;
+        let arguments = string_list(engine, "exec", "Arguments", "[\"restart\", \"nginx\"]")?;
         if shell && !arguments.is_empty() {
             return Err(ExecutorError::user(
                 "exec engine: Arguments cannot be used with Shell: true; write the whole command line into Command, which /bin/sh -c runs",
@@ -105,45 +106,6 @@ impl ExecParams {
             working_directory,
             shell,
         })
-    }
-}
-
-/// Reads an optional list of strings; numbers and booleans are accepted as their text because
-/// YAML job files often leave arguments like `1` or `true` unquoted.
-fn string_list(engine: &SpecConfig, name: &str) -> Result<Vec<String>, ExecutorError> {
-    let items = match engine.param(name) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(ExecutorError::user(format!(
-                "exec engine: parameter {name} must be a list of strings, got {}; write it like {name}: [\"restart\", \"nginx\"]",
-                kind_of(other)
-            )));
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            other => Err(ExecutorError::user(format!(
-                "exec engine: {name}[{i}] must be a string, got {}; quote each entry",
-                kind_of(other)
-            ))),
-        })
-        .collect()
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
     }
 }
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 use shoal_types::SpecConfig;
 
 use crate::ExecutorError;
+use crate::params::{kind_of, string_list};
 
 /// The function called when a job names none: WASI's command entry point.
 pub const DEFAULT_ENTRYPOINT: &str = "_start";
@@ -60,8 +61,8 @@ impl WasmParams {
         Ok(WasmParams {
             entry_module,
             entrypoint,
-            parameters: string_list(engine, "Parameters", "[arg1, arg2]")?,
-            import_modules: string_list(engine, "ImportModules", "[/app/lib.wasm]")?,
+            parameters: string_list(engine, "wasm", "Parameters", "[arg1, arg2]")?,
+            import_modules: string_list(engine, "wasm", "ImportModules", "[/app/lib.wasm]")?,
         })
     }
 }
@@ -71,49 +72,6 @@ fn missing_entry_module() -> ExecutorError {
         "wasm engine: EntryModule is required (the path of the .wasm module inside the task, \
          e.g. /app/main.wasm)",
     )
-}
-
-/// A list of strings; scalars are accepted as their text because YAML writers often leave
-/// numeric arguments unquoted (`Parameters: [1, 2]`).
-fn string_list(
-    engine: &SpecConfig,
-    key: &str,
-    example: &str,
-) -> Result<Vec<String>, ExecutorError> {
-    let items = match engine.param(key) {
-        None | Some(Value::Null) => return Ok(Vec::new()),
-        Some(Value::Array(items)) => items,
-        Some(other) => {
-            return Err(ExecutorError::user(format!(
-                "wasm engine: {key} must be a list of strings, got {}; write it like {key}: {example}",
-                kind_of(other)
-            )));
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| match item {
-            Value::String(s) => Ok(s.clone()),
-            Value::Number(n) => Ok(n.to_string()),
-            Value::Bool(b) => Ok(b.to_string()),
-            other => Err(ExecutorError::user(format!(
-                "wasm engine: {key}[{i}] must be a string, got {}; write it like {key}: {example}",
-                kind_of(other)
-            ))),
-        })
-        .collect()
-}
-
-fn kind_of(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "a map",
-    }
 }
 
 #[cfg(test)]
