@@ -90,6 +90,11 @@ impl From<OrchestratorError> for ApiError {
     }
 }
 
+/// Set on a 401/403 answer made by a handler (e.g. a job that needs the `exec` grant), so the
+/// audit entry says why, as it does for the gate's own refusals.
+#[derive(Debug, Clone)]
+pub(crate) struct DeniedBecause(pub String);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = json!({
@@ -102,10 +107,19 @@ impl IntoResponse for ApiError {
         if let Some(hint) = self.hint {
             body["Hint"] = hint.into();
         }
+        let denial = self
+            .reason
+            .as_ref()
+            .filter(|_| matches!(self.status.as_u16(), 401 | 403))
+            .map(|r| DeniedBecause(r.clone()));
         if let Some(reason) = self.reason {
             body["Details"] = json!({ "Reason": reason });
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(d) = denial {
+            response.extensions_mut().insert(d);
+        }
+        response
     }
 }
 

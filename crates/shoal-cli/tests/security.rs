@@ -496,3 +496,66 @@ fn anonymous_write_runs_jobs_but_not_fleet_sql() {
         text(&out)
     );
 }
+
+#[test]
+fn a_host_command_needs_the_exec_grant_beyond_write_job_and_the_denial_is_audited() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write(
+        dir.path(),
+        "exec.yaml",
+        "API:\n  Auth:\n    Users:\n      - Alias: admin\n        APIKey: ADMINADMINADMINADMINADMIN\n        Capabilities:\n          - Actions: [\"*\"]\n      - Alias: deployer\n        APIKey: DEPLOYDEPLOYDEPLOYDEPLOY\n        Capabilities:\n          - Actions: [\"read:job\", \"write:job\", \"read:node\"]\n",
+    );
+    let port = free_port();
+    let _hybrid = spawn(
+        &[
+            "serve",
+            "--orchestrator",
+            "--compute",
+            "--enable-exec",
+            "--exec-allow",
+            "/bin/echo",
+            "-c",
+            cfg.to_str().unwrap(),
+            "--api-port",
+            &port.to_string(),
+        ],
+        &dir.path().join("o"),
+    );
+    let admin = env(&[("SHOAL_API_KEY", "ADMINADMINADMINADMINADMIN")]);
+    let deployer = env(&[("SHOAL_API_KEY", "DEPLOYDEPLOYDEPLOYDEPLOY")]);
+    wait_nodes(port, &admin, 1);
+
+    let out = shoal_env(port, &["exec", "--", "/bin/echo", "hi"], &deployer);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let said = text(&out);
+    assert!(said.contains("Request Forbidden"), "{said}");
+    assert!(
+        said.contains("'exec'"),
+        "the missing grant is named: {said}"
+    );
+
+    let audit = shoal_env(
+        port,
+        &[
+            "audit",
+            "list",
+            "--principal",
+            "deployer",
+            "--output",
+            "json",
+        ],
+        &admin,
+    );
+    let entries = text(&audit);
+    assert!(
+        entries.contains("denied 403") && entries.contains("exec"),
+        "the denial is in the audit log: {entries}"
+    );
+
+    let out = shoal_env(port, &["exec", "--", "/bin/echo", "hi"], &admin);
+    assert!(
+        out.status.success(),
+        "a key with exec runs it: {}",
+        text(&out)
+    );
+}

@@ -206,8 +206,11 @@ pub(crate) async fn gate(
             .map(|t| t.0.clone())
             .unwrap_or_else(|| target_of(&path));
         let status = response.status();
+        let denied = response.extensions().get::<crate::error::DeniedBecause>();
         let outcome = if status.is_success() {
             format!("allowed {}", status.as_u16())
+        } else if let Some(why) = denied {
+            format!("denied {}: {}", status.as_u16(), why.0)
         } else {
             format!("failed {}", status.as_u16())
         };
