@@ -237,6 +237,7 @@ fn node(i: usize) -> NodeView {
             connection: ConnectionStatus::Connected,
             connection_state: Default::default(),
             operator_labels: Default::default(),
+            cordoned: false,
         },
         free: capacity,
         last_seen: 1,

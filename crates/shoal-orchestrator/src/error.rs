@@ -145,7 +145,9 @@ pub enum BadRequest {
         name: String,
     },
     /// A node action other than approve, reject or delete.
-    #[error("unknown node action {action:?}; use approve, reject, revoke or delete")]
+    #[error(
+        "unknown node action {action:?}; use approve, reject, cordon, uncordon, revoke or delete"
+    )]
     UnknownNodeAction {
         /// The action asked for.
         action: String,
@@ -188,6 +190,14 @@ pub enum BadRequest {
 /// The request conflicts with the object's state (HTTP 409).
 #[derive(Debug, thiserror::Error)]
 pub enum Conflict {
+    /// A node is already in the cordon state asked for.
+    #[error("node {node_id} is already {}", if *.cordoned { "cordoned" } else { "uncordoned" })]
+    AlreadyCordoned {
+        /// The node.
+        node_id: String,
+        /// The state asked for.
+        cordoned: bool,
+    },
     /// A job was resubmitted under its name with an unchanged spec, without `force`.
     #[error(
         "job {name:?} ({job_id}) already has this spec (version {version}, {state}); nothing to update. Change the spec to update it, resubmit with --force (API: \"Force\": true) to run it again as a new version, or give the job another Name"

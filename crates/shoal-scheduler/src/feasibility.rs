@@ -16,6 +16,8 @@ use crate::{NodeRejection, NodeView};
 pub(crate) enum Kind {
     /// Not a compute node, or not approved by an operator.
     NotApproved,
+    /// An operator cordoned the node: no new work until `node uncordon`.
+    Cordoned,
     /// The link is down.
     Disconnected,
     /// Engine, publisher or input type not offered.
@@ -53,7 +55,9 @@ impl Rejection {
     /// missing label does, and a job that only such nodes could run should say so at once
     /// rather than wait silently (a job with a `QueueTimeout` still waits for the approval).
     pub fn transient(&self) -> bool {
-        matches!(self.kind, Kind::Disconnected | Kind::Busy)
+        // A cordon is a maintenance window: work waits for the node to come back (as a
+        // Kubernetes pod stays Pending), rather than failing at once.
+        matches!(self.kind, Kind::Disconnected | Kind::Busy | Kind::Cordoned)
     }
 
     pub fn to_public(&self) -> NodeRejection {
@@ -144,6 +148,15 @@ fn static_checks(
     // Connection before the static checks: what a disconnected node advertised may have
     // changed by the time it returns, so its absence is the reason that matters.
     if purpose == Purpose::Place {
+        if node.state.cordoned {
+            return Err(reject((
+                Kind::Cordoned,
+                format!(
+                    "node cordoned by an operator; `shoal node uncordon {}` lets it take new work",
+                    node.id()
+                ),
+            )));
+        }
         connected(node).map_err(reject)?;
     }
     if let Some(task) = task {

@@ -223,6 +223,10 @@ pub struct NodeState {
     /// over the labels the node presents; already included in `info.labels`. A Shoal extension.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub operator_labels: BTreeMap<String, String>,
+    /// An operator cordoned the node (`shoal node cordon`): it gets no new work, and what runs
+    /// there keeps running. A Shoal extension.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cordoned: bool,
 }
 
 impl NodeState {
@@ -231,5 +235,6 @@ impl NodeState {
         self.info.node_type == NodeType::Compute
             && self.membership == Membership::Approved
             && self.connection == ConnectionStatus::Connected
+            && !self.cordoned
     }
 }

@@ -40,6 +40,17 @@ pub enum NodeCommand {
         /// Node id or unique prefix.
         id: String,
     },
+    /// Give a node no new work (maintenance, incident); what runs there keeps running, and
+    /// jobs that could only run there wait for it.
+    Cordon {
+        /// Node id or unique prefix.
+        id: String,
+    },
+    /// Let a cordoned node take new work again.
+    Uncordon {
+        /// Node id or unique prefix.
+        id: String,
+    },
     /// Forget a node's key and close its link: it cannot connect again until an operator
     /// deletes it (`shoal node delete`) and it enrols with a new join token. Other nodes are
     /// not touched.
@@ -128,7 +139,11 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
                     vec![
                         n.info.node_id.clone(),
                         n.connection.to_string(),
-                        n.membership.to_string(),
+                        if n.cordoned {
+                            format!("{} (cordoned)", n.membership)
+                        } else {
+                            n.membership.to_string()
+                        },
                         c.execution_engines.join(","),
                         c.running_executions.to_string(),
                         format!(
@@ -188,6 +203,14 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
         NodeCommand::Reject { id } => {
             client.node_action(&id, "reject").await?;
             println!("node {id} rejected");
+        }
+        NodeCommand::Cordon { id } => {
+            client.node_action(&id, "cordon").await?;
+            println!("node {id} cordoned: it gets no new work until `shoal node uncordon {id}`");
+        }
+        NodeCommand::Uncordon { id } => {
+            client.node_action(&id, "uncordon").await?;
+            println!("node {id} uncordoned: it takes new work again");
         }
         NodeCommand::Revoke { id } => {
             client.node_action(&id, "revoke").await?;

@@ -161,7 +161,8 @@ pub(super) fn heartbeat(st: &mut EngineState, node_id: &str) {
     }
 }
 
-/// Approves, rejects, revokes (forgets its key and closes its link) or deletes a node, then re-evaluates every active job.
+/// Approves, rejects, cordons, uncordons, revokes (forgets its key and closes its link) or
+/// deletes a node, then re-evaluates every active job.
 pub(super) fn node_action(
     tx: &Tx<'_>,
     st: &mut EngineState,
@@ -197,6 +198,18 @@ pub(super) fn node_action(
             node.state.membership = Membership::Rejected;
             tx.put_node(&node.state)?;
             st.links.remove_if(node_id, None);
+        }
+        "cordon" | "uncordon" => {
+            let cordon = action.eq_ignore_ascii_case("cordon");
+            if node.state.cordoned == cordon {
+                return Err(Conflict::AlreadyCordoned {
+                    node_id: node_id.to_string(),
+                    cordoned: cordon,
+                }
+                .into());
+            }
+            node.state.cordoned = cordon;
+            tx.put_node(&node.state)?;
         }
         "revoke" => {
             tx.revoke_node_key(node_id, now())?;

@@ -42,6 +42,7 @@ pub fn node(id: &str) -> NodeView {
             connection: ConnectionStatus::Connected,
             connection_state: Default::default(),
             operator_labels: Default::default(),
+            cordoned: false,
         },
         free: Resources::default(),
         last_seen: T0,

@@ -1,6 +1,6 @@
-//! Who may connect as a node, driven through the real link task (`serve_link`) with in-memory
-//! channels standing in for the WebSocket: join tokens traded for node keys, the shared
-//! token, revocation, and a node that reports on another node's execution.
+//! Nodes as the orchestrator sees them, driven through the real link task (`serve_link`) with
+//! in-memory channels standing in for the WebSocket: who may connect (join tokens traded for
+//! node keys, revocation), a node that reports on another node's execution, and cordons.
 
 use std::time::Duration;
 
@@ -257,15 +257,7 @@ async fn a_node_reporting_on_another_nodes_execution_is_cut_off_and_the_report_i
     assert!(welcomed(&first));
 
     let job_id = orch.submit(job_for("n-b")).await.unwrap().job_id;
-    let execution = loop {
-        match b.next().await.expect("b's link open") {
-            Frame::Msg {
-                msg: Message::Run { execution },
-                ..
-            } => break execution,
-            _ => continue,
-        }
-    };
+    let execution = next_run(&mut b).await;
 
     a.send(Frame::Msg {
         seq: 1,
@@ -288,4 +280,52 @@ async fn a_node_reporting_on_another_nodes_execution_is_cut_off_and_the_report_i
         ComputeStateType::Failed,
         "the spoofed report changed nothing"
     );
+}
+
+/// The next `Run` on a link.
+async fn next_run(link: &mut Link) -> Box<shoal_types::Execution> {
+    loop {
+        match link.next().await.expect("link open") {
+            Frame::Msg {
+                msg: Message::Run { execution },
+                ..
+            } => return execution,
+            _ => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cordoned_node_gets_no_new_work_until_uncordoned_and_the_job_waits_saying_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = Orchestrator::start(OrchestratorConfig::new(dir.path())).expect("orchestrator");
+    let (mut a, first) = dial(&orch, "n-a", None, "ka").await;
+    assert!(welcomed(&first));
+
+    orch.node_action("n-a", "cordon").await.unwrap();
+    let again = orch.node_action("n-a", "cordon").await.unwrap_err();
+    assert!(again.to_string().contains("already cordoned"), "{again}");
+    let job_id = orch.submit(job_for("n-a")).await.unwrap().job_id;
+    let details = orch.job_details(&job_id).await.unwrap();
+    assert!(
+        details.executions.is_empty(),
+        "nothing placed on a cordoned node"
+    );
+    assert!(
+        details
+            .placement
+            .iter()
+            .any(|p| p.node_id == "n-a" && p.reason.contains("cordoned") && p.transient),
+        "{:?}",
+        details.placement
+    );
+    assert_ne!(
+        details.job.state.state_type,
+        shoal_types::JobStateType::Failed,
+        "the job waits for the node instead of failing"
+    );
+
+    orch.node_action("n-a", "uncordon").await.unwrap();
+    let run = next_run(&mut a).await;
+    assert_eq!(run.job_id.as_str(), job_id);
 }
