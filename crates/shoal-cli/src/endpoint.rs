@@ -67,7 +67,7 @@ impl Endpoint {
     }
 
     /// The agent-link URL a compute node would dial to reach this orchestrator (`ws://h:p`,
-    /// or `wss://` for an `https://` host).
+    /// this machine's name for a loopback host, or `wss://` for an `https://` host).
     pub fn link_url(&self) -> String {
         let host = self.host();
         if let Some(rest) = host.strip_prefix("https://") {
@@ -76,6 +76,15 @@ impl Endpoint {
         if let Some(rest) = host.strip_prefix("http://") {
             return format!("ws://{}", rest.trim_end_matches('/'));
         }
+        // A loopback address only works on this machine: name the machine instead, as the
+        // join line `serve` prints does.
+        let host = if matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
+            hostname::get()
+                .map(|h| h.to_string_lossy().into_owned())
+                .unwrap_or(host)
+        } else {
+            host
+        };
         format!("ws://{host}:{}", self.port().unwrap_or(1234))
     }
 
