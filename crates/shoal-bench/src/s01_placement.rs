@@ -238,6 +238,7 @@ fn node(i: usize) -> NodeView {
             connection_state: Default::default(),
             operator_labels: Default::default(),
             cordoned: false,
+            drained: false,
         },
         free: capacity,
         last_seen: 1,

@@ -146,7 +146,7 @@ pub enum BadRequest {
     },
     /// A node action other than approve, reject or delete.
     #[error(
-        "unknown node action {action:?}; use approve, reject, cordon, uncordon, revoke or delete"
+        "unknown node action {action:?}; use approve, reject, cordon, drain, uncordon, revoke or delete"
     )]
     UnknownNodeAction {
         /// The action asked for.

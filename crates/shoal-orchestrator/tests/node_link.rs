@@ -329,3 +329,50 @@ async fn a_cordoned_node_gets_no_new_work_until_uncordoned_and_the_job_waits_say
     let run = next_run(&mut a).await;
     assert_eq!(run.job_id.as_str(), job_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_a_node_moves_its_batch_work_to_another_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = Orchestrator::start(OrchestratorConfig::new(dir.path())).expect("orchestrator");
+    let (mut a, first) = dial(&orch, "n-a", None, "ka").await;
+    assert!(welcomed(&first));
+    // Only n-a exists when the job is placed, so the work starts there.
+    let mut job = spec::parse_job(
+        "Name: long\nType: batch\nTasks:\n  - Name: main\n    Engine: { Type: noop }\n",
+    )
+    .unwrap();
+    spec::apply_defaults(&mut job);
+    let job_id = orch.submit(job).await.unwrap().job_id;
+    let on_a = next_run(&mut a).await;
+    let (mut b, first) = dial(&orch, "n-b", None, "kb").await;
+    assert!(welcomed(&first));
+
+    orch.node_action("n-a", "drain").await.unwrap();
+    let on_b = next_run(&mut b).await;
+    assert_eq!(on_b.job_id.as_str(), job_id);
+    let executions = orch.executions(&job_id).await.unwrap();
+    let moved = executions.iter().find(|e| e.id == on_a.id).unwrap();
+    assert_eq!(moved.compute_state.state_type, ComputeStateType::Failed);
+    assert!(
+        moved.compute_state.message.contains("drained"),
+        "{}",
+        moved.compute_state.message
+    );
+    // n-a is told to stop the work it had.
+    loop {
+        match a.next().await.expect("a's link open") {
+            Frame::Msg {
+                msg: Message::Cancel { execution_id, .. },
+                ..
+            } if execution_id == on_a.id.as_str() => break,
+            _ => continue,
+        }
+    }
+    let nodes = orch.nodes().await.unwrap();
+    let na = nodes.iter().find(|n| n.info.node_id == "n-a").unwrap();
+    assert!(na.cordoned && na.drained);
+    orch.node_action("n-a", "uncordon").await.unwrap();
+    let nodes = orch.nodes().await.unwrap();
+    let na = nodes.iter().find(|n| n.info.node_id == "n-a").unwrap();
+    assert!(!na.cordoned && !na.drained);
+}

@@ -186,6 +186,7 @@ pub fn schedule(input: SchedulerInput<'_>) -> Plan {
         settle::stop_everything(&mut planner);
         return planner.finish();
     }
+    settle::settle_drained_nodes(&mut planner);
     settle::stop_old_versions(&mut planner);
     settle::wake_at_grace_end(&mut planner);
     if let Err(message) = planner.request() {

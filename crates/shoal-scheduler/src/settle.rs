@@ -30,6 +30,30 @@ pub(crate) fn settle_lost_nodes(p: &mut Planner) {
     }
 }
 
+/// Fails the live batch and service executions on drained nodes (retryable, so the work is
+/// placed elsewhere). Daemon work belongs on every matching node and ops work runs once per
+/// node, so both stay.
+pub(crate) fn settle_drained_nodes(p: &mut Planner) {
+    if !matches!(p.job.job_type, JobType::Batch | JobType::Service) {
+        return;
+    }
+    let drained: Vec<(ExecutionId, String)> = p
+        .executions()
+        .filter(|e| !e.is_terminal())
+        .filter(|e| p.node(&e.node_id).is_some_and(|n| n.state.drained))
+        .map(|e| {
+            let why = format!(
+                "node {} drained by an operator; the work is placed elsewhere",
+                e.node_id
+            );
+            (e.id.clone(), why)
+        })
+        .collect();
+    for (id, why) in drained {
+        p.settle_failed(&id, why, true);
+    }
+}
+
 /// Why a node counts as lost, or `None` while it is connected or within its grace period.
 pub(crate) fn lost_reason(p: &Planner, node_id: &NodeId) -> Option<String> {
     match p.node(node_id) {

@@ -227,6 +227,10 @@ pub struct NodeState {
     /// there keeps running. A Shoal extension.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cordoned: bool,
+    /// An operator drained the node (`shoal node drain`): cordoned, and its batch and service
+    /// work is placed elsewhere; daemon and ops work stays. Cleared by `node uncordon`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drained: bool,
 }
 
 impl NodeState {

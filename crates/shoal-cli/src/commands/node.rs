@@ -46,7 +46,13 @@ pub enum NodeCommand {
         /// Node id or unique prefix.
         id: String,
     },
-    /// Let a cordoned node take new work again.
+    /// Cordon a node and move its batch and service work to other nodes (stopped here,
+    /// placed again elsewhere); daemon and ops work stays.
+    Drain {
+        /// Node id or unique prefix.
+        id: String,
+    },
+    /// Let a cordoned or drained node take new work again.
     Uncordon {
         /// Node id or unique prefix.
         id: String,
@@ -139,7 +145,9 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
                     vec![
                         n.info.node_id.clone(),
                         n.connection.to_string(),
-                        if n.cordoned {
+                        if n.drained {
+                            format!("{} (drained)", n.membership)
+                        } else if n.cordoned {
                             format!("{} (cordoned)", n.membership)
                         } else {
                             n.membership.to_string()
@@ -207,6 +215,12 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
         NodeCommand::Cordon { id } => {
             client.node_action(&id, "cordon").await?;
             println!("node {id} cordoned: it gets no new work until `shoal node uncordon {id}`");
+        }
+        NodeCommand::Drain { id } => {
+            client.node_action(&id, "drain").await?;
+            println!(
+                "node {id} drained: its batch and service work moves to other nodes; `shoal node uncordon {id}` ends it"
+            );
         }
         NodeCommand::Uncordon { id } => {
             client.node_action(&id, "uncordon").await?;

@@ -209,6 +209,12 @@ pub(super) fn node_action(
                 .into());
             }
             node.state.cordoned = cordon;
+            node.state.drained = false;
+            tx.put_node(&node.state)?;
+        }
+        "drain" => {
+            node.state.cordoned = true;
+            node.state.drained = true;
             tx.put_node(&node.state)?;
         }
         "revoke" => {

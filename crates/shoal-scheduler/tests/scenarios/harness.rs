@@ -43,6 +43,7 @@ pub fn node(id: &str) -> NodeView {
             connection_state: Default::default(),
             operator_labels: Default::default(),
             cordoned: false,
+            drained: false,
         },
         free: Resources::default(),
         last_seen: T0,
