@@ -376,3 +376,37 @@ async fn draining_a_node_moves_its_batch_work_to_another_node() {
     let na = nodes.iter().find(|n| n.info.node_id == "n-a").unwrap();
     assert!(!na.cordoned && !na.drained);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_approval_required_a_new_node_waits_pending_and_runs_the_next_job_once_approved() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = OrchestratorConfig::new(dir.path());
+    cfg.require_approval = true;
+    let orch = Orchestrator::start(cfg).expect("orchestrator");
+    let (mut a, first) = dial(&orch, "n-a", None, "ka").await;
+    assert!(
+        welcomed(&first),
+        "a pending node is connected, just given no work"
+    );
+    let node = orch.node("n-a").await.unwrap();
+    assert_eq!(node.membership, shoal_types::Membership::Pending);
+
+    let refused = orch.submit(job_for("n-a")).await.unwrap();
+    let details = orch.job_details(&refused.job_id).await.unwrap();
+    assert!(details.executions.is_empty());
+    assert!(
+        details
+            .placement
+            .iter()
+            .any(|p| p.node_id == "n-a" && p.reason.contains("not approved")),
+        "{:?}",
+        details.placement
+    );
+
+    orch.node_action("n-a", "approve").await.unwrap();
+    let mut next = job_for("n-a");
+    next.name = "after-approval".into();
+    let job_id = orch.submit(next).await.unwrap().job_id;
+    let run = next_run(&mut a).await;
+    assert_eq!(run.job_id.as_str(), job_id);
+}
