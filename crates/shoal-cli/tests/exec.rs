@@ -240,3 +240,20 @@ fn a_command_past_its_time_limit_is_killed_by_its_node_and_reported_as_timed_out
         assert_eq!(r["stderr"], "killed: timeout after 1s\n", "{r}");
     }
 }
+
+/// In an incident a cordoned node is left out on purpose, and the account says so.
+#[test]
+fn a_cordoned_node_is_skipped_and_named_beside_the_account() {
+    let d = Devstack::start(&["--enable-exec", "--exec-allow", "/bin/echo"]);
+    let out = d.shoal(&["node", "cordon", "n-devstack-0"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = d.shoal(&["exec", "--", "/bin/echo", "hi"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let said = stderr(&out);
+    assert!(said.contains("1 node: 1 succeeded"), "{said}");
+    assert!(
+        said.contains("skipped n-devstack-0: node cordoned by an operator"),
+        "{said}"
+    );
+    assert!(!stdout(&out).contains("n-devstack-0"), "{}", stdout(&out));
+}

@@ -62,6 +62,9 @@ pub struct PlacementView {
     pub node_id: String,
     /// Why.
     pub reason: String,
+    /// Whether the reason may pass by itself (busy, disconnected, cordoned).
+    #[serde(default)]
+    pub transient: bool,
 }
 
 /// A page of items.

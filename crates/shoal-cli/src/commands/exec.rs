@@ -255,6 +255,11 @@ pub async fn run(endpoint: &Endpoint, a: ExecArgs) -> anyhow::Result<ExitCode> {
         return Ok(refused(&view.job));
     }
     eprintln!("{}", account(&results));
+    // Nodes that match but were passed over for now (cordoned, away): in an incident, "ran
+    // everywhere" must not be read into an account that left them out.
+    for p in view.placement.iter().filter(|p| p.transient) {
+        eprintln!("skipped {}: {}", p.node_id, p.reason);
+    }
     let all_succeeded = results.iter().all(|r| r.outcome == Outcome::Succeeded);
     if !all_succeeded {
         eprintln!("To see why, run: shoal job describe {id}");
