@@ -24,6 +24,13 @@ pub struct Endpoint {
     pub ca_cert: Option<PathBuf>,
 }
 
+/// This machine's host name, for addresses other machines should dial.
+pub fn machine_name() -> Option<String> {
+    hostname::get()
+        .ok()
+        .map(|h| h.to_string_lossy().into_owned())
+}
+
 fn env(names: &[&str]) -> Option<String> {
     names
         .iter()
@@ -79,9 +86,7 @@ impl Endpoint {
         // A loopback address only works on this machine: name the machine instead, as the
         // join line `serve` prints does.
         let host = if matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1") {
-            hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or(host)
+            machine_name().unwrap_or(host)
         } else {
             host
         };

@@ -557,19 +557,17 @@ impl Client {
 
     /// One node.
     pub async fn node(&self, id: &str) -> Result<NodeState, ClientError> {
-        let v = self
-            .call(self.http.get(self.u(&format!("/orchestrator/nodes/{id}"))))
-            .await?;
-        Self::decode(v.get("Node").cloned().unwrap_or(Value::Null))
+        Ok(self.node_details(id).await?.0)
     }
 
-    /// How a node enrolled (`{"TokenID", "EnrolledAt", "RevokedAt"}`), `Null` when it was let
-    /// in without a key.
-    pub async fn node_enrolment(&self, id: &str) -> Result<Value, ClientError> {
+    /// One node, and how it enrolled (`{"TokenID", "EnrolledAt", "RevokedAt"}`; `Null` when
+    /// it was let in without a key).
+    pub async fn node_details(&self, id: &str) -> Result<(NodeState, Value), ClientError> {
         let v = self
             .call(self.http.get(self.u(&format!("/orchestrator/nodes/{id}"))))
             .await?;
-        Ok(v.get("Enrolment").cloned().unwrap_or(Value::Null))
+        let node = Self::decode(v.get("Node").cloned().unwrap_or(Value::Null))?;
+        Ok((node, v.get("Enrolment").cloned().unwrap_or(Value::Null)))
     }
 
     /// Creates a join token; the answer's `Secret` is the only copy.

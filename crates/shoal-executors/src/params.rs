@@ -40,6 +40,23 @@ pub(crate) fn string_list(
         .collect()
 }
 
+/// Reads the optional absolute path `WorkingDirectory` (`None` when absent or empty); the
+/// error names the engine and shows `example`.
+pub(crate) fn working_directory(
+    engine: &SpecConfig,
+    engine_name: &str,
+    example: &str,
+) -> Result<Option<String>, ExecutorError> {
+    match engine.param("WorkingDirectory") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.starts_with('/') => Ok(Some(s.clone())),
+        Some(other) => Err(ExecutorError::user(format!(
+            "{engine_name} engine: WorkingDirectory must be an absolute path, got {other}; write it like {example}"
+        ))),
+    }
+}
+
 /// What kind of JSON value this is, in words.
 pub(crate) fn kind_of(value: &Value) -> &'static str {
     match value {

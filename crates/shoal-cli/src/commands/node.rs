@@ -192,9 +192,10 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
             );
         }
         NodeCommand::Describe { id, output } => {
-            let mut node = serde_json::to_value(client.node(&id).await?)?;
+            let (node, enrolment) = client.node_details(&id).await?;
+            let mut node = serde_json::to_value(node)?;
             // Shoal's own addition beside Bacalhau's node fields.
-            node["Enrolment"] = client.node_enrolment(&id).await?;
+            node["Enrolment"] = enrolment;
             output::structured(
                 if output == Format::Table {
                     Format::Yaml

@@ -20,7 +20,7 @@ use shoal_types::enrolment::{JoinTokenRequest, random_secret, split_join_token};
 
 use super::exec_flags::{ExecFlags, NodeExecPolicy};
 use crate::config::{self, Config};
-use crate::endpoint::Endpoint;
+use crate::endpoint::{Endpoint, machine_name};
 
 /// What callers without credentials may do (`--allow-anonymous`).
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,22 +228,25 @@ pub async fn start_orchestrator(
     Ok((orch, addr))
 }
 
-/// The join token printed at start, kept in `<data>/orchestrator/join-token` (owner-only) and
-/// reused while it is valid, otherwise created anew (24 hours, any number of nodes). A file
-/// from an older Shoal holds a shared token (no dot): it stays the shared token, so nodes that
-/// joined with it keep joining.
-async fn printed_join_token(orch: &Orchestrator, data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("orchestrator").join("join-token");
-    let kept = std::fs::read_to_string(&path)
-        .map(|t| t.trim().to_string())
-        .unwrap_or_default();
-    if let Some((id, _)) = split_join_token(&kept) {
+/// Where the join token printed at start is kept (owner-only).
+fn join_token_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("orchestrator").join("join-token")
+}
+
+/// The join token printed at start: `kept` (the file's content) while it names a token that is
+/// still valid, otherwise a new one (24 hours, any number of nodes) written to the file.
+async fn printed_join_token(
+    orch: &Orchestrator,
+    data_dir: &Path,
+    kept: &str,
+) -> anyhow::Result<String> {
+    if let Some((id, _)) = split_join_token(kept) {
         let now = shoal_types::time::to_unix_nanos(std::time::SystemTime::now());
         let valid = orch.join_tokens().await?.iter().any(|t| {
             t.id == id && t.expires_at > now + 3600 * 1_000_000_000 && t.uses_left != Some(0)
         });
         if valid {
-            return Ok(kept);
+            return Ok(kept.to_string());
         }
     }
     let created = orch
@@ -253,15 +256,14 @@ async fn printed_join_token(orch: &Orchestrator, data_dir: &Path) -> anyhow::Res
             description: "printed by shoal serve at start".into(),
         })
         .await?;
-    write_private(&path, &created.secret)?;
+    write_private(&join_token_file(data_dir), &created.secret)?;
     Ok(created.secret)
 }
 
-/// A shared token left in the data dir by an older Shoal (one without a dot).
-fn legacy_shared_token(data_dir: &Path) -> Option<String> {
-    let t = std::fs::read_to_string(data_dir.join("orchestrator").join("join-token")).ok()?;
-    let t = t.trim();
-    (!t.is_empty() && split_join_token(t).is_none()).then(|| t.to_string())
+/// A shared token left in the join-token file by an older Shoal (one without a dot): it stays
+/// the shared token, so nodes that joined with it keep joining.
+fn legacy_shared_token(kept: &str) -> Option<String> {
+    (!kept.is_empty() && split_join_token(kept).is_none()).then(|| kept.to_string())
 }
 
 /// The orchestrator's admin API key: read from the data dir, or created there (readable by
@@ -360,9 +362,7 @@ fn tls_config(
         }
     } else if args.tls {
         let mut names = args.tls_names.clone();
-        if let Ok(h) = hostname::get() {
-            names.push(h.to_string_lossy().into_owned());
-        }
+        names.extend(machine_name());
         let ca = tls::auto_ca(&data_dir.join("orchestrator").join("tls"), &names)?;
         println!(
             "TLS with the automatic CA {} ({}); clients trust it with --ca-cert or SHOAL_CA_CERT, e.g. curl --cacert {}",
@@ -454,7 +454,10 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         let mut cfg = OrchestratorConfig::new(&data_dir);
         // A token given (flag, SHOAL_TOKEN, config) is shared by every node; otherwise nodes
         // enrol with join tokens (see `shoal node token`).
-        cfg.join_token = token.clone().or_else(|| legacy_shared_token(&data_dir));
+        let kept = std::fs::read_to_string(join_token_file(&data_dir))
+            .map(|t| t.trim().to_string())
+            .unwrap_or_default();
+        cfg.join_token = token.clone().or_else(|| legacy_shared_token(&kept));
         cfg.require_join_token = true;
         cfg.require_approval =
             args.require_approval || file.orchestrator.node_manager.manual_approval == Some(true);
@@ -476,7 +479,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             start_orchestrator(&host, port, cfg, security, tls.map(|t| t.0), ready.clone()).await?;
         let t = match &cfg_shared {
             Some(shared) => shared.clone(),
-            None => printed_join_token(&orch, &data_dir).await?,
+            None => printed_join_token(&orch, &data_dir, &kept).await?,
         };
         local = Some((orch, ready));
         println!(
@@ -486,9 +489,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         // The address nodes dial: the one listened on, or this machine's name when the
         // orchestrator listens on every interface.
         let reach = if addr.ip().is_unspecified() {
-            hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "127.0.0.1".into())
+            machine_name().unwrap_or_else(|| "127.0.0.1".into())
         } else {
             addr.ip().to_string()
         };

@@ -8,7 +8,7 @@ use serde_json::Value;
 use shoal_types::SpecConfig;
 
 use crate::ExecutorError;
-use crate::params::string_list;
+use crate::params::{string_list, working_directory};
 
 /// The parameters of one `docker` task.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -52,16 +52,7 @@ impl DockerParams {
                 ))),
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let working_directory = match engine.param("WorkingDirectory") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) if s.starts_with('/') => Some(s.clone()),
-            Some(other) => {
-                return Err(ExecutorError::user(format!(
-                    "docker engine: WorkingDirectory must be an absolute path, got {other}; write it like /work"
-                )));
-            }
-        };
+        let working_directory = working_directory(engine, "docker", "/work")?;
         Ok(DockerParams {
             image,
             entrypoint: string_list(engine, "docker", "Entrypoint", "[\"/bin/sh\", \"-c\"]")?,

@@ -9,7 +9,7 @@ use serde_json::Value;
 use shoal_types::SpecConfig;
 
 use crate::ExecutorError;
-use crate::params::{kind_of, string_list};
+use crate::params::{kind_of, string_list, working_directory};
 
 /// The parameter names the engine reads, in the order the documentation lists them.
 pub const KNOWN_PARAMS: [&str; 5] = ["Command", "Arguments", "User", "WorkingDirectory", "Shell"];
@@ -89,16 +89,7 @@ impl ExecParams {
                 )));
             }
         };
-        let working_directory = match engine.param("WorkingDirectory") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) if s.is_empty() => None,
-            Some(Value::String(s)) if s.starts_with('/') => Some(s.clone()),
-            Some(other) => {
-                return Err(ExecutorError::user(format!(
-                    "exec engine: WorkingDirectory must be an absolute path, got {other}; write it like WorkingDirectory: /srv/app"
-                )));
-            }
-        };
+        let working_directory = working_directory(engine, "exec", "WorkingDirectory: /srv/app")?;
         Ok(ExecParams {
             command,
             arguments,
