@@ -213,6 +213,9 @@ pub(crate) async fn describe(
     let d = s.orchestrator.job_details(&id).await?;
     let include = q.include.unwrap_or_default().to_ascii_lowercase();
     let mut body = json!({ "Job": d.job, "Placement": d.placement });
+    if let Some(rollout) = &d.rollout {
+        body["Rollout"] = json!(rollout);
+    }
     if include.contains("history") {
         body["History"] = json!({ "Items": d.history, "NextToken": "" });
     }
@@ -244,6 +247,18 @@ pub(crate) async fn stop(
     visible_job(&s, &principal, &id).await?;
     s.orchestrator.stop(&id, &reason).await?;
     Ok(Json(json!({ "EvaluationID": "" })))
+}
+
+/// `POST /jobs/{id}/promote` (Shoal): the rollout goes on past its canaries.
+pub(crate) async fn promote(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    visible_job(&s, &principal, &id).await?;
+    let job = s.orchestrator.promote(&id).await?;
+    let d = s.orchestrator.job_details(&job.id).await?;
+    Ok(Json(json!({ "Job": d.job, "Rollout": d.rollout })))
 }
 
 #[derive(Deserialize, Default)]

@@ -175,6 +175,7 @@ fn once(placements: u64) -> anyhow::Result<f64> {
             nodes: &nodes,
             now: 1,
             config: &config,
+            rollout: None,
         });
         anyhow::ensure!(
             !plan.new_executions.is_empty(),

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use shoal_types::answer::{QueryEvent, QueryRequest};
 use shoal_types::enrolment::{JoinToken, JoinTokenRequest, NewJoinToken};
+use shoal_types::rollout::RolloutState;
 use shoal_types::{Execution, Job, JobHistory, NodeState, SpecConfig};
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
@@ -51,6 +52,9 @@ pub struct JobView {
     /// Nodes not chosen, and why.
     #[serde(default)]
     pub placement: Vec<PlacementView>,
+    /// Where the rollout of the current version stands, for a job with a `Rollout`.
+    #[serde(default)]
+    pub rollout: Option<RolloutState>,
 }
 
 /// Why a node was not chosen.
@@ -545,6 +549,18 @@ impl Client {
         )
         .await
         .map(|_| ())
+    }
+
+    /// Promotes a job whose rollout waits after its canaries; returns the rollout's state.
+    pub async fn promote(&self, id: &str) -> Result<Option<RolloutState>, ClientError> {
+        let v = self
+            .call(
+                self.http
+                    .post(self.u(&format!("/orchestrator/jobs/{id}/promote")))
+                    .json(&json!({})),
+            )
+            .await?;
+        Self::decode(v.get("Rollout").cloned().unwrap_or(Value::Null))
     }
 
     /// Every node.

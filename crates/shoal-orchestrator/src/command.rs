@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use shoal_transport::Message;
 use shoal_types::answer::QueryRequest;
 use shoal_types::enrolment::{JoinTokenRequest, NewJoinToken};
+use shoal_types::rollout::RolloutState;
 use shoal_types::{Execution, Job, JobHistory, JobState, NodeInfo};
 use tokio::sync::{Notify, oneshot};
 
@@ -30,6 +31,10 @@ pub(crate) enum Command {
     Stop {
         job_id: String,
         reason: String,
+        reply: Reply<()>,
+    },
+    Promote {
+        job_id: String,
         reply: Reply<()>,
     },
     Connect {
@@ -140,4 +145,6 @@ pub struct JobDetails {
     pub history: Vec<JobHistory>,
     /// Nodes not chosen and why.
     pub placement: Vec<Placement>,
+    /// Where the rollout of the current version stands, for a job with a `Rollout`.
+    pub rollout: Option<RolloutState>,
 }

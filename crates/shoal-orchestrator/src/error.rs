@@ -136,13 +136,23 @@ pub enum BadRequest {
         /// The job, as the caller named it.
         job: String,
     },
-    /// A job asks for a rollout, which this orchestrator does not carry out yet.
+    /// A job asks for a part of a rollout this orchestrator does not carry out yet.
     #[error(
-        "job {name:?}: its Rollout block is valid, but this orchestrator does not roll out in waves yet and would start every node at once; remove the Rollout block to run it on every matching node now"
+        "job {name:?}: its Rollout block is valid, but this orchestrator does not carry out {what} yet, and will not start every node at once instead; change the Rollout block or remove it"
     )]
     RolloutNotCarriedOut {
         /// The job's name.
         name: String,
+        /// What is not carried out, with what to use instead.
+        what: String,
+    },
+    /// `shoal job promote` for a job that is not waiting for promotion.
+    #[error("job {job_id} is not waiting for promotion: {why}")]
+    NotAwaitingPromotion {
+        /// The job.
+        job_id: String,
+        /// Where its rollout stands instead.
+        why: String,
     },
     /// A node action other than approve, reject or delete.
     #[error(

@@ -40,6 +40,10 @@ fn evaluate_job(
     };
     st.active.load(tx, job_id)?;
     let executions = st.active.list(job_id);
+    let rollout = match job.rollout {
+        Some(_) => tx.read().rollout(job_id)?,
+        None => None,
+    };
     let views = st.views.get(&st.nodes);
     let t = now();
     let plan = schedule(SchedulerInput {
@@ -48,6 +52,7 @@ fn evaluate_job(
         nodes: views,
         now: t,
         config: &st.cfg.scheduler,
+        rollout: rollout.as_ref(),
     });
     let ends = plan
         .job_state
@@ -134,20 +139,51 @@ fn apply(
     }
 
     for new in &plan.new_executions {
-        let e = new_execution(
-            &job,
+        // A rollout's revert runs an earlier version, as it was submitted.
+        let earlier = match new.job_version {
+            Some(v) if v != job.version => match tx.read().job_version(&job.id, v)? {
+                Some(spec) => Some(spec),
+                None => {
+                    let text = format!(
+                        "cannot put version {v} back on node {}: that version was not kept (submitted before this orchestrator kept versions)",
+                        new.node_id
+                    );
+                    let ev = event("Rollout", text).with("IsError", "true");
+                    tx.append_history(history(&job, None, ev))?;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let spec = earlier.as_ref().unwrap_or(&job);
+        let mut e = new_execution(
+            spec,
             &new.node_id,
             new.partition_index,
             new.previous_execution.as_ref(),
             &new.resources,
             t,
         );
+        if let Some(why) = &new.unreachable {
+            // Settled before it was sent: the node was away when the rollout reached it.
+            e.desired_state = ExecutionState::new(DesiredStateType::Stopped, why.clone());
+            e.compute_state = ExecutionState::new(ComputeStateType::Failed, why.clone());
+            e.compute_state
+                .details
+                .insert("Unreachable".into(), "true".into());
+            write_execution(tx, st, &e)?;
+            continue;
+        }
         write_execution(tx, st, &e)?;
         if let Some(n) = st.nodes.get_mut(new.node_id.as_str()) {
             n.allocated.insert(e.id.to_string(), allocated(&e));
             st.views.refresh(&st.nodes, new.node_id.as_str());
         }
-        send_stored(tx, out, new.node_id.as_str(), Message::run_json(&e, &job))?;
+        send_stored(tx, out, new.node_id.as_str(), Message::run_json(&e, spec))?;
+    }
+
+    if let Some(state) = &plan.rollout {
+        tx.put_rollout(&job.id, state)?;
     }
 
     for ev in &plan.events {

@@ -150,6 +150,14 @@ impl Orchestrator {
         self.job(&job.id).await
     }
 
+    /// Promotes a job whose rollout waits after its canaries: the rest of the nodes follow.
+    pub async fn promote(&self, key: &str) -> Result<Job, OrchestratorError> {
+        let job = self.job(key).await?;
+        let job_id = job.id.clone();
+        self.ask(|reply| Command::Promote { job_id, reply }).await?;
+        self.job(&job.id).await
+    }
+
     /// Finds a job by id, unique id prefix or name.
     pub async fn job(&self, key: &str) -> Result<Job, OrchestratorError> {
         let k = key.to_string();
@@ -177,15 +185,24 @@ impl Orchestrator {
     pub async fn job_details(&self, key: &str) -> Result<JobDetails, OrchestratorError> {
         let job = self.job(key).await?;
         let id = job.id.clone();
-        let (executions, history, placement) = self
-            .read(move |r| Ok((r.executions(&id)?, r.history(&id, 0)?, r.placement(&id)?)))
+        let (executions, history, placement, rollout) = self
+            .read(move |r| {
+                Ok((
+                    r.executions(&id)?,
+                    r.history(&id, 0)?,
+                    r.placement(&id)?,
+                    r.rollout(&id)?,
+                ))
+            })
             .await?;
         let placement = serde_json::from_str::<Vec<Placement>>(&placement).unwrap_or_default();
+        let rollout = rollout.filter(|r| job.rollout.is_some() && r.job_version == job.version);
         Ok(JobDetails {
             job,
             executions,
             history,
             placement,
+            rollout,
         })
     }
 

@@ -15,12 +15,16 @@
 //! The job is Running from submission until stopped, also while no node matches: daemons wait
 //! for nodes to join instead of failing.
 
-use shoal_types::{DesiredStateType, ExecutionId, JobStateType};
+use std::collections::BTreeSet;
+
+use shoal_types::{DesiredStateType, ExecutionId, JobStateType, NodeId};
 
 use crate::feasibility::{self, Kind, Purpose, Rejection};
 use crate::planner::Planner;
 
-pub(crate) fn reconcile(p: &mut Planner) {
+/// Reconciles every node except the `held` ones, which a rollout has not brought to the
+/// current version (their earlier version keeps running; see `rolling.rs`).
+pub(crate) fn reconcile(p: &mut Planner, held: &BTreeSet<NodeId>) {
     // Positions of the current version's executions, per node (by position in `p.nodes`);
     // executions on nodes the orchestrator no longer knows are settled by `settle`.
     let mut by_node: Vec<Vec<usize>> = vec![Vec::new(); p.nodes.len()];
@@ -35,6 +39,10 @@ pub(crate) fn reconcile(p: &mut Planner) {
     let nodes = p.nodes.clone();
     for (node_at, node) in nodes.into_iter().enumerate() {
         let id = node.id();
+        if held.contains(&id) {
+            running = true;
+            continue;
+        }
         let mut execs = std::mem::take(&mut by_node[node_at]);
         execs.sort_by(|&a, &b| {
             let (a, b) = (p.execution(a), p.execution(b));

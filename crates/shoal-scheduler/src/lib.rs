@@ -13,7 +13,8 @@
 //!    └─ one reconciler per job type                                 batch.rs ops.rs daemon.rs service.rs
 //!         └─ placement: feasibility (ordered checks) → rank         placement.rs feasibility.rs rank.rs
 //!
-//!  rollout::plan(input): which nodes of a job's Rollout start next    rollout.rs (not wired in yet)
+//!  jobs with a Rollout: targets, progress, the planner's decision     rolling.rs
+//!    └─ rollout::plan(input): which nodes start next                  rollout.rs
 //! ```
 //!
 //! Vocabulary: an execution is *live* while its compute state is not terminal (even when a stop
@@ -29,6 +30,7 @@ mod ops;
 mod placement;
 mod planner;
 mod rank;
+mod rolling;
 pub mod rollout;
 mod service;
 mod settle;
@@ -36,6 +38,7 @@ mod settle;
 pub use feasibility::reach;
 pub use ops::{OpsSummary, UNREACHABLE_PREFIX, is_unreachable, ops_buckets};
 
+use shoal_types::rollout::RolloutState;
 use shoal_types::time::UnixNanos;
 use shoal_types::{
     ComputeStateType, DesiredStateType, Event, Execution, ExecutionId, Job, JobState, JobType,
@@ -104,6 +107,9 @@ pub struct SchedulerInput<'a> {
     pub now: UnixNanos,
     /// Tunables.
     pub config: &'a SchedulerConfig,
+    /// Where the job's rollout stands, as last planned (`None` for a job without a `Rollout`
+    /// or before its first plan). A state of an older job version is ignored.
+    pub rollout: Option<&'a RolloutState>,
 }
 
 /// An execution to create, with desired state `Running`.
@@ -117,6 +123,13 @@ pub struct NewExecution {
     pub previous_execution: Option<ExecutionId>,
     /// Resources reserved on the node.
     pub resources: Resources,
+    /// The job version to run, when it is not the job's current one (a rollout that reverts
+    /// puts the previous version back).
+    pub job_version: Option<u64>,
+    /// Set when the execution is created already ended, as Failed with this message: a rollout
+    /// reached the node while it was away, and rollouts never wait for a node. Nothing is sent
+    /// to the node.
+    pub unreachable: Option<String>,
 }
 
 /// A change to an existing execution.
@@ -171,6 +184,8 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// When to look at this job again even if nothing happens (queueing, deadlines).
     pub retry_at: Option<UnixNanos>,
+    /// The rollout's new state, to store, when the job has a `Rollout` and something changed.
+    pub rollout: Option<RolloutState>,
 }
 
 /// Decides what to do next for one job.
@@ -184,10 +199,12 @@ pub fn schedule(input: SchedulerInput<'_>) -> Plan {
     settle::settle_lost_nodes(&mut planner);
     if input.job.state.state_type.is_terminal() {
         settle::stop_everything(&mut planner);
+        rolling::job_ended(&mut planner);
         return planner.finish();
     }
     settle::settle_drained_nodes(&mut planner);
-    settle::stop_old_versions(&mut planner);
+    let held = rolling::held_nodes(&planner);
+    settle::stop_old_versions(&mut planner, &held);
     settle::wake_at_grace_end(&mut planner);
     if let Err(message) = planner.request() {
         planner.fail(message);
@@ -195,8 +212,12 @@ pub fn schedule(input: SchedulerInput<'_>) -> Plan {
     }
     match input.job.job_type {
         JobType::Batch => batch::reconcile(&mut planner),
+        JobType::Ops if input.job.rollout.is_some() => rolling::reconcile_ops(&mut planner),
         JobType::Ops => ops::reconcile(&mut planner),
-        JobType::Daemon => daemon::reconcile(&mut planner),
+        JobType::Daemon if input.job.rollout.is_some() => {
+            rolling::reconcile_daemon(&mut planner, held)
+        }
+        JobType::Daemon => daemon::reconcile(&mut planner, &held),
         JobType::Service => service::reconcile(&mut planner),
     }
     planner.finish()

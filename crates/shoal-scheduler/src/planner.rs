@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use shoal_types::rollout::RolloutState;
 use shoal_types::time::{UnixNanos, rfc3339};
 use shoal_types::{
     ComputeStateType, DesiredStateType, Event, Execution, ExecutionId, Job, JobState, JobStateType,
@@ -37,6 +38,8 @@ pub(crate) struct Planner<'a> {
     pub now: UnixNanos,
     /// Tunables.
     pub config: &'a SchedulerConfig,
+    /// The stored rollout state of the current job version, if any.
+    pub rollout: Option<&'a RolloutState>,
     /// Every execution (all versions), as the caller passed them.
     executions: &'a [Execution],
     /// This plan's changed copies, by position in `executions`; empty until the first change.
@@ -89,6 +92,7 @@ impl<'a> Planner<'a> {
             nodes,
             now: input.now,
             config: input.config,
+            rollout: input.rollout.filter(|r| r.job_version == input.job.version),
             executions: input.executions,
             changed: Vec::new(),
             execution_at: HashMap::new(),
@@ -251,6 +255,45 @@ impl<'a> Planner<'a> {
 
     /// Creates an execution on a node and takes its resources from the node's free capacity.
     pub fn place(&mut self, node: NodeId, partition: u32, previous: Option<ExecutionId>) {
+        self.place_with(node, partition, previous, None);
+    }
+
+    /// Creates an execution of an earlier job version on a node (a rollout's revert).
+    pub fn place_version(&mut self, node: NodeId, job_version: u64) {
+        self.place_with(node, 0, None, Some(job_version));
+    }
+
+    /// Records an execution that ended before it was sent: its node was away when a rollout
+    /// reached it. It takes no capacity and nothing goes to the node.
+    pub fn place_unreachable(&mut self, node: NodeId, message: String) {
+        let event = Event::new("Scheduling", message.clone(), self.timestamp())
+            .with("NodeID", node.as_str());
+        self.plan.events.push(event);
+        self.chosen.insert(node.clone());
+        self.plan.new_executions.push(NewExecution {
+            node_id: node,
+            partition_index: 0,
+            previous_execution: None,
+            resources: Resources::default(),
+            job_version: None,
+            unreachable: Some(message),
+        });
+    }
+
+    /// Stores the rollout's new state with the plan (only when it changed).
+    pub fn set_rollout(&mut self, state: RolloutState) {
+        if self.rollout != Some(&state) {
+            self.plan.rollout = Some(state);
+        }
+    }
+
+    fn place_with(
+        &mut self,
+        node: NodeId,
+        partition: u32,
+        previous: Option<ExecutionId>,
+        job_version: Option<u64>,
+    ) {
         let resources = self.requested();
         if let Some(at) = self.node_index(node.as_str()) {
             self.free[at] = self.free[at].saturating_sub(&resources);
@@ -270,7 +313,18 @@ impl<'a> Planner<'a> {
             partition_index: partition,
             previous_execution: previous,
             resources,
+            job_version,
+            unreachable: None,
         });
+    }
+
+    /// The nodes this plan creates executions on.
+    pub fn placed_nodes(&self) -> Vec<NodeId> {
+        self.plan
+            .new_executions
+            .iter()
+            .map(|n| n.node_id.clone())
+            .collect()
     }
 
     /// Whether this plan creates any execution.
@@ -342,6 +396,11 @@ impl<'a> Planner<'a> {
         for id in live {
             self.stop(&id, message);
         }
+    }
+
+    /// Adds a job-level history event to the plan.
+    pub fn push_event(&mut self, event: Event) {
+        self.plan.events.push(event);
     }
 
     /// Asks to be called again at `at` at the latest.

@@ -1,6 +1,6 @@
 //! Rollouts, as a pure function: which nodes of a job's [`Rollout`] start next.
 //!
-//! The orchestrator does not call this yet (see `docs/architecture.md`, "Rollouts (planned)").
+//! `rolling.rs` carries a job's rollout out with it (see `docs/architecture.md`, "Rollouts").
 //! The planner looks at the rollout settings, the targeted nodes in rollout order and what is
 //! known about each of them now, and answers with one [`Decision`]. It keeps no state and reads
 //! no clock: everything it needs is derived again from the nodes on every call, so a restarted
@@ -30,45 +30,9 @@
 //! rejected nodes (the node's policy refused the work) never count, as the change never ran.
 
 use shoal_types::NodeId;
+pub use shoal_types::rollout::{NodeProgress, RolloutNode};
 use shoal_types::rollout::{Rollout, RolloutMode, UnreachablePolicy};
 use shoal_types::time::UnixNanos;
-
-/// What is known about one targeted node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NodeProgress {
-    /// Not started yet.
-    NotStarted,
-    /// Started and not settled: running, or waiting for its health check.
-    Running,
-    /// Done and healthy: an ops command exited 0, or a daemon or service task passed its
-    /// health check.
-    Succeeded,
-    /// Done and not healthy.
-    Failed,
-    /// Did not answer (before or after it was started); never waited for.
-    Unreachable,
-    /// The node refused the work (its policy or admission said no).
-    Rejected,
-}
-
-impl NodeProgress {
-    /// Whether nothing more is expected from the node in this rollout.
-    pub fn is_settled(self) -> bool {
-        !matches!(self, NodeProgress::NotStarted | NodeProgress::Running)
-    }
-}
-
-/// One targeted node and what is known about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RolloutNode {
-    /// The node.
-    pub node_id: NodeId,
-    /// Where it stands.
-    pub progress: NodeProgress,
-    /// When it reached `progress` (Unix nanos); for settled nodes, when they settled. `Pause`
-    /// counts from the last settle of a wave.
-    pub since: UnixNanos,
-}
 
 /// Everything [`plan`] looks at.
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +106,17 @@ impl Resolved {
     /// The number of waves in waves mode: the canaries in waves of `batch`, then the rest.
     pub fn waves(&self) -> usize {
         self.canary.div_ceil(self.batch) + (self.nodes - self.canary).div_ceil(self.batch)
+    }
+
+    /// The phase (a wave, in waves mode) that the node at `position` of the rollout order
+    /// belongs to, counted from 1, and how many phases there are.
+    pub fn phase_of(&self, mode: RolloutMode, position: usize) -> (usize, usize) {
+        let phases = self.phases(mode);
+        let at = phases
+            .iter()
+            .position(|p| p.contains(&position))
+            .unwrap_or(phases.len().saturating_sub(1));
+        (at + 1, phases.len())
     }
 
     /// The phases as index ranges into the node order (see the module docs).
@@ -378,6 +353,7 @@ mod tests {
                 node_id: NodeId::new(format!("n-{i:02}")),
                 progress: NotStarted,
                 since: 0,
+                message: String::new(),
             })
             .collect()
     }

@@ -1,6 +1,8 @@
 //! Steps every job type shares, run before its reconciler: settling work on lost nodes,
 //! stopping everything of a finished job, retiring executions of older job versions.
 
+use std::collections::BTreeSet;
+
 use shoal_types::time::{NODE_LOST_GRACE_META, UnixNanos, go_duration, parse_duration};
 use shoal_types::{ConnectionStatus, ExecutionId, JobStateType, JobType, NodeId};
 
@@ -115,12 +117,14 @@ pub(crate) fn stop_everything(p: &mut Planner) {
     p.stop_all_live(message);
 }
 
-/// Executions of an older job version are replaced by the current one and do not count.
-pub(crate) fn stop_old_versions(p: &mut Planner) {
+/// Executions of an older job version are replaced by the current one and do not count;
+/// those on `held` nodes stay until a rollout reaches their node.
+pub(crate) fn stop_old_versions(p: &mut Planner, held: &BTreeSet<NodeId>) {
     let version = p.job.version;
     let old: Vec<ExecutionId> = p
         .executions()
         .filter(|e| e.job_version < version && !e.is_terminal())
+        .filter(|e| !held.contains(&e.node_id))
         .map(|e| e.id.clone())
         .collect();
     for id in old {

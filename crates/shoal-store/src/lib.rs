@@ -16,6 +16,7 @@ mod db;
 mod enrolment;
 mod orchestrator;
 mod outbox;
+mod rollouts;
 
 pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use compute::{ComputeStore, LocalExecution, LocalState, ORCHESTRATOR_PEER};

@@ -26,6 +26,7 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
 ",
     outbox::SCHEMA,
     crate::enrolment::SCHEMA,
+    crate::rollouts::SCHEMA,
 ];
 
 /// The orchestrator's writable store. One owner (the orchestrator's engine) writes; API reads go

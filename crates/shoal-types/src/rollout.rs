@@ -27,9 +27,10 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::NodeId;
 use crate::job::JobType;
 use crate::spec::FieldError;
-use crate::time::GoDuration;
+use crate::time::{GoDuration, UnixNanos};
 
 /// A number of nodes, either absolute or as a share of the nodes in the rollout.
 ///
@@ -375,6 +376,98 @@ impl Default for Rollout {
             on_failure: OnFailure::default(),
             health: Health::default(),
         }
+    }
+}
+
+/// What is known about one targeted node of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeProgress {
+    /// Not started yet.
+    NotStarted,
+    /// Started and not settled: running, or waiting for its health check.
+    Running,
+    /// Done and healthy: an ops command exited 0, or a daemon or service task passed its
+    /// health check.
+    Succeeded,
+    /// Done and not healthy.
+    Failed,
+    /// Did not answer (before or after it was started); never waited for.
+    Unreachable,
+    /// The node refused the work (its policy or admission said no).
+    Rejected,
+}
+
+impl NodeProgress {
+    /// Whether nothing more is expected from the node in this rollout.
+    pub fn is_settled(self) -> bool {
+        !matches!(self, NodeProgress::NotStarted | NodeProgress::Running)
+    }
+
+    /// The word `rollout-status` prints: `not-started`, `running`, `succeeded`, ...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeProgress::NotStarted => "not-started",
+            NodeProgress::Running => "running",
+            NodeProgress::Succeeded => "succeeded",
+            NodeProgress::Failed => "failed",
+            NodeProgress::Unreachable => "unreachable",
+            NodeProgress::Rejected => "rejected",
+        }
+    }
+}
+
+/// One targeted node and what is known about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RolloutNode {
+    /// The node.
+    #[serde(rename = "NodeID")]
+    pub node_id: NodeId,
+    /// Where it stands.
+    pub progress: NodeProgress,
+    /// When it reached `progress` (Unix nanos); for settled nodes, when they settled. `Pause`
+    /// counts from the last settle of a wave.
+    pub since: UnixNanos,
+    /// Why it settled the way it did, in words (`exit code 1`, `node n-3 was disconnected when
+    /// its wave started`); empty while not settled.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// Where the rollout of one job version stands: what the orchestrator keeps in its store, so
+/// that a restart continues the current wave. The node list is the planner's input, in
+/// rollout order (canaries first); a settled node stays settled.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct RolloutState {
+    /// The job version this rollout brings to the nodes.
+    pub job_version: u64,
+    /// The settings, as submitted with that version.
+    pub rollout: Rollout,
+    /// Every targeted node, in rollout order.
+    pub nodes: Vec<RolloutNode>,
+    /// Whether `shoal job promote` was given.
+    #[serde(default)]
+    pub promoted: bool,
+    /// What the planner last decided, in words (`wave 2 of 4 running`, `awaiting promotion`).
+    #[serde(default)]
+    pub phase: String,
+    /// Set once the rollout is over: how it ended (`done: 8 succeeded, 2 unreachable (…)`,
+    /// `rollout stopped: 3 failures > 2`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+}
+
+impl RolloutState {
+    /// The progress of one node, if it is targeted.
+    pub fn node(&self, id: &str) -> Option<&RolloutNode> {
+        self.nodes.iter().find(|n| n.node_id.as_str() == id)
+    }
+
+    /// How many targeted nodes stand at `progress`.
+    pub fn count(&self, progress: NodeProgress) -> usize {
+        self.nodes.iter().filter(|n| n.progress == progress).count()
     }
 }
 

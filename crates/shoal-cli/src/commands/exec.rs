@@ -60,6 +60,24 @@ pub struct ExecArgs {
     /// Print the job spec (YAML) that would be submitted, and submit nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Roll out a few nodes at a time: at most this many (`5`) or this share (`10%`) run at
+    /// once, in waves in node-id order.
+    #[arg(long, help_heading = "Rollout")]
+    pub batch: Option<String>,
+    /// Salt's sliding window instead of waves: a node starts as soon as another ends.
+    #[arg(long, requires = "batch", help_heading = "Rollout")]
+    pub window: bool,
+    /// Failures allowed over the whole rollout (`2` or `5%`) before it stops starting
+    /// nodes; default 0, stop at the first.
+    #[arg(long, requires = "batch", help_heading = "Rollout")]
+    pub max_failures: Option<String>,
+    /// Wait this long between waves (`30s`).
+    #[arg(long, requires = "batch", help_heading = "Rollout")]
+    pub pause: Option<String>,
+    /// What a node that is away when its turn comes means: `skip` (default; reported, not
+    /// counted) or `count_as_failure`.
+    #[arg(long, requires = "batch", help_heading = "Rollout")]
+    pub unreachable: Option<String>,
 }
 
 /// How `shoal exec` prints the result per node.
@@ -98,7 +116,7 @@ pub fn job_spec(a: &ExecArgs) -> anyhow::Result<Value> {
         timeout > 0,
         "--timeout must be longer than 0s (for example 30s)"
     );
-    Ok(json!({
+    let mut spec = json!({
         // Nameless: every `shoal exec` is a new job, never an update of an earlier one.
         "Name": "",
         "Type": "ops",
@@ -115,7 +133,24 @@ pub fn job_spec(a: &ExecArgs) -> anyhow::Result<Value> {
             // writes off nodes that have not answered as unreachable.
             "Timeouts": { "ExecutionTimeout": timeout, "TotalTimeout": timeout + REPORT_GRACE_SECS },
         }],
-    }))
+    });
+    if let Some(batch) = &a.batch {
+        let mut rollout = json!({ "Batch": batch });
+        if a.window {
+            rollout["Mode"] = json!("window");
+        }
+        for (key, value) in [
+            ("MaxFailures", &a.max_failures),
+            ("Pause", &a.pause),
+            ("Unreachable", &a.unreachable),
+        ] {
+            if let Some(v) = value {
+                rollout[key] = json!(v);
+            }
+        }
+        spec["Rollout"] = rollout;
+    }
+    Ok(spec)
 }
 
 /// Where one node's execution ended up.
@@ -132,6 +167,8 @@ pub enum Outcome {
     Rejected,
     /// Not ended (the wait was cut short).
     Running,
+    /// Never started: the rollout stopped before the node's turn.
+    NotStarted,
 }
 
 /// One node's line.
@@ -210,8 +247,9 @@ impl NodeResult {
 fn account(results: &[NodeResult]) -> String {
     let n = |o: Outcome| results.iter().filter(|r| r.outcome == o).count();
     let running = n(Outcome::Running);
+    let not_started = n(Outcome::NotStarted);
     format!(
-        "{} node{}: {} succeeded, {} failed, {} unreachable, {} rejected by policy{}",
+        "{} node{}: {} succeeded, {} failed, {} unreachable, {} rejected by policy{}{}",
         results.len(),
         if results.len() == 1 { "" } else { "s" },
         n(Outcome::Succeeded),
@@ -220,6 +258,11 @@ fn account(results: &[NodeResult]) -> String {
         n(Outcome::Rejected),
         if running > 0 {
             format!(", {running} still running")
+        } else {
+            String::new()
+        },
+        if not_started > 0 {
+            format!(", {not_started} not started (the rollout stopped)")
         } else {
             String::new()
         }
@@ -249,12 +292,30 @@ pub async fn run(endpoint: &Endpoint, a: ExecArgs) -> anyhow::Result<ExitCode> {
         .filter(|e| e.job_version == view.job.version)
         .map(NodeResult::of)
         .collect();
+    // A rollout that stopped leaves nodes it never reached: they are part of the account.
+    if let Some(rollout) = &view.rollout {
+        for n in &rollout.nodes {
+            if !results.iter().any(|r| r.node_id == n.node_id.as_str()) {
+                results.push(NodeResult {
+                    node_id: n.node_id.to_string(),
+                    outcome: Outcome::NotStarted,
+                    exit_code: None,
+                    stdout: String::new(),
+                    stderr: String::new(),
+                    message: n.message.clone(),
+                });
+            }
+        }
+    }
     results.sort_by(|x, y| x.node_id.cmp(&y.node_id));
     print_results(a.output, &results)?;
     if results.is_empty() {
         return Ok(refused(&view.job));
     }
     eprintln!("{}", account(&results));
+    if let Some(outcome) = view.rollout.as_ref().and_then(|r| r.outcome.as_ref()) {
+        eprintln!("{outcome}");
+    }
     // Nodes that match but were passed over for now (cordoned, away): in an incident, "ran
     // everywhere" must not be read into an account that left them out.
     for p in view.placement.iter().filter(|p| p.transient) {

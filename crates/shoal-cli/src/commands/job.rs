@@ -96,6 +96,19 @@ pub enum JobCommand {
         /// Path inside the results (`stdout`, `exitCode`, `outputs/file`).
         path: String,
     },
+    /// Show where a job's rollout stands: phase, counts and every node's progress.
+    RolloutStatus {
+        /// Job id, unique id prefix, or name.
+        id: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        output: Format,
+    },
+    /// Let a rollout that waits after its canaries go on to the rest of the nodes.
+    Promote {
+        /// Job id, unique id prefix, or name.
+        id: String,
+    },
     /// Stop a job.
     Stop {
         /// Job id, unique id prefix, or name.
@@ -282,6 +295,10 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             raw,
         } => super::job_get::get(&endpoint.client()?, &id, output_dir, raw).await,
         JobCommand::Cat { id, path } => super::job_get::cat(&endpoint.client()?, &id, &path).await,
+        JobCommand::RolloutStatus { id, output } => {
+            super::rollout::status(endpoint, &id, output).await
+        }
+        JobCommand::Promote { id } => super::rollout::promote(endpoint, &id).await,
         JobCommand::Stop { id, quiet } => {
             let client = endpoint.client()?;
             client.stop(&id, "Stopped at user request").await?;
@@ -330,7 +347,7 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
         let execs = view.executions.as_ref().map(|e| &e.items);
         output::structured(
             output,
-            &serde_json::json!({ "Job": view.job, "History": history, "Executions": execs, "Placement": view.placement }),
+            &serde_json::json!({ "Job": view.job, "History": history, "Executions": execs, "Placement": view.placement, "Rollout": view.rollout }),
         )?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -347,6 +364,10 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
     println!("Created Time  = {}", output::time(j.create_time));
     println!("Modified Time = {}", output::time(j.modify_time));
     println!("Version       = {}", j.version);
+    if let Some(state) = &view.rollout {
+        println!("\n{}", super::rollout::summary(&j.id, state).trim_end());
+        println!("(per node: shoal job rollout-status {})", j.id);
+    }
     if !view.placement.is_empty() {
         println!("\nNodes not chosen:");
         let rows = view

@@ -11,6 +11,7 @@ pub mod job_get;
 pub mod key_value;
 pub mod node;
 pub mod query;
+pub mod rollout;
 pub mod serve;
 pub mod wasm;
 

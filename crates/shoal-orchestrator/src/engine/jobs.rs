@@ -1,7 +1,8 @@
 //! Job commands: submit (a new job or a new version of a named one) and stop.
 
 use shoal_store::Tx;
-use shoal_types::{Job, JobId, JobState, JobStateType};
+use shoal_types::rollout::{HealthType, Rollout};
+use shoal_types::{Job, JobId, JobState, JobStateType, JobType};
 
 use crate::clock::{event, history, now};
 use crate::command::{SubmitOptions, SubmitOutcome};
@@ -18,9 +19,15 @@ pub(super) fn submit(
     mut job: Job,
     options: SubmitOptions,
 ) -> Result<SubmitOutcome, OrchestratorError> {
-    if job.rollout.is_some() {
+    if let Some(rollout) = &job.rollout {
         // Refused rather than ignored: waves the user asked for must not turn into all at once.
-        return Err(BadRequest::RolloutNotCarriedOut { name: job.name }.into());
+        if let Some(what) = not_carried_out(job.job_type, rollout) {
+            return Err(BadRequest::RolloutNotCarriedOut {
+                name: job.name,
+                what,
+            }
+            .into());
+        }
     }
     let t = now();
     let existing = if job.name.is_empty() {
@@ -63,6 +70,7 @@ pub(super) fn submit(
         st.cfg.node_id.clone(),
     );
     write_job(tx, st, &job)?;
+    tx.keep_job_version(&job)?;
     tx.append_history(history(&job, None, submission))?;
     evaluate(tx, st, out, &job.id)?;
     let stored = st.active.job(tx, &job.id)?.unwrap_or(&job);
@@ -71,6 +79,25 @@ pub(super) fn submit(
         state: stored.state.clone(),
         version: stored.version,
     })
+}
+
+/// The part of a `Rollout` this orchestrator cannot carry out yet, if any.
+fn not_carried_out(job_type: JobType, rollout: &Rollout) -> Option<String> {
+    if job_type == JobType::Service {
+        return Some(
+            "rollouts of service jobs (ops and daemon jobs roll out; for a service, submit the new version without Rollout)".into(),
+        );
+    }
+    match rollout.health.kind {
+        HealthType::ExitCode => None,
+        other => Some(format!(
+            "Rollout.Health.Type {} (the health of a node is judged by its task: an ops command's exit code, a daemon running for MinHealthy; use Type: exit_code)",
+            serde_json::to_value(other)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default()
+        )),
+    }
 }
 
 /// Whether two job specs are the same for an update: system fields (id, state, version,
@@ -122,4 +149,55 @@ pub(super) fn stop(
     let ev = event("State Update", reason).with("NewState", "Stopped");
     tx.append_history(history(&job, None, ev))?;
     evaluate(tx, st, out, job_id)
+}
+
+/// Promotes a job whose rollout awaits promotion after its canaries.
+pub(super) fn promote(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    out: &mut Outgoing,
+    job_id: &str,
+) -> Result<(), OrchestratorError> {
+    let Some(job) = st.active.job(tx, job_id)?.cloned() else {
+        return Err(NotFound::JobGone {
+            job_id: job_id.to_string(),
+        }
+        .into());
+    };
+    let not_waiting = |why: String| BadRequest::NotAwaitingPromotion {
+        job_id: job.id.clone(),
+        why,
+    };
+    if job.rollout.is_none() {
+        return Err(not_waiting("it has no Rollout block".into()).into());
+    }
+    let Some(mut state) = tx
+        .read()
+        .rollout(&job.id)?
+        .filter(|s| s.job_version == job.version)
+    else {
+        return Err(not_waiting(format!(
+            "the rollout of version {} has not started",
+            job.version
+        ))
+        .into());
+    };
+    if let Some(outcome) = &state.outcome {
+        return Err(not_waiting(format!("its rollout is over ({outcome})")).into());
+    }
+    if state.promoted {
+        return Err(not_waiting(format!("it was promoted already; {}", state.phase)).into());
+    }
+    if !state.phase.starts_with("awaiting promotion") {
+        return Err(not_waiting(format!(
+            "{}; promote once its canaries have settled",
+            state.phase
+        ))
+        .into());
+    }
+    state.promoted = true;
+    tx.put_rollout(&job.id, &state)?;
+    let ev = event("Rollout", "promoted: the rest of the nodes follow in waves");
+    tx.append_history(history(&job, None, ev))?;
+    evaluate(tx, st, out, &job.id)
 }

@@ -32,7 +32,7 @@ mod reports;
 
 use enrolment::{create_token, delete_token};
 use fleet::ask_fleet;
-use jobs::{stop, submit};
+use jobs::{promote, stop, submit};
 use membership::{connect, heartbeat, node_action, node_labels, node_lost_link};
 use reports::inbound;
 
@@ -252,6 +252,10 @@ impl Engine {
                 reply,
             } => {
                 let r = self.with_tx(|tx, st, out| stop(tx, st, out, &job_id, &reason));
+                let _ = reply.send(r);
+            }
+            Command::Promote { job_id, reply } => {
+                let r = self.with_tx(|tx, st, out| promote(tx, st, out, &job_id));
                 let _ = reply.send(r);
             }
             Command::Connect {

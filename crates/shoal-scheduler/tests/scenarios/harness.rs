@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use shoal_scheduler::{NodeView, Plan, SchedulerConfig, SchedulerInput, schedule};
 use shoal_types::execution::AllocatedResources;
+use shoal_types::rollout::RolloutState;
 use shoal_types::{
     ComputeStateType, ConnectionStatus, DesiredStateType, Execution, ExecutionId, ExecutionState,
     InputSource, Job, JobId, JobState, JobStateType, JobType, LabelSelectorRequirement, Membership,
@@ -191,6 +192,8 @@ pub struct Cluster {
     pub config: SchedulerConfig,
     /// Every plan `step` applied, in order.
     pub plans: Vec<Plan>,
+    /// The rollout state as the orchestrator would store it from the plans.
+    pub rollout: Option<RolloutState>,
     /// Capacity used on a node by other jobs.
     elsewhere: BTreeMap<String, Resources>,
     next_execution: u32,
@@ -205,6 +208,7 @@ impl Cluster {
             now: T0,
             config: SchedulerConfig::default(),
             plans: Vec::new(),
+            rollout: None,
             elsewhere: BTreeMap::new(),
             next_execution: 1,
         }
@@ -242,6 +246,7 @@ impl Cluster {
             nodes: &views,
             now: self.now,
             config: &self.config,
+            rollout: self.rollout.as_ref(),
         })
     }
 
@@ -266,12 +271,18 @@ impl Cluster {
                 node_id: new.node_id.clone(),
                 job_id: JobId::new(self.job.id.clone()),
                 job: None,
-                job_version: self.job.version,
+                job_version: new.job_version.unwrap_or(self.job.version),
                 allocated_resources: AllocatedResources {
                     tasks: [("main".to_string(), new.resources)].into(),
                 },
-                desired_state: ExecutionState::new(DesiredStateType::Running, ""),
-                compute_state: ExecutionState::new(ComputeStateType::New, ""),
+                desired_state: match &new.unreachable {
+                    Some(why) => ExecutionState::new(DesiredStateType::Stopped, why.clone()),
+                    None => ExecutionState::new(DesiredStateType::Running, ""),
+                },
+                compute_state: match &new.unreachable {
+                    Some(why) => ExecutionState::new(ComputeStateType::Failed, why.clone()),
+                    None => ExecutionState::new(ComputeStateType::New, ""),
+                },
                 published_result: None,
                 run_output: None,
                 previous_execution: new
@@ -303,6 +314,9 @@ impl Cluster {
         }
         if let Some(state) = &plan.job_state {
             self.job.state = state.clone();
+        }
+        if let Some(rollout) = &plan.rollout {
+            self.rollout = Some(rollout.clone());
         }
     }
 

@@ -7,4 +7,5 @@ mod lifecycle;
 mod ops;
 mod props;
 mod rollout_props;
+mod rollouts;
 mod service;

@@ -122,6 +122,8 @@ fn build(
                         memory: memory_gib * GIB,
                         ..Default::default()
                     },
+                    job_version: None,
+                    unreachable: None,
                 }],
                 ..Default::default()
             };

@@ -126,6 +126,7 @@ fn simulate(r: &Rollout, fleet: &[(Fate, i64)]) -> Result<Run, TestCaseError> {
                 NodeProgress::NotStarted
             },
             since: 0,
+            message: String::new(),
         })
         .collect();
     let mut ends: Vec<Option<i64>> = vec![None; fleet.len()];

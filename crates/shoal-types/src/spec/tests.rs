@@ -366,12 +366,7 @@ fn a_rollout_block_reads_into_typed_settings() {
             max_failures: Amount::Percent(2),
             unreachable: UnreachablePolicy::Skip,
             on_failure: OnFailure::Stop,
-            health: Health {
-                kind: HealthType::Command,
-                command: "systemctl is-active nginx".into(),
-                min_healthy: GoDuration::from_secs(10),
-                deadline: GoDuration::from_secs(300),
-            },
+            health: Health::default(),
         })
     );
     assert!(validate(&job).is_empty(), "{:?}", validate(&job));
