@@ -6,64 +6,6 @@
 mod common;
 use common::*;
 
-use std::path::Path;
-
-struct Devstack {
-    port: u16,
-    proc: Proc,
-    data: tempfile::TempDir,
-    computes: usize,
-    flags: Vec<String>,
-}
-
-impl Devstack {
-    fn start(computes: usize, flags: &[&str]) -> Devstack {
-        let data = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
-        let proc = launch(port, computes, &flags, data.path());
-        Devstack {
-            port,
-            proc,
-            data,
-            computes,
-            flags,
-        }
-    }
-
-    /// SIGKILL, then start again on the same data dir and port.
-    fn restart(&mut self) {
-        self.proc.kill9();
-        self.proc = launch(self.port, self.computes, &self.flags, self.data.path());
-    }
-
-    fn shoal(&self, args: &[&str]) -> std::process::Output {
-        shoal(self.port, args)
-    }
-
-    fn rollout(&self, job: &str) -> serde_json::Value {
-        json(self.port, &["job", "rollout-status", job])
-    }
-
-    fn run_file(&self, name: &str, yaml: &str) -> std::process::Output {
-        let path = self.data.path().join(name);
-        std::fs::write(&path, yaml).unwrap();
-        self.shoal(&["job", "run", "--wait=false", path.to_str().unwrap()])
-    }
-}
-
-fn launch(port: u16, computes: usize, flags: &[String], data: &Path) -> Proc {
-    let p = port.to_string();
-    let n = computes.to_string();
-    let mut args = vec!["devstack", "--computes", &n, "--api-port", &p];
-    args.extend(flags.iter().map(String::as_str));
-    let proc = spawn(&args, data);
-    eventually("the devstack's agents to connect", || {
-        connected_nodes(port) == computes
-    });
-    proc
-}
-
 fn stdout(o: &std::process::Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }

@@ -329,11 +329,7 @@ fn daemon_progress(p: &mut Planner, rollout: &Rollout, e: &Execution) -> (NodePr
 
 /// Asks the planner until it stops saying `Start`, starting what it says; returns its last
 /// decision.
-fn drive(
-    p: &mut Planner,
-    state: &mut RolloutState,
-    start: StartNode,
-) -> Decision {
+fn drive(p: &mut Planner, state: &mut RolloutState, start: StartNode) -> Decision {
     loop {
         let decision = plan(RolloutInput {
             rollout: &state.rollout,

@@ -35,6 +35,14 @@ pub struct ExecFlags {
     /// Compute node: exec commands run at once; more wait for a slot.
     #[arg(long = "exec-max-concurrent", value_name = "N", default_value_t = 4)]
     pub max_concurrent: usize,
+    /// Compute node: a directory under which exec jobs may place files (`Files` of the exec
+    /// engine, e.g. a config before a reload), absolute (repeatable). None by default.
+    #[arg(
+        long = "exec-write-allow",
+        value_name = "DIR",
+        requires = "enable_exec"
+    )]
+    pub write_allow: Vec<std::path::PathBuf>,
 }
 
 /// The policy the flags describe.
@@ -73,6 +81,18 @@ impl ExecFlags {
             default_user: DEFAULT_USER.to_string(),
             output_cap,
             max_concurrent: self.max_concurrent,
+            write_allow: self
+                .write_allow
+                .iter()
+                .map(|p| {
+                    anyhow::ensure!(
+                        p.is_absolute(),
+                        "--exec-write-allow {} must be an absolute directory, e.g. /etc/nginx",
+                        p.display()
+                    );
+                    Ok(p.clone())
+                })
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 

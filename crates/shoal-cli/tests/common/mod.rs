@@ -126,3 +126,65 @@ pub fn sleep_wat(ms: u64) -> String {
     (drop (call $write (i32.const 1) (i32.const 300) (i32.const 1) (i32.const 400)))))"#
     )
 }
+
+/// A `shoal devstack` process with `computes` agents, started with `flags`, on its own data
+/// dir and port; killed when dropped.
+pub struct Devstack {
+    pub port: u16,
+    proc: Proc,
+    pub data: tempfile::TempDir,
+    computes: usize,
+    flags: Vec<String>,
+}
+
+impl Devstack {
+    /// Starts it and waits until every agent is connected.
+    pub fn start(computes: usize, flags: &[&str]) -> Devstack {
+        let data = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        let proc = launch(port, computes, &flags, data.path());
+        Devstack {
+            port,
+            proc,
+            data,
+            computes,
+            flags,
+        }
+    }
+
+    /// SIGKILL, then start again on the same data dir and port.
+    pub fn restart(&mut self) {
+        self.proc.kill9();
+        self.proc = launch(self.port, self.computes, &self.flags, self.data.path());
+    }
+
+    /// Runs a client command against it.
+    pub fn shoal(&self, args: &[&str]) -> std::process::Output {
+        shoal(self.port, args)
+    }
+
+    /// `shoal job rollout-status JOB --output json`.
+    pub fn rollout(&self, job: &str) -> serde_json::Value {
+        json(self.port, &["job", "rollout-status", job])
+    }
+
+    /// Writes `yaml` to `name` in the data dir and submits it without waiting.
+    pub fn run_file(&self, name: &str, yaml: &str) -> std::process::Output {
+        let path = self.data.path().join(name);
+        std::fs::write(&path, yaml).unwrap();
+        self.shoal(&["job", "run", "--wait=false", path.to_str().unwrap()])
+    }
+}
+
+fn launch(port: u16, computes: usize, flags: &[String], data: &Path) -> Proc {
+    let p = port.to_string();
+    let n = computes.to_string();
+    let mut args = vec!["devstack", "--computes", &n, "--api-port", &p];
+    args.extend(flags.iter().map(String::as_str));
+    let proc = spawn(&args, data);
+    eventually("the devstack's agents to connect", || {
+        connected_nodes(port) == computes
+    });
+    proc
+}

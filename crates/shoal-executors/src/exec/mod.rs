@@ -24,6 +24,8 @@
 //! - the environment is the node's (`PATH`, `HOME`, `USER`, `LOGNAME`) plus the task's, which
 //!   may not set loader, shell or interpreter variables (`LD_PRELOAD` and the like).
 //! - the working directory is `WorkingDirectory`, or `/`.
+//! - `Files` are placed first, atomically, each only under a prefix the node allows
+//!   (`--exec-write-allow`), the replaced file kept as `<path>.shoal-prev` ([`files`]).
 //! - output streams as lines under the node's output cap; past it lines are dropped and one
 //!   `[truncated N bytes]` marker is written at the end.
 //! - at most [`ExecPolicy::max_concurrent`] commands run at once; the others wait (their time
@@ -48,6 +50,7 @@ use tracing::Instrument;
 
 use crate::{ExecutionRequest, Executor, ExecutorError, ExecutorRegistry, Exit, LogSink};
 
+pub mod files;
 mod output;
 mod params;
 mod policy;
@@ -103,6 +106,10 @@ impl ExecExecutor {
                 .collect()
         };
         self.policy.check_command(&argv)?;
+        files::check_allowed(&params.files, &self.policy.write_allow)?;
+        for owner in params.files.iter().filter_map(|f| f.owner.as_deref()) {
+            user::identity(owner).map_err(|e| format!("file owner: {e}"))?;
+        }
         let user = self.policy.user_for(params.user.as_deref())?;
         let identity = user::identity(user)?;
         Ok(Plan {
@@ -198,6 +205,15 @@ impl Executor for ExecExecutor {
                         ExecutorError::transient("exec engine: the node is shutting down")
                     })?,
                 };
+                if !params.files.is_empty() {
+                    let placed = files::place(&params.files, &request.inputs, |name| {
+                        user::identity(name).map(|i| (i.uid, i.gid))
+                    })
+                    .map_err(|e| ExecutorError::user(format!("exec engine: {e}")))?;
+                    for line in placed {
+                        logs.write(crate::Stream::Stdout, format!("{line}\n"));
+                    }
+                }
                 let outcome = process::run(
                     &plan,
                     &request.env,

@@ -1,18 +1,27 @@
 //! The `exec` engine's parameters, read once from the user's `{Type, Params}`.
 //!
 //! Keys are Bacalhau-style and matched case-insensitively: `Command` (required), `Arguments`
-//! (a list of strings), `User`, `WorkingDirectory` (absolute) and `Shell` (a boolean). Any
+//! (a list of strings), `User`, `WorkingDirectory` (absolute), `Shell` (a boolean) and `Files`
+//! (placed before the command runs; see [`super::files`]). Any
 //! other key is refused by name: a misspelt `Argument` silently ignored would run a different
 //! command than the one the user wrote.
 
 use serde_json::Value;
 use shoal_types::SpecConfig;
 
+use super::files::FileSpec;
 use crate::ExecutorError;
 use crate::params::{kind_of, string_list, working_directory};
 
 /// The parameter names the engine reads, in the order the documentation lists them.
-pub const KNOWN_PARAMS: [&str; 5] = ["Command", "Arguments", "User", "WorkingDirectory", "Shell"];
+pub const KNOWN_PARAMS: [&str; 6] = [
+    "Command",
+    "Arguments",
+    "User",
+    "WorkingDirectory",
+    "Shell",
+    "Files",
+];
 
 /// What one `exec` task asks the node to run.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -28,6 +37,8 @@ pub struct ExecParams {
     pub working_directory: Option<String>,
     /// Run [`command`](Self::command) as a script with `/bin/sh -c`.
     pub shell: bool,
+    /// Files placed on the node before the command runs.
+    pub files: Vec<FileSpec>,
 }
 
 impl ExecParams {
@@ -96,6 +107,7 @@ impl ExecParams {
             user,
             working_directory,
             shell,
+            files: super::files::parse(engine)?,
         })
     }
 }
@@ -132,6 +144,7 @@ mod tests {
                 user: Some("www-data".into()),
                 working_directory: Some("/srv".into()),
                 shell: false,
+                files: Vec::new(),
             }
         );
     }

@@ -119,6 +119,9 @@ pub struct ExecPolicy {
     pub output_cap: u64,
     /// Exec executions run at once on the node; the others wait for a slot.
     pub max_concurrent: usize,
+    /// Where a task's `Files` may be placed (`--exec-write-allow`): absolute prefixes,
+    /// compared by whole path parts; none by default.
+    pub write_allow: Vec<std::path::PathBuf>,
 }
 
 impl Default for ExecPolicy {
@@ -130,6 +133,7 @@ impl Default for ExecPolicy {
             default_user: DEFAULT_USER.to_string(),
             output_cap: DEFAULT_OUTPUT_CAP,
             max_concurrent: DEFAULT_MAX_CONCURRENT,
+            write_allow: Vec::new(),
         }
     }
 }
@@ -148,13 +152,23 @@ impl ExecPolicy {
         })
     }
 
-    /// What the node advertises about its policy: `disabled` or `allowlist N rules`.
+    /// What the node advertises about its policy: `disabled` or `allowlist N rules`, and the
+    /// paths files may be placed under when there are any.
     pub fn summary(&self) -> String {
-        match (self.enabled, self.rules.len()) {
-            (false, _) => "disabled".to_string(),
+        let rules = match (self.enabled, self.rules.len()) {
+            (false, _) => return "disabled".to_string(),
             (true, 1) => "allowlist 1 rule".to_string(),
             (true, n) => format!("allowlist {n} rules"),
+        };
+        if self.write_allow.is_empty() {
+            return rules;
         }
+        let paths: Vec<String> = self
+            .write_allow
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        format!("{rules}, files under {}", paths.join(", "))
     }
 
     /// Refuses `argv` (the program's absolute path first) unless a rule allows it.
