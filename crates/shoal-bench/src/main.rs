@@ -18,6 +18,7 @@ mod s06_wasm;
 mod s09_footprint;
 mod s10_durable;
 mod s11_query;
+mod s12_exec;
 mod simfleet;
 mod stats;
 
@@ -76,7 +77,7 @@ pub struct Ctx {
     pub baseline: Option<PathBuf>,
 }
 
-const SCENARIOS: &[&str] = &["S1", "S2", "S4", "S5", "S6", "S9", "S10", "S11"];
+const SCENARIOS: &[&str] = &["S1", "S2", "S4", "S5", "S6", "S9", "S10", "S11", "S12"];
 
 /// Scenarios run by scripts of their own (`bench/run.sh` runs them); `--only` accepts them.
 const SCRIPTED: &[&str] = &["DOCKER"];
@@ -146,6 +147,7 @@ fn main() -> ExitCode {
                 "S9" => s09_footprint::run(&ctx).await,
                 "S10" => s10_durable::run(&ctx).await,
                 "S11" => s11_query::run(&ctx).await,
+                "S12" => s12_exec::run(&ctx).await,
                 _ => unreachable!("checked above"),
             }
         });

@@ -52,6 +52,10 @@ pub struct SimfleetArgs {
     /// Where the agents keep their (small) execution folders; a temporary dir by default.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Offer the `exec` engine with this allowlist rule (repeatable), running commands as
+    /// this process's own user.
+    #[arg(long)]
+    pub exec_allow: Vec<String>,
 }
 
 fn humantime_secs(s: &str) -> Result<f64, String> {
@@ -137,6 +141,14 @@ pub async fn run(args: SimfleetArgs) -> anyhow::Result<()> {
     let mut executors = ExecutorRegistry::new();
     executors.register(Arc::new(shoal_executors::noop::NoopExecutor));
     executors.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
+    if !args.exec_allow.is_empty() {
+        let mut policy = shoal_executors::exec::ExecPolicy::enabled_with(&args.exec_allow)
+            .map_err(|e| anyhow::anyhow!("simfleet: --exec-allow: {e}"))?;
+        // Commands run as this process's user: no user switch, whoever runs the benchmark.
+        let me = std::process::Command::new("id").arg("-un").output()?;
+        policy.default_user = String::from_utf8_lossy(&me.stdout).trim().to_string();
+        shoal_executors::exec::install(&mut executors, policy);
+    }
     let capacity = Resources {
         cpu: 4.0,
         memory: 8 << 30,

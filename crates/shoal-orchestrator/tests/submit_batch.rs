@@ -67,16 +67,21 @@ async fn a_refused_submission_in_a_burst_fails_alone_and_every_acknowledged_job_
 }
 
 #[tokio::test]
-async fn a_job_with_a_rollout_is_refused_rather_than_started_everywhere_at_once() {
+async fn a_rollout_it_cannot_carry_out_is_refused_rather_than_started_everywhere_at_once() {
     let dir = tempfile::tempdir().expect("temp dir");
     let orch = Orchestrator::start(OrchestratorConfig::new(dir.path())).expect("orchestrator");
     let mut job = spec::parse_job(
-        "Name: waves\nType: ops\nRollout: { Batch: \"25%\" }\nTasks:\n  - Name: main\n    Engine: { Type: noop }\n",
+        "Name: waves\nType: service\nCount: 2\nRollout: { Batch: \"25%\" }\nTasks:\n  - Name: main\n    Engine: { Type: noop }\n",
     )
     .expect("job parses");
     spec::apply_defaults(&mut job);
     let e = orch.submit(job).await.unwrap_err();
     assert!(matches!(e, OrchestratorError::BadRequest(_)), "{e}");
-    assert!(e.to_string().contains("remove the Rollout block"), "{e}");
+    let text = e.to_string();
+    assert!(
+        text.contains("does not carry out rollouts of service jobs")
+            && text.contains("change the Rollout block or remove it"),
+        "{text}"
+    );
     assert!(orch.job("waves").await.is_err(), "nothing was stored");
 }
