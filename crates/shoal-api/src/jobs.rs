@@ -131,6 +131,11 @@ pub(crate) struct ListQuery {
     next_token: Option<String>,
     #[serde(default, deserialize_with = "query_bool")]
     reverse: Option<bool>,
+    /// Only scheduled jobs (parents); a Shoal extension.
+    #[serde(default, deserialize_with = "query_bool")]
+    scheduled: Option<bool>,
+    /// Only the children of this scheduled job (id or name); a Shoal extension.
+    parent: Option<String>,
 }
 
 /// A boolean query parameter as clients spell it: Go's `true`/`false`, Python's `True`/`False`
@@ -174,6 +179,13 @@ pub(crate) async fn list(
         None => 0,
     };
     let limit = q.limit.unwrap_or(0);
+    let parent = match q.parent.filter(|p| !p.is_empty()) {
+        Some(key) => match visible_job(&s, &principal, &key).await? {
+            Some(job) => Some(job.id),
+            None => return Ok(Json(json!({ "Items": [], "NextToken": "" }))),
+        },
+        None => None,
+    };
     let jobs = s
         .orchestrator
         .list_jobs(JobFilter {
@@ -181,6 +193,8 @@ pub(crate) async fn list(
             limit: if limit == 0 { 0 } else { limit + 1 },
             offset,
             reverse: q.reverse.unwrap_or(false),
+            scheduled: q.scheduled.unwrap_or(false),
+            parent,
         })
         .await?;
     let jobs: Vec<Job> = jobs

@@ -16,6 +16,7 @@ mod db;
 mod enrolment;
 mod orchestrator;
 mod outbox;
+mod schedules;
 
 pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use compute::{ComputeStore, LocalExecution, LocalState, ORCHESTRATOR_PEER};
@@ -23,3 +24,4 @@ pub use db::{StoreError, Tx};
 pub use enrolment::NodeKey;
 pub use orchestrator::{JobFilter, OrchestratorStore, Reader, SharedReader};
 pub use outbox::OutboxEntry;
+pub use schedules::ScheduleMarks;

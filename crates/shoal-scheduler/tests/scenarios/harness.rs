@@ -108,6 +108,7 @@ fn job(job_type: JobType, count: u32) -> Job {
             ..Default::default()
         }],
         rollout: None,
+        schedule: None,
         state: JobState::new(JobStateType::Pending, ""),
         version: 1,
         revision: 1,
