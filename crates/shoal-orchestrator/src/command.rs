@@ -73,6 +73,11 @@ pub(crate) enum Command {
         request: Box<QueryRequest>,
         reply: Reply<Arc<Notify>>,
     },
+    /// Runs a scheduled job once now, outside its schedule; answers the child's id.
+    RunNow {
+        job_id: String,
+        reply: Reply<String>,
+    },
     /// Creates a join token.
     CreateJoinToken {
         request: JoinTokenRequest,
@@ -140,4 +145,6 @@ pub struct JobDetails {
     pub history: Vec<JobHistory>,
     /// Nodes not chosen and why.
     pub placement: Vec<Placement>,
+    /// For a scheduled job: its next and last tick and latest runs.
+    pub schedule: Option<shoal_types::schedule::ScheduleStatus>,
 }
