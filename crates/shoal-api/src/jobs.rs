@@ -227,6 +227,9 @@ pub(crate) async fn describe(
     let d = s.orchestrator.job_details(&id).await?;
     let include = q.include.unwrap_or_default().to_ascii_lowercase();
     let mut body = json!({ "Job": d.job, "Placement": d.placement });
+    if let Some(schedule) = &d.schedule {
+        body["Schedule"] = json!(schedule);
+    }
     if include.contains("history") {
         body["History"] = json!({ "Items": d.history, "NextToken": "" });
     }
@@ -234,6 +237,18 @@ pub(crate) async fn describe(
         body["Executions"] = json!({ "Items": d.executions, "NextToken": "" });
     }
     Ok(Json(body))
+}
+
+/// `POST /jobs/{id}/run-now`: one run of a scheduled job now, outside its schedule (a Shoal
+/// extension, Nomad's `periodic force`). Answers the child job's id.
+pub(crate) async fn run_now(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    visible_job(&s, &principal, &id).await?;
+    let child = s.orchestrator.run_now(&id).await?;
+    Ok(Json(json!({ "JobID": child })))
 }
 
 #[derive(Deserialize, Default)]

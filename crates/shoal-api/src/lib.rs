@@ -103,6 +103,10 @@ pub fn router_with(
         )
         .route("/api/v1/orchestrator/jobs/{id}/history", get(jobs::history))
         .route(
+            "/api/v1/orchestrator/jobs/{id}/run-now",
+            axum::routing::post(jobs::run_now),
+        )
+        .route(
             "/api/v1/orchestrator/jobs/{id}/executions",
             get(jobs::executions),
         )
