@@ -373,7 +373,7 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
     println!("Modified Time = {}", output::time(j.modify_time));
     println!("Version       = {}", j.version);
     if let Some(s) = &j.schedule {
-        super::schedule_view::describe(s, view.schedule.as_ref());
+        super::schedule_view::describe(&j.name, s, view.schedule.as_ref());
     }
     if !view.placement.is_empty() {
         println!("\nNodes not chosen:");

@@ -1,7 +1,7 @@
 //! How scheduled jobs read in `job list --scheduled` and `job describe`.
 
 use shoal_types::Job;
-use shoal_types::schedule::{Schedule, ScheduleStatus, tick_name};
+use shoal_types::schedule::{Schedule, ScheduleStatus, child_name, tick_name};
 
 use crate::output;
 use crate::wait::short;
@@ -58,7 +58,7 @@ fn next_run(job: &Job, s: &Schedule) -> String {
 }
 
 /// The `Schedule:` block of `job describe`.
-pub fn describe(s: &Schedule, status: Option<&ScheduleStatus>) {
+pub fn describe(name: &str, s: &Schedule, status: Option<&ScheduleStatus>) {
     let clock = s.clock().ok();
     let local = |t: i64| match &clock {
         Some(c) => format!("{} ({})", c.local(t), tick_name(t)),
@@ -94,8 +94,8 @@ pub fn describe(s: &Schedule, status: Option<&ScheduleStatus>) {
         let rows = status
             .runs
             .iter()
-            .map(|r| vec![tick_name(r.tick), short(&r.job_id)])
+            .map(|r| vec![child_name(name, r.tick), r.job_id.clone()])
             .collect();
-        println!("{}", output::table(&["TICK", "JOB ID"], rows));
+        println!("{}", output::table(&["NAME", "JOB ID"], rows));
     }
 }
