@@ -131,6 +131,11 @@ pub(crate) struct ListQuery {
     next_token: Option<String>,
     #[serde(default, deserialize_with = "query_bool")]
     reverse: Option<bool>,
+    /// Only scheduled jobs (parents); a Shoal extension.
+    #[serde(default, deserialize_with = "query_bool")]
+    scheduled: Option<bool>,
+    /// Only the children of this scheduled job (id or name); a Shoal extension.
+    parent: Option<String>,
 }
 
 /// A boolean query parameter as clients spell it: Go's `true`/`false`, Python's `True`/`False`
@@ -174,6 +179,14 @@ pub(crate) async fn list(
         None => 0,
     };
     let limit = q.limit.unwrap_or(0);
+    let parent = match q.parent.filter(|p| !p.is_empty()) {
+        Some(key) => match visible_job(&s, &principal, &key).await? {
+            Some(job) => Some(job.id),
+            // No namespace scope: every job is visible.
+            None => Some(s.orchestrator.job(&key).await?.id),
+        },
+        None => None,
+    };
     let jobs = s
         .orchestrator
         .list_jobs(JobFilter {
@@ -181,6 +194,8 @@ pub(crate) async fn list(
             limit: if limit == 0 { 0 } else { limit + 1 },
             offset,
             reverse: q.reverse.unwrap_or(false),
+            scheduled: q.scheduled.unwrap_or(false),
+            parent,
         })
         .await?;
     let jobs: Vec<Job> = jobs
@@ -216,6 +231,9 @@ pub(crate) async fn describe(
     if let Some(rollout) = &d.rollout {
         body["Rollout"] = json!(rollout);
     }
+    if let Some(schedule) = &d.schedule {
+        body["Schedule"] = json!(schedule);
+    }
     if include.contains("history") {
         body["History"] = json!({ "Items": d.history, "NextToken": "" });
     }
@@ -223,6 +241,18 @@ pub(crate) async fn describe(
         body["Executions"] = json!({ "Items": d.executions, "NextToken": "" });
     }
     Ok(Json(body))
+}
+
+/// `POST /jobs/{id}/run-now`: one run of a scheduled job now, outside its schedule (a Shoal
+/// extension, Nomad's `periodic force`). Answers the child job's id.
+pub(crate) async fn run_now(
+    State(s): State<AppState>,
+    Extension(principal): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    visible_job(&s, &principal, &id).await?;
+    let child = s.orchestrator.run_now(&id).await?;
+    Ok(Json(json!({ "JobID": child })))
 }
 
 #[derive(Deserialize, Default)]

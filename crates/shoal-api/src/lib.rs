@@ -107,6 +107,10 @@ pub fn router_with(
             post(jobs::promote),
         )
         .route(
+            "/api/v1/orchestrator/jobs/{id}/run-now",
+            post(jobs::run_now),
+        )
+        .route(
             "/api/v1/orchestrator/jobs/{id}/executions",
             get(jobs::executions),
         )

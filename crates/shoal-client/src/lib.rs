@@ -55,6 +55,18 @@ pub struct JobView {
     /// Where the rollout of the current version stands, for a job with a `Rollout`.
     #[serde(default)]
     pub rollout: Option<RolloutState>,
+    /// A scheduled job's next and last tick and latest runs.
+    #[serde(default)]
+    pub schedule: Option<shoal_types::schedule::ScheduleStatus>,
+}
+
+/// Which jobs a listing selects beyond its page (Shoal extensions of `GET /jobs`).
+#[derive(Debug, Clone, Default)]
+pub struct JobsWhere {
+    /// Only scheduled jobs (parents).
+    pub scheduled: bool,
+    /// Only the children of this scheduled job (id, prefix or name).
+    pub parent: Option<String>,
 }
 
 /// Why a node was not chosen.
@@ -504,11 +516,29 @@ impl Client {
         next_token: &str,
         reverse: bool,
     ) -> Result<Items<Job>, ClientError> {
-        let q = [
+        self.list_jobs_where(limit, next_token, reverse, &JobsWhere::default())
+            .await
+    }
+
+    /// A page of the jobs that `filter` selects.
+    pub async fn list_jobs_where(
+        &self,
+        limit: usize,
+        next_token: &str,
+        reverse: bool,
+        filter: &JobsWhere,
+    ) -> Result<Items<Job>, ClientError> {
+        let mut q = vec![
             ("limit", limit.to_string()),
             ("next_token", next_token.to_string()),
             ("reverse", reverse.to_string()),
         ];
+        if filter.scheduled {
+            q.push(("scheduled", "true".into()));
+        }
+        if let Some(parent) = &filter.parent {
+            q.push(("parent", parent.clone()));
+        }
         Self::decode(
             self.call(self.http.get(self.u("/orchestrator/jobs")).query(&q))
                 .await?,
@@ -538,6 +568,21 @@ impl Client {
             .await?,
         )?;
         Ok(items.items)
+    }
+
+    /// Runs a scheduled job once now, outside its schedule; answers the child job's id.
+    pub async fn run_now(&self, id: &str) -> Result<String, ClientError> {
+        let v = self
+            .call(
+                self.http
+                    .post(self.u(&format!("/orchestrator/jobs/{id}/run-now")))
+                    .json(&json!({})),
+            )
+            .await?;
+        Ok(v.get("JobID")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string())
     }
 
     /// Stops a job.

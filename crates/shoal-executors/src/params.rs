@@ -41,7 +41,8 @@ pub(crate) fn string_list(
 }
 
 /// Reads the optional absolute path `WorkingDirectory` (`None` when absent or empty); the
-/// error names the engine and shows `example`.
+/// error names the engine and shows `example`. (The wasm engine has no working directory.)
+#[cfg(any(feature = "docker", feature = "exec"))]
 pub(crate) fn working_directory(
     engine: &SpecConfig,
     engine_name: &str,

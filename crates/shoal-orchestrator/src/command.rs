@@ -78,6 +78,11 @@ pub(crate) enum Command {
         request: Box<QueryRequest>,
         reply: Reply<Arc<Notify>>,
     },
+    /// Runs a scheduled job once now, outside its schedule; answers the child's id.
+    RunNow {
+        job_id: String,
+        reply: Reply<String>,
+    },
     /// Creates a join token.
     CreateJoinToken {
         request: JoinTokenRequest,
@@ -147,4 +152,6 @@ pub struct JobDetails {
     pub placement: Vec<Placement>,
     /// Where the rollout of the current version stands, for a job with a `Rollout`.
     pub rollout: Option<RolloutState>,
+    /// For a scheduled job: its next and last tick and latest runs.
+    pub schedule: Option<shoal_types::schedule::ScheduleStatus>,
 }

@@ -154,6 +154,14 @@ pub enum BadRequest {
         /// Where its rollout stands instead.
         why: String,
     },
+    /// `run-now` was asked for a job without a `Schedule`.
+    #[error(
+        "job {job_id} has no Schedule, so there is nothing to run now; `shoal job run --force` runs an ordinary job again"
+    )]
+    NotScheduled {
+        /// The job's id.
+        job_id: String,
+    },
     /// A node action other than approve, reject or delete.
     #[error(
         "unknown node action {action:?}; use approve, reject, cordon, drain, uncordon, revoke or delete"
@@ -221,6 +229,24 @@ pub enum Conflict {
         version: u64,
         /// Its current state.
         state: JobStateType,
+    },
+    /// `run-now` was asked for a scheduled job that was stopped.
+    #[error(
+        "scheduled job {job_id} is {state}, so it makes no runs; submit its job file again to schedule it anew"
+    )]
+    ScheduleEnded {
+        /// The job's id.
+        job_id: String,
+        /// Its state.
+        state: JobStateType,
+    },
+    /// `run-now` would make a child whose name a job has already (two in the same second).
+    #[error(
+        "a job named {name:?} exists already; run-now names runs to the second, try again in a second"
+    )]
+    RunExists {
+        /// The child name.
+        name: String,
     },
     /// A stop was asked for a job that already ended otherwise (completed or failed).
     #[error("job {job_id} is already {state} and cannot be stopped")]

@@ -38,6 +38,10 @@ fn evaluate_job(
         st.active.forget(job_id);
         return Ok(());
     };
+    if job.schedule.is_some() {
+        // A scheduled job never runs itself: its ticks make child jobs.
+        return crate::engine::schedules::evaluate_parent(tx, st, out, job);
+    }
     st.active.load(tx, job_id)?;
     let executions = st.active.list(job_id);
     let rollout = match job.rollout {

@@ -10,6 +10,7 @@ use shoal_store::SharedReader;
 use shoal_store::{JobFilter, OrchestratorStore, StoreError};
 use shoal_transport::Frame;
 use shoal_types::enrolment::{JoinToken, JoinTokenRequest, NewJoinToken};
+use shoal_types::schedule::ScheduleStatus;
 use shoal_types::{ComputeStateType, Execution, Job, JobHistory, NodeState};
 use tokio::sync::oneshot;
 
@@ -24,6 +25,9 @@ use crate::query::{
     KEEP_FINISHED, LiveQueries, QueryRequest, QueryStream, query_job, timeout_secs,
 };
 use crate::results::{ResultEvent, ResultRegistry, ResultStream};
+
+/// How many of a scheduled job's latest runs `job describe` gets.
+const SCHEDULE_RUNS_SHOWN: usize = 10;
 
 /// How long a result download waits for the node to start sending the archive.
 const RESULT_START_WAIT: Duration = Duration::from_secs(30);
@@ -185,13 +189,25 @@ impl Orchestrator {
     pub async fn job_details(&self, key: &str) -> Result<JobDetails, OrchestratorError> {
         let job = self.job(key).await?;
         let id = job.id.clone();
-        let (executions, history, placement, rollout) = self
+        let scheduled = job.schedule.is_some();
+        let (executions, history, placement, rollout, schedule) = self
             .read(move |r| {
+                let schedule = if scheduled {
+                    let marks = r.schedule_marks(&id)?;
+                    Some(ScheduleStatus {
+                        next_run: marks.and_then(|m| m.next_tick),
+                        last_tick: marks.and_then(|m| m.last_tick),
+                        runs: r.schedule_runs(&id, SCHEDULE_RUNS_SHOWN)?,
+                    })
+                } else {
+                    None
+                };
                 Ok((
                     r.executions(&id)?,
                     r.history(&id, 0)?,
                     r.placement(&id)?,
                     r.rollout(&id)?,
+                    schedule,
                 ))
             })
             .await?;
@@ -203,7 +219,15 @@ impl Orchestrator {
             history,
             placement,
             rollout,
+            schedule,
         })
+    }
+
+    /// Runs a scheduled job once now, outside its schedule (Nomad's `periodic force`);
+    /// answers the child job's id. The schedule's own ticks are not moved.
+    pub async fn run_now(&self, key: &str) -> Result<String, OrchestratorError> {
+        let job_id = self.job(key).await?.id;
+        self.ask(|reply| Command::RunNow { job_id, reply }).await
     }
 
     /// A page of jobs.

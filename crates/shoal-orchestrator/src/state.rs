@@ -17,6 +17,8 @@ use crate::query::LiveQueries;
 
 /// Engine state other than the store.
 pub(crate) struct EngineState {
+    /// When this engine started: scheduled ticks due before it were missed while it was down.
+    pub started: UnixNanos,
     pub cfg: OrchestratorConfig,
     pub nodes: NodeTable,
     pub links: Links,

@@ -24,6 +24,7 @@
 //! node keeps running while the orchestrator cannot reach it.
 
 mod batch;
+pub mod cron;
 mod daemon;
 mod feasibility;
 mod ops;

@@ -17,6 +17,7 @@ mod enrolment;
 mod orchestrator;
 mod outbox;
 mod rollouts;
+mod schedules;
 
 pub use audit::{AuditEntry, AuditFilter, AuditLog};
 pub use compute::{ComputeStore, LocalExecution, LocalState, ORCHESTRATOR_PEER};
@@ -24,3 +25,4 @@ pub use db::{StoreError, Tx};
 pub use enrolment::NodeKey;
 pub use orchestrator::{JobFilter, OrchestratorStore, Reader, SharedReader};
 pub use outbox::OutboxEntry;
+pub use schedules::ScheduleMarks;

@@ -27,6 +27,7 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
     outbox::SCHEMA,
     crate::enrolment::SCHEMA,
     crate::rollouts::SCHEMA,
+    crate::schedules::SCHEMA,
 ];
 
 /// The orchestrator's writable store. One owner (the orchestrator's engine) writes; API reads go
@@ -47,6 +48,10 @@ pub struct JobFilter {
     pub offset: usize,
     /// Newest first.
     pub reverse: bool,
+    /// Only jobs with a `Schedule` (parents).
+    pub scheduled: bool,
+    /// Only the children of this scheduled job.
+    pub parent: Option<String>,
 }
 
 impl OrchestratorStore {
@@ -132,8 +137,15 @@ impl Reader<'_> {
             .namespace
             .clone()
             .filter(|n| n != "*" && !n.is_empty());
+        let scheduled = if filter.scheduled {
+            " AND id IN (SELECT job_id FROM schedules)"
+        } else {
+            ""
+        };
         let sql = format!(
-            "SELECT body FROM jobs WHERE (?1 IS NULL OR namespace = ?1) ORDER BY create_time {order}, id {order} LIMIT ?2 OFFSET ?3"
+            "SELECT body FROM jobs WHERE (?1 IS NULL OR namespace = ?1){scheduled}
+             AND (?4 IS NULL OR id IN (SELECT child_id FROM schedule_runs WHERE parent_id = ?4))
+             ORDER BY create_time {order}, id {order} LIMIT ?2 OFFSET ?3"
         );
         let mut stmt = self.0.prepare_cached(&sql)?;
         let limit = if filter.limit == 0 {
@@ -141,9 +153,10 @@ impl Reader<'_> {
         } else {
             filter.limit as i64
         };
-        let rows = stmt.query_map(params![ns, limit, filter.offset as i64], |r| {
-            r.get::<_, String>(0)
-        })?;
+        let rows = stmt.query_map(
+            params![ns, limit, filter.offset as i64, filter.parent],
+            |r| r.get::<_, String>(0),
+        )?;
         rows.map(|b| from_json("job", &b?)).collect()
     }
 

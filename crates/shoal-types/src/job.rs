@@ -12,6 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::ids::JobId;
 use crate::rollout::Rollout;
+use crate::schedule::Schedule;
 use crate::time::UnixNanos;
 
 /// The four kinds of job and their scheduling semantics (DESIGN.md §3).
@@ -104,6 +105,10 @@ pub struct Job {
     /// at once. A Shoal extension that Bacalhau ignores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollout: Option<Rollout>,
+    /// Run again on a cron schedule (batch and ops jobs): the job becomes a parent that makes a
+    /// child job per tick. A Shoal extension that Bacalhau ignores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     /// Current state.
     #[serde(default)]
     pub state: JobState,

@@ -15,6 +15,7 @@ pub mod job;
 pub mod node;
 pub mod resources;
 pub mod rollout;
+pub mod schedule;
 pub mod selector;
 pub mod spec;
 pub mod template;
@@ -33,3 +34,4 @@ pub use node::{
 };
 pub use resources::Resources;
 pub use rollout::{Amount, Health, HealthType, OnFailure, Rollout, RolloutMode, UnreachablePolicy};
+pub use schedule::{CatchUp, Overlap, Schedule};

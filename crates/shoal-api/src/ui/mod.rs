@@ -155,6 +155,7 @@ async fn jobs(
             limit,
             offset,
             reverse: true,
+            ..JobFilter::default()
         })
         .await?;
     let matching: Vec<JobRow> = listed

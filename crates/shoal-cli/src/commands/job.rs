@@ -34,7 +34,8 @@ pub enum JobCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
-    /// List jobs.
+    /// List jobs (`--scheduled`: scheduled jobs with their cron and next run; `--parent`: the
+    /// runs of one scheduled job).
     List {
         /// How many jobs to show.
         #[arg(long, default_value_t = 10)]
@@ -45,9 +46,21 @@ pub enum JobCommand {
         /// Oldest first (default is newest first).
         #[arg(long)]
         oldest_first: bool,
+        /// Only scheduled jobs (those with a Schedule block), with cron, time zone and next run.
+        #[arg(long, conflicts_with = "parent")]
+        scheduled: bool,
+        /// Only the runs (child jobs `<name>@<tick>`) of this scheduled job: id, prefix or name.
+        #[arg(long)]
+        parent: Option<String>,
         /// Output format.
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
+    },
+    /// Run a scheduled job once now, outside its schedule (Nomad's `periodic force`); the
+    /// schedule's own ticks are not moved. Prints the new run's job id.
+    RunNow {
+        /// Id, unique id prefix, or name of the scheduled job.
+        id: String,
     },
     /// List a job's executions.
     Executions {
@@ -200,33 +213,40 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             limit,
             next_token,
             oldest_first,
+            scheduled,
+            parent,
             output,
         } => {
+            let filter = shoal_client::JobsWhere { scheduled, parent };
             let page = endpoint
                 .client()?
-                .list_jobs(limit, &next_token, !oldest_first)
+                .list_jobs_where(limit, &next_token, !oldest_first, &filter)
                 .await?;
             if output != Format::Table {
                 output::structured(output, &page.items)?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let rows = page
-                .items
-                .iter()
-                .map(|j| {
-                    vec![
-                        output::time(j.create_time),
-                        short(&j.id),
-                        j.name.clone(),
-                        j.job_type.to_string(),
-                        j.state.state_type.to_string(),
-                    ]
-                })
-                .collect();
-            println!(
-                "{}",
-                output::table(&["CREATED", "ID", "NAME", "TYPE", "STATE"], rows)
-            );
+            if scheduled {
+                println!("{}", super::schedule_view::list_table(&page.items));
+            } else {
+                let rows = page
+                    .items
+                    .iter()
+                    .map(|j| {
+                        vec![
+                            output::time(j.create_time),
+                            short(&j.id),
+                            j.name.clone(),
+                            j.job_type.to_string(),
+                            j.state.state_type.to_string(),
+                        ]
+                    })
+                    .collect();
+                println!(
+                    "{}",
+                    output::table(&["CREATED", "ID", "NAME", "TYPE", "STATE"], rows)
+                );
+            }
             if !page.next_token.is_empty() {
                 println!(
                     "\nTo fetch more records use: shoal job list --limit {limit} --next-token {}",
@@ -299,6 +319,11 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             super::rollout::status(endpoint, &id, output).await
         }
         JobCommand::Promote { id } => super::rollout::promote(endpoint, &id).await,
+        JobCommand::RunNow { id } => {
+            let child = endpoint.client()?.run_now(&id).await?;
+            println!("{child}");
+            Ok(ExitCode::SUCCESS)
+        }
         JobCommand::Stop { id, quiet } => {
             let client = endpoint.client()?;
             client.stop(&id, "Stopped at user request").await?;
@@ -347,7 +372,7 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
         let execs = view.executions.as_ref().map(|e| &e.items);
         output::structured(
             output,
-            &serde_json::json!({ "Job": view.job, "History": history, "Executions": execs, "Placement": view.placement, "Rollout": view.rollout }),
+            &serde_json::json!({ "Job": view.job, "History": history, "Executions": execs, "Placement": view.placement, "Rollout": view.rollout, "Schedule": view.schedule }),
         )?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -367,6 +392,9 @@ async fn describe(endpoint: &Endpoint, id: &str, output: Format) -> anyhow::Resu
     if let Some(state) = &view.rollout {
         println!("\n{}", super::rollout::summary(&j.id, state).trim_end());
         println!("(per node: shoal job rollout-status {})", j.id);
+    }
+    if let Some(s) = &j.schedule {
+        super::schedule_view::describe(&j.name, s, view.schedule.as_ref());
     }
     if !view.placement.is_empty() {
         println!("\nNodes not chosen:");

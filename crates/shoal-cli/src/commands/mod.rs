@@ -12,6 +12,7 @@ pub mod key_value;
 pub mod node;
 pub mod query;
 pub mod rollout;
+pub mod schedule_view;
 pub mod serve;
 pub mod wasm;
 
@@ -74,6 +75,18 @@ pub async fn submit_and_report(
         println!("{id}");
     } else {
         eprintln!("Job successfully submitted. Job ID: {id}");
+    }
+    if job.schedule.is_some() {
+        // A scheduled job never ends by itself; its runs are jobs of their own.
+        if !flags.id_only {
+            let parent = client.job(&id, "").await?.job;
+            eprintln!("{}", parent.state.message);
+            eprintln!(
+                "Runs are jobs named {}@<time>: `shoal job list --parent {id}`; `shoal job stop {id}` ends the schedule",
+                parent.name
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
     }
     if !flags.wait {
         return Ok(ExitCode::SUCCESS);

@@ -29,6 +29,7 @@ mod fleet;
 mod jobs;
 mod membership;
 mod reports;
+pub(crate) mod schedules;
 
 use enrolment::{create_token, delete_token};
 use fleet::ask_fleet;
@@ -77,6 +78,7 @@ impl Engine {
             store,
             next_silence_scan: t,
             st: EngineState {
+                started: t,
                 cfg,
                 nodes,
                 links,
@@ -309,6 +311,10 @@ impl Engine {
                 reply,
             } => {
                 let _ = reply.send(Ok(ask_fleet(&mut self.st, &query_id, &job, &request)));
+            }
+            Command::RunNow { job_id, reply } => {
+                let r = self.with_tx(|tx, st, out| schedules::run_now(tx, st, out, &job_id));
+                let _ = reply.send(r);
             }
             Command::CreateJoinToken { request, reply } => {
                 let r = self.with_tx(|tx, _, _| create_token(tx, &request));

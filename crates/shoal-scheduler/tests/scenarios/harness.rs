@@ -109,6 +109,7 @@ fn job(job_type: JobType, count: u32) -> Job {
             ..Default::default()
         }],
         rollout: None,
+        schedule: None,
         state: JobState::new(JobStateType::Pending, ""),
         version: 1,
         revision: 1,

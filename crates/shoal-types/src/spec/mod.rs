@@ -149,6 +149,7 @@ pub fn read_job_value(value: Value) -> Result<Job, SpecError> {
         Value::Object(map) => map,
         _ => serde_json::Map::new(),
     };
+    schema::schedule_aliases(&mut job, &mut errs);
     let type_reported = errs.iter().any(|e| e.path == "Type");
     match job
         .get("Type")

@@ -190,6 +190,26 @@ const ROLLOUT: Shape = Shape::Struct(&[
     opt("Health", &HEALTH),
 ]);
 
+/// The wire names of the schedule enums (`crate::schedule`); `forbid` is Kubernetes' name for
+/// `skip`.
+pub(crate) const OVERLAPS: &[&str] = &["skip", "allow", "replace", "forbid"];
+pub(crate) const CATCH_UPS: &[&str] = &["none", "last", "all"];
+
+const SCHEDULE: Shape = Shape::Struct(&[
+    req(
+        "Cron",
+        &TEXT,
+        "give the cron pattern, e.g. Cron: \"*/5 * * * *\" (or 6 fields with seconds first)",
+    ),
+    opt("TimeZone", &TEXT),
+    opt("Overlap", &Shape::Choice(OVERLAPS)),
+    opt("ConcurrencyPolicy", &Shape::Choice(OVERLAPS)),
+    opt("StartingDeadline", &Shape::Duration),
+    opt("CatchUp", &Shape::Choice(CATCH_UPS)),
+    opt("MaxCatchUp", &U32),
+    opt("Suspend", &Shape::Bool),
+]);
+
 pub(crate) const JOB: Shape = Shape::Struct(&[
     opt("ID", &Shape::Ignored),
     opt("Name", &TEXT),
@@ -202,6 +222,7 @@ pub(crate) const JOB: Shape = Shape::Struct(&[
     opt("Labels", &Shape::TextMap),
     opt("Tasks", &Shape::List(&TASK)),
     opt("Rollout", &ROLLOUT),
+    opt("Schedule", &SCHEDULE),
     opt("State", &Shape::Ignored),
     opt("Version", &Shape::Ignored),
     opt("Revision", &Shape::Ignored),
@@ -211,7 +232,7 @@ pub(crate) const JOB: Shape = Shape::Struct(&[
 
 /// Where each struct's fields live, for suggestions that point to another level
 /// (`Constraits` written inside a task belongs to the job).
-const PLACES: [(&str, &Shape); 11] = [
+const PLACES: [(&str, &Shape); 12] = [
     ("at the top level of the job", &JOB),
     ("in a task", &TASK),
     ("in Engine, Publisher or Source", &SPEC_CONFIG),
@@ -223,7 +244,27 @@ const PLACES: [(&str, &Shape); 11] = [
     ("in a constraint", &CONSTRAINT),
     ("in Rollout", &ROLLOUT),
     ("in Rollout.Health", &HEALTH),
+    ("in Schedule", &SCHEDULE),
 ];
+
+/// Reads Kubernetes' `ConcurrencyPolicy` in a `Schedule` as Shoal's `Overlap`, refusing both
+/// at once.
+pub(crate) fn schedule_aliases(job: &mut Map<String, Value>, errs: &mut Vec<FieldError>) {
+    let Some(Value::Object(schedule)) = job.get_mut("Schedule") else {
+        return;
+    };
+    let Some(policy) = schedule.remove("ConcurrencyPolicy") else {
+        return;
+    };
+    if schedule.contains_key("Overlap") {
+        errs.push(FieldError::new(
+            "Schedule.ConcurrencyPolicy",
+            "given together with Overlap, which it is another name for; keep one",
+        ));
+    } else {
+        schedule.insert("Overlap".into(), policy);
+    }
+}
 
 /// Rewrites `value` to `shape`'s canonical form, collecting every problem found on the way.
 ///

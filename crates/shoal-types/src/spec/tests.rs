@@ -468,3 +468,105 @@ fn every_rollout_choice_reads_into_its_enum() {
         serde_json::from_value::<HealthType>((*h).into()).unwrap();
     }
 }
+
+const CRON_EXAMPLE: &str = include_str!("../../../../examples/cron-disk-check.yaml");
+
+#[test]
+fn the_cron_example_reads_into_a_schedule() {
+    use crate::schedule::*;
+    let job = parse_job(CRON_EXAMPLE).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        job.schedule,
+        Some(Schedule {
+            time_zone: "Europe/Berlin".into(),
+            starting_deadline: crate::time::GoDuration::from_secs(600),
+            ..Schedule::every("*/15 * * * *")
+        })
+    );
+    let yaml = serde_yaml::to_string(&job).unwrap();
+    assert_eq!(parse_job(&yaml).unwrap(), job);
+}
+
+#[test]
+fn schedule_keys_and_kubernetes_names_are_read_ignoring_case() {
+    use crate::schedule::*;
+    let text = format!(
+        "{MINIMAL}schedule: {{cron: '@hourly', concurrencyPolicy: Forbid, catchup: ALL, maxcatchup: '3', suspend: 'true'}}\n"
+    );
+    let s = parse_job(&text)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .schedule
+        .unwrap();
+    assert_eq!(s.overlap, Overlap::Skip);
+    assert_eq!(s.catch_up, CatchUp::All);
+    assert_eq!(s.max_catch_up, 3);
+    assert!(s.suspend);
+    let replace = format!("{MINIMAL}Schedule: {{Cron: '@hourly', ConcurrencyPolicy: Replace}}\n");
+    assert_eq!(
+        parse_job(&replace).unwrap().schedule.unwrap().overlap,
+        Overlap::Replace
+    );
+}
+
+#[test]
+fn malformed_schedule_values_are_reported_with_their_path() {
+    let text = format!(
+        "{MINIMAL}Schedule:\n  Cron: '*/5 * * *'\n  TimeZone: Mars/Olympus\n  Overlap: sometimes\n  CatchUp: most\n  StartingDeadline: soon\n  Cronn: x\n"
+    );
+    assert_eq!(
+        parse_err(&text),
+        [
+            "Schedule.CatchUp: unknown value \"most\" (one of none, last, all)",
+            "Schedule.Cronn: unknown field (did you mean Cron?)",
+            "Schedule.Overlap: unknown value \"sometimes\" (one of skip, allow, replace, forbid)",
+            "Schedule.StartingDeadline: \"soon\" is not a duration; use e.g. 90s, 30m or 2h",
+        ]
+    );
+    let text = format!("{MINIMAL}Schedule:\n  Cron: '*/5 * * *'\n  TimeZone: Mars/Olympus\n");
+    let errs = parse_err(&text);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(
+        errs[0].starts_with("Schedule.Cron: \"*/5 * * *\" has 4 fields"),
+        "{errs:?}"
+    );
+    assert!(
+        errs[1].starts_with("Schedule.TimeZone: unknown time zone \"Mars/Olympus\""),
+        "{errs:?}"
+    );
+    let both =
+        format!("{MINIMAL}Schedule: {{Cron: '@daily', Overlap: skip, ConcurrencyPolicy: allow}}\n");
+    assert_eq!(
+        parse_err(&both),
+        [
+            "Schedule.ConcurrencyPolicy: given together with Overlap, which it is another name for; keep one"
+        ]
+    );
+    assert_eq!(
+        parse_err(&format!("{MINIMAL}Schedule: {{TimeZone: UTC}}\n")),
+        [
+            "Schedule.Cron: missing; give the cron pattern, e.g. Cron: \"*/5 * * * *\" (or 6 fields with seconds first)"
+        ]
+    );
+}
+
+#[test]
+fn a_daemon_job_with_a_schedule_is_refused_at_submission() {
+    let text = "Type: daemon\nSchedule: {Cron: '@daily'}\nTasks:\n  - Engine: {Type: docker, Params: {Image: x}}\n";
+    let errs = parse_err(text);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(
+        errs[0].starts_with("Schedule: daemon jobs cannot have a Schedule"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn every_schedule_choice_reads_into_its_enum() {
+    use crate::schedule::*;
+    for o in schema::OVERLAPS {
+        serde_json::from_value::<Overlap>((*o).into()).unwrap();
+    }
+    for c in schema::CATCH_UPS {
+        serde_json::from_value::<CatchUp>((*c).into()).unwrap();
+    }
+}

@@ -80,6 +80,9 @@ fn check(job: &Job, strict: bool) -> Vec<FieldError> {
     if let Some(rollout) = &job.rollout {
         errs.0.extend(rollout.check(job.job_type));
     }
+    if let Some(schedule) = &job.schedule {
+        errs.0.extend(schedule.check(job.job_type));
+    }
     errs.0
 }
 
