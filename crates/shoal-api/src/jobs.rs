@@ -44,7 +44,7 @@ pub(crate) async fn visible_job(
 }
 
 /// What submitting `job` needs beyond `write:job`: its namespace in the principal's scope, and
-/// the `query` or `exec` capability for tasks on those engines.
+/// the `query` or `exec` capability for tasks on those engines (and `exec:shell` for a shell).
 fn may_submit(principal: &Principal, job: &mut Job) -> Result<(), ApiError> {
     if job.namespace.is_empty()
         || (job.namespace == "default" && !principal.sees_namespace("default"))
@@ -69,6 +69,16 @@ fn may_submit(principal: &Principal, job: &mut Job) -> Result<(), ApiError> {
             return Err(ApiError::forbidden(format!(
                 "user '{}' does not have the required capability '{needed}' (task {} uses the {} engine)",
                 principal.name, task.name, task.engine.kind
+            )));
+        }
+        let shell = task
+            .engine
+            .param("Shell")
+            .is_some_and(|v| v.as_bool() == Some(true));
+        if needed == Capability::Exec && shell && !principal.can(Capability::ExecShell) {
+            return Err(ApiError::forbidden(format!(
+                "user '{}' does not have the required capability 'exec:shell' (task {} runs its command through /bin/sh with Shell: true); run the program directly with Command and Arguments, or grant exec:shell",
+                principal.name, task.name
             )));
         }
     }

@@ -503,7 +503,7 @@ fn a_host_command_needs_the_exec_grant_beyond_write_job_and_the_denial_is_audite
     let cfg = write(
         dir.path(),
         "exec.yaml",
-        "API:\n  Auth:\n    Users:\n      - Alias: admin\n        APIKey: ADMINADMINADMINADMINADMIN\n        Capabilities:\n          - Actions: [\"*\"]\n      - Alias: deployer\n        APIKey: DEPLOYDEPLOYDEPLOYDEPLOY\n        Capabilities:\n          - Actions: [\"read:job\", \"write:job\", \"read:node\"]\n",
+        "API:\n  Auth:\n    Users:\n      - Alias: admin\n        APIKey: ADMINADMINADMINADMINADMIN\n        Capabilities:\n          - Actions: [\"*\"]\n      - Alias: deployer\n        APIKey: DEPLOYDEPLOYDEPLOYDEPLOY\n        Capabilities:\n          - Actions: [\"read:job\", \"write:job\", \"read:node\"]\n      - Alias: operator\n        APIKey: OPERATOROPERATOROPERATOR\n        Capabilities:\n          - Actions: [\"read:job\", \"write:job\", \"read:node\", \"exec\"]\n",
     );
     let port = free_port();
     let _hybrid = spawn(
@@ -556,6 +556,18 @@ fn a_host_command_needs_the_exec_grant_beyond_write_job_and_the_denial_is_audite
     assert!(
         out.status.success(),
         "a key with exec runs it: {}",
+        text(&out)
+    );
+
+    // `exec` runs a command; a shell script needs `exec:shell` as well.
+    let operator = env(&[("SHOAL_API_KEY", "OPERATOROPERATOROPERATOR")]);
+    let out = shoal_env(port, &["exec", "--", "/bin/echo", "hi"], &operator);
+    assert!(out.status.success(), "{}", text(&out));
+    let out = shoal_env(port, &["exec", "--shell", "--", "echo hi"], &operator);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("'exec:shell'") && text(&out).contains("Shell: true"),
+        "{}",
         text(&out)
     );
 }

@@ -30,6 +30,9 @@ pub enum Capability {
     Query,
     /// Run host commands (jobs with the `exec` engine).
     Exec,
+    /// Run host commands through a shell (`Shell: true` of the `exec` engine, `shoal exec
+    /// --shell`), on top of [`Capability::Exec`]: a script is harder to review than a command.
+    ExecShell,
     /// Read the audit log.
     Admin,
 }
@@ -51,6 +54,7 @@ impl fmt::Display for Capability {
             Capability::Write(r) => write!(f, "write:{r}"),
             Capability::Query => f.write_str("query"),
             Capability::Exec => f.write_str("exec"),
+            Capability::ExecShell => f.write_str("exec:shell"),
             Capability::Admin => f.write_str("admin"),
         }
     }
@@ -82,7 +86,7 @@ impl Grant {
 }
 
 /// The grants a config may name, for error messages.
-pub const KNOWN_GRANTS: &str = "*, read:*, write:*, read:job, write:job, read:node, write:node, read:agent, write:agent, query, exec, admin";
+pub const KNOWN_GRANTS: &str = "*, read:*, write:*, read:job, write:job, read:node, write:node, read:agent, write:agent, query, exec, exec:shell, admin";
 
 impl FromStr for Grant {
     type Err = String;
@@ -101,6 +105,7 @@ impl FromStr for Grant {
             "write:*" => Some(Grant::WriteAll),
             "query" => Some(Grant::Exactly(Capability::Query)),
             "exec" => Some(Grant::Exactly(Capability::Exec)),
+            "exec:shell" => Some(Grant::Exactly(Capability::ExecShell)),
             "admin" => Some(Grant::Exactly(Capability::Admin)),
             _ => match t.split_once(':') {
                 Some(("read", r)) => resource(r).map(|r| Grant::Exactly(Capability::Read(r))),
@@ -143,6 +148,7 @@ mod tests {
             "write:agent",
             "query",
             "exec",
+            "exec:shell",
             "admin",
         ] {
             assert_eq!(g(s).to_string(), s);

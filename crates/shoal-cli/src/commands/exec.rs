@@ -28,7 +28,7 @@ const TAIL_CHARS: usize = 80;
 /// `exec` arguments.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Examples:\n\n  shoal exec -- /usr/bin/uptime\n\n  shoal exec --constraints region=eu -- systemctl restart nginx\n\n  shoal exec --shell --user www-data -- 'cd /srv/app && git pull'\n\n  shoal exec --timeout 30s --output ndjson -- /usr/bin/df -h /\n\nEach node decides for itself: it runs the command only when its agent was started with\n--enable-exec and an --exec-allow rule allows the command line (a shell needs a rule for\n/bin/sh), as the user nobody unless --user names one the node allows (--exec-user).\nSubmitting needs the `exec` grant."
+    after_help = "Examples:\n\n  shoal exec -- /usr/bin/uptime\n\n  shoal exec --constraints region=eu -- systemctl restart nginx\n\n  shoal exec --shell --user www-data -- 'cd /srv/app && git pull'\n\n  shoal exec --timeout 30s --output ndjson -- /usr/bin/df -h /\n\nEach node decides for itself: it runs the command only when its agent was started with\n--enable-exec and an --exec-allow rule allows the command line (a shell needs a rule for\n/bin/sh), as the user nobody unless --user names one the node allows (--exec-user).\nSubmitting needs the `exec` grant, and --shell also `exec:shell`.\n\nRollouts: --batch 10% [--max-failures 2] [--pause 30s] [--window] reaches the nodes a few at a\ntime and stops once failures exceed --max-failures; the nodes never reached are listed."
 )]
 pub struct ExecArgs {
     /// The program and its arguments, after `--`; run as they are, without a shell. A bare
