@@ -17,7 +17,10 @@ Tasks:
 
 /// The names of the runs of `parent`, as `job list --parent` gives them.
 fn runs(d: &Devstack, parent: &str) -> Vec<String> {
-    let listed = json(d.port, &["job", "list", "--parent", parent, "--limit", "1000"]);
+    let listed = json(
+        d.port,
+        &["job", "list", "--parent", parent, "--limit", "1000"],
+    );
     let mut names: Vec<String> = listed
         .as_array()
         .cloned()
@@ -35,15 +38,18 @@ fn a_scheduled_job_makes_one_run_per_tick_and_a_kill_during_a_tick_runs_none_twi
     let out = d.run_file("ticker.yaml", EVERY_SECOND);
     assert!(out.status.success(), "{}", text(&out));
 
-    let scheduled = String::from_utf8_lossy(&d.shoal(&["job", "list", "--scheduled"]).stdout)
-        .into_owned();
+    let scheduled =
+        String::from_utf8_lossy(&d.shoal(&["job", "list", "--scheduled"]).stdout).into_owned();
     assert!(
         scheduled.contains("ticker") && scheduled.contains("*/1 * * * * *"),
         "{scheduled}"
     );
     eventually("two runs", || runs(&d, "ticker").len() >= 2);
     for name in runs(&d, "ticker") {
-        assert!(name.starts_with("ticker@20"), "runs are named after their tick: {name}");
+        assert!(
+            name.starts_with("ticker@20"),
+            "runs are named after their tick: {name}"
+        );
     }
 
     // Kill the orchestrator as soon as a new run appears: within a tick's transaction or just
@@ -51,7 +57,9 @@ fn a_scheduled_job_makes_one_run_per_tick_and_a_kill_during_a_tick_runs_none_twi
     let before = runs(&d, "ticker").len();
     eventually("a new run", || runs(&d, "ticker").len() > before);
     d.restart();
-    eventually("runs after the restart", || runs(&d, "ticker").len() > before + 2);
+    eventually("runs after the restart", || {
+        runs(&d, "ticker").len() > before + 2
+    });
 
     let out = d.shoal(&["job", "stop", "ticker"]);
     assert!(out.status.success(), "{}", text(&out));

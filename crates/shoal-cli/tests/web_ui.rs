@@ -291,3 +291,68 @@ async fn a_read_only_user_logs_in_sees_no_stop_button_and_a_forged_stop_is_refus
     );
     c.close().await.unwrap();
 }
+
+/// The job page shows a rollout: its phase, counts and nodes; a writer promotes it past the
+/// canary with a button, and the page follows it to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_waiting_after_its_canary_is_promoted_from_the_job_page() {
+    let Some((_driver, driver_port)) = chromedriver() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _devstack = spawn(
+        &[
+            "devstack",
+            "--computes",
+            "3",
+            "--api-port",
+            &port.to_string(),
+        ],
+        tmp.path(),
+    );
+    eventually("devstack", || connected_nodes(port) == 3);
+    let file = tmp.path().join("canary.yaml");
+    std::fs::write(
+        &file,
+        "Name: canary\nType: ops\nRollout: {Canary: 1, Batch: 2}\nTasks:\n  - Name: main\n    Engine: {Type: noop}\n",
+    )
+    .unwrap();
+    let id = job_id(&shoal(
+        port,
+        &[
+            "job",
+            "run",
+            file.to_str().unwrap(),
+            "--id-only",
+            "--wait=false",
+        ],
+    ));
+
+    let shots = shots_dir(tmp.path());
+    let c = browser(driver_port, &tmp.path().join("profile")).await;
+    c.goto(&format!("http://127.0.0.1:{port}/ui/jobs/{id}"))
+        .await
+        .unwrap();
+    let phase = text_until(&c, "#rollout-phase", |t| {
+        t.starts_with("awaiting promotion")
+    })
+    .await;
+    assert!(phase.contains("1 canary succeeded"), "{phase}");
+    let nodes = text_until(&c, "#rollout-nodes", |t| t.contains("not-started")).await;
+    assert!(nodes.contains("n-devstack-0 succeeded"), "{nodes}");
+    shot(&c, &shots, "rollout").await;
+    c.find(Locator::Id("promote"))
+        .await
+        .expect("a writer is offered Promote")
+        .click()
+        .await
+        .unwrap();
+    let done = text_until(&c, "#rollout-phase", |t| t.starts_with("rollout done")).await;
+    assert_eq!(done, "rollout done: 3 succeeded");
+    assert!(
+        c.find(Locator::Id("promote")).await.is_err(),
+        "nothing is left to promote"
+    );
+    c.close().await.unwrap();
+}

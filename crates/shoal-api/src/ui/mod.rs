@@ -39,6 +39,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/jobs", get(jobs))
         .route("/ui/jobs/{id}", get(job))
         .route("/ui/jobs/{id}/stop", post(stop))
+        .route("/ui/jobs/{id}/promote", post(promote))
         .route("/ui/nodes", get(nodes))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
@@ -240,6 +241,17 @@ async fn stop(
         .orchestrator
         .stop(&id, &format!("Stopped from the web UI by {}", p.name))
         .await?;
+    Ok(Redirect::to(&format!("/ui/jobs/{}", job.id)).into_response())
+}
+
+/// `POST /ui/jobs/{id}/promote` (the gate has checked `write:job` and the Origin).
+async fn promote(
+    State(s): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    crate::jobs::visible_job(&s, &p, &id).await?;
+    let job = s.orchestrator.promote(&id).await?;
     Ok(Redirect::to(&format!("/ui/jobs/{}", job.id)).into_response())
 }
 

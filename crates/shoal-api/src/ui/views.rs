@@ -3,6 +3,7 @@
 
 use shoal_orchestrator::{JobDetails, Placement};
 use shoal_types::resources::{format_bytes, format_cpu};
+use shoal_types::rollout::RolloutState;
 use shoal_types::{Execution, Job, JobHistory, NodeState};
 
 /// `j-01a2b3c4-...` shortened as the CLI shows ids; names that are not UUID ids stay whole.
@@ -148,6 +149,65 @@ pub struct JobView {
     pub history: Vec<HistoryRow>,
     /// The spec as YAML.
     pub spec: String,
+    /// Where its rollout stands, for a job with a `Rollout`.
+    pub rollout: Option<RolloutView>,
+}
+
+/// The rollout panel of the job page.
+#[derive(Debug, Clone)]
+pub struct RolloutView {
+    /// The job version being rolled out.
+    pub version: u64,
+    /// The planner's last decision in words (`wave 2 of 4: 5 running`).
+    pub phase: String,
+    /// How it ended, once it has.
+    pub outcome: String,
+    /// Whether it waits for `promote` (the page offers the button to writers).
+    pub awaiting_promotion: bool,
+    /// Nodes per progress, in the planner's order of buckets: `(progress, count)`, zeros left
+    /// out.
+    pub counts: Vec<(String, usize)>,
+    /// Every targeted node in rollout order: `(node, progress, detail)`.
+    pub nodes: Vec<(String, String, String)>,
+}
+
+impl RolloutView {
+    /// The panel for `state`.
+    pub fn of(state: &RolloutState) -> Self {
+        use shoal_types::rollout::NodeProgress::*;
+        let counts = [
+            Succeeded,
+            Failed,
+            Unreachable,
+            Rejected,
+            Running,
+            NotStarted,
+        ]
+        .iter()
+        .map(|p| (p.as_str().to_string(), state.count(*p)))
+        .filter(|(_, n)| *n > 0)
+        .collect();
+        RolloutView {
+            version: state.job_version,
+            phase: state.phase.clone(),
+            outcome: state.outcome.clone().unwrap_or_default(),
+            awaiting_promotion: state.outcome.is_none()
+                && !state.promoted
+                && state.phase.starts_with("awaiting promotion"),
+            counts,
+            nodes: state
+                .nodes
+                .iter()
+                .map(|n| {
+                    (
+                        n.node_id.to_string(),
+                        n.progress.as_str().to_string(),
+                        n.message.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
 }
 
 impl JobView {
@@ -175,6 +235,7 @@ impl JobView {
             not_placed: d.placement.clone(),
             history: d.history.iter().map(HistoryRow::of).collect(),
             spec: serde_yaml::to_string(&d.job).unwrap_or_default(),
+            rollout: d.rollout.as_ref().map(RolloutView::of),
         }
     }
 }
