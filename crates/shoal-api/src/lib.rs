@@ -88,6 +88,7 @@ pub fn router_with(
     };
     Router::new()
         .route(auth::WHOAMI_PATH, get(auth::whoami))
+        .route(auth::CAN_I_PATH, get(auth::can_i))
         .route("/api/v1/orchestrator/audit", get(auth::list_audit))
         .route("/api/v1/agent/alive", get(alive))
         .route("/api/v1/agent/version", get(version))

@@ -561,6 +561,27 @@ fn a_host_command_needs_the_exec_grant_beyond_write_job_and_the_denial_is_audite
 
     // `exec` runs a command; a shell script needs `exec:shell` as well.
     let operator = env(&[("SHOAL_API_KEY", "OPERATOROPERATOROPERATOR")]);
+    let asked = shoal_env(port, &["auth", "can-i", "exec"], &deployer);
+    assert_eq!(asked.status.code(), Some(1), "{}", text(&asked));
+    assert!(
+        text(&asked).contains(
+            "no: user 'deployer' holds read:job, write:job, read:node; exec is not among them"
+        ),
+        "{}",
+        text(&asked)
+    );
+    let asked = shoal_env(port, &["auth", "can-i", "exec"], &operator);
+    assert!(asked.status.success(), "{}", text(&asked));
+    assert_eq!(String::from_utf8_lossy(&asked.stdout).trim(), "yes");
+    let asked = shoal_env(port, &["auth", "can-i", "exec:shell"], &operator);
+    assert_eq!(asked.status.code(), Some(1), "{}", text(&asked));
+    let asked = shoal_env(port, &["auth", "can-i", "exec:root"], &operator);
+    assert!(!asked.status.success());
+    assert!(
+        text(&asked).contains("unknown capability"),
+        "{}",
+        text(&asked)
+    );
     let out = shoal_env(port, &["exec", "--", "/bin/echo", "hi"], &operator);
     assert!(out.status.success(), "{}", text(&out));
     let out = shoal_env(port, &["exec", "--shell", "--", "echo hi"], &operator);

@@ -737,6 +737,21 @@ impl Client {
         Ok(v.get("Principal").cloned().unwrap_or_default())
     }
 
+    /// Whether the caller holds `capability` (e.g. `exec`, `write:job`), and sees `namespace`
+    /// when one is given: the server's `{Allowed, Capability, Principal, Reason}`.
+    pub async fn can_i(
+        &self,
+        capability: &str,
+        namespace: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut query = vec![("capability", capability)];
+        if let Some(ns) = namespace {
+            query.push(("namespace", ns));
+        }
+        self.call(self.http.get(self.u("/auth/can-i")).query(&query))
+            .await
+    }
+
     /// The audit log, newest first: entries of `principal` (all when `None`), at most `limit`.
     pub async fn audit(
         &self,

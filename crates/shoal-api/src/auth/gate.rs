@@ -49,6 +49,9 @@ const OPEN: &[&str] = &[
 /// The whoami endpoint: under the open `/api/v1/auth`, but it needs to know the caller.
 pub const WHOAMI_PATH: &str = "/api/v1/auth/whoami";
 
+/// `shoal auth can-i`: under the open `/api/v1/auth` too, and about the caller.
+pub const CAN_I_PATH: &str = "/api/v1/auth/can-i";
+
 /// Where Prometheus scrapes the orchestrator; needs `read:agent` unless metrics are public.
 pub const METRICS_PATH: &str = "/metrics";
 
@@ -61,7 +64,7 @@ fn under(path: &str, prefix: &str) -> bool {
 
 /// What `method path` needs.
 pub fn requirement(method: &Method, path: &str) -> Requirement {
-    if path == WHOAMI_PATH {
+    if path == WHOAMI_PATH || path == CAN_I_PATH {
         return Requirement::Authenticated;
     }
     if OPEN.iter().any(|p| under(path, p)) {
@@ -336,6 +339,7 @@ mod tests {
             Requirement::Needs(Read(Resource::Agent))
         );
         assert_eq!(need(Method::GET, WHOAMI_PATH), Requirement::Authenticated);
+        assert_eq!(need(Method::GET, CAN_I_PATH), Requirement::Authenticated);
     }
 
     #[test]

@@ -32,7 +32,7 @@ use shoal_store::AuditFilter;
 
 pub use audit::Audit;
 pub(crate) use gate::gate;
-pub use gate::{AuditTarget, METRICS_PATH, Requirement, WHOAMI_PATH, requirement};
+pub use gate::{AuditTarget, CAN_I_PATH, METRICS_PATH, Requirement, WHOAMI_PATH, requirement};
 pub use grant::{Capability, Grant, KNOWN_GRANTS, Resource};
 pub use principal::{Principal, PrincipalKind};
 pub use session::{SESSION_COOKIE, SESSION_TTL, Sessions, cookie_token};
@@ -72,6 +72,64 @@ impl Security {
 /// `GET /api/v1/auth/whoami`: the principal the request's credentials speak for.
 pub(crate) async fn whoami(Extension(p): Extension<Arc<Principal>>) -> Json<Value> {
     Json(json!({ "Principal": *p }))
+}
+
+#[derive(Deserialize, Default)]
+pub(crate) struct CanIQuery {
+    capability: Option<String>,
+    namespace: Option<String>,
+}
+
+/// `GET /api/v1/auth/can-i?capability=exec&namespace=ns`: whether the caller holds one
+/// capability (and sees the namespace), with the reason when not. Answered by the same
+/// grants the gate checks, so the answer is the server's, not a guess.
+pub(crate) async fn can_i(
+    Extension(p): Extension<Arc<Principal>>,
+    ApiQuery(q): ApiQuery<CanIQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let asked = q.capability.unwrap_or_default();
+    let capability = match asked.parse::<Grant>() {
+        Ok(Grant::Exactly(c)) => c,
+        Ok(wide) => {
+            return Err(ApiError::bad_request(format!(
+                "{wide} is a set of capabilities; ask about one, e.g. exec, write:job or read:node"
+            )));
+        }
+        Err(e) if asked.is_empty() => {
+            return Err(ApiError::bad_request(format!(
+                "name the capability to check (?capability=exec); {e}"
+            )));
+        }
+        Err(e) => return Err(ApiError::bad_request(e)),
+    };
+    let mut reason = String::new();
+    if !p.can(capability) {
+        let held: Vec<String> = p.grants.iter().map(ToString::to_string).collect();
+        reason = format!(
+            "user '{}' holds {}; {capability} is not among them",
+            p.name,
+            if held.is_empty() {
+                "no grants".to_string()
+            } else {
+                held.join(", ")
+            }
+        );
+    } else if let Some(ns) = q.namespace.as_deref().filter(|n| !n.is_empty())
+        && !p.sees_namespace(ns)
+    {
+        reason = format!(
+            "user '{}' may use namespace{} {}, not {ns}",
+            p.name,
+            if p.namespaces.len() == 1 { "" } else { "s" },
+            p.namespaces.join(", ")
+        );
+    }
+    Ok(Json(json!({
+        "Allowed": reason.is_empty(),
+        "Capability": capability.to_string(),
+        "Principal": p.name,
+        "Reason": reason,
+    })))
 }
 
 #[derive(Deserialize, Default)]

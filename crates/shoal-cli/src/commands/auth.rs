@@ -21,6 +21,18 @@ pub enum AuthCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Ask the orchestrator whether your credentials hold a capability: prints `yes`, or
+    /// `no` and why; exits 0 or 1 (`shoal auth can-i exec && shoal exec -- ...`).
+    #[command(
+        after_help = "Capabilities: read:job, write:job, read:node, write:node, read:agent, write:agent, query, exec, exec:shell, admin.\n\nExamples:\n\n  shoal auth can-i exec\n  shoal auth can-i write:job --namespace team-a"
+    )]
+    CanI {
+        /// The capability, e.g. exec, write:job, query.
+        capability: String,
+        /// Also check that you may use this namespace.
+        #[arg(long)]
+        namespace: Option<String>,
+    },
     /// Show which credential variables are set (never their values) and where they go.
     Info,
     /// Read a password on stdin and print its bcrypt hash, for `Password:` in a config file.
@@ -85,6 +97,22 @@ pub async fn run(endpoint: &Endpoint, cmd: AuthCommand) -> anyhow::Result<ExitCo
                 }
             );
             Ok(ExitCode::SUCCESS)
+        }
+        AuthCommand::CanI {
+            capability,
+            namespace,
+        } => {
+            let answer = endpoint
+                .client()?
+                .can_i(&capability, namespace.as_deref())
+                .await?;
+            if answer["Allowed"].as_bool() == Some(true) {
+                println!("yes");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                println!("no: {}", answer["Reason"].as_str().unwrap_or_default());
+                Ok(ExitCode::FAILURE)
+            }
         }
         AuthCommand::Info => {
             let client = endpoint.client()?;
