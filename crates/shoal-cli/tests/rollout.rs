@@ -273,3 +273,64 @@ fn rollouts_it_cannot_carry_out_are_refused_and_status_says_why_there_is_none() 
         text(&out)
     );
 }
+
+fn checked_job(name: &str, marker: &str) -> String {
+    format!(
+        r#"Name: {name}
+Type: ops
+Rollout:
+  Batch: 1
+  Health: {{Type: command, Command: "/bin/test -e {marker}", MinHealthy: 0s, Deadline: 2s}}
+Tasks:
+  - Name: main
+    Engine: {{Type: exec, Params: {{Command: /bin/true}}}}
+"#
+    )
+}
+
+/// A health command runs on the node after the command: a node whose check does not pass
+/// within the deadline fails (and stops the rollout) even though its command exited 0; once
+/// the check passes, the rollout goes through.
+#[test]
+fn a_health_command_decides_whether_a_node_counts_as_succeeded() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = Devstack::start(
+        2,
+        &[
+            "--enable-exec",
+            "--exec-allow",
+            "/bin/true",
+            "--exec-allow",
+            "/bin/test",
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The check runs as nobody: it must be able to look inside.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = dir.path().join("healthy");
+    let marker = marker.to_str().unwrap();
+
+    let out = d.run_file("sick.yaml", &checked_job("sick", marker));
+    assert!(out.status.success(), "{}", text(&out));
+    eventually("the rollout to stop", || {
+        d.rollout("sick")["Outcome"].is_string()
+    });
+    let state = d.rollout("sick");
+    assert_eq!(state["Nodes"][0]["Progress"], "failed", "{state}");
+    let why = state["Nodes"][0]["Message"].as_str().unwrap_or_default();
+    assert!(
+        why.contains(&format!(
+            "health check `/bin/test -e {marker}` did not pass within 2s: exit code 1"
+        )),
+        "{why}"
+    );
+    assert_eq!(state["Nodes"][1]["Progress"], "not_started", "{state}");
+
+    std::fs::write(&marker, "").unwrap();
+    let out = d.run_file("well.yaml", &checked_job("well", marker));
+    assert!(out.status.success(), "{}", text(&out));
+    eventually("the rollout to finish", || {
+        d.rollout("well")["Outcome"].is_string()
+    });
+    assert_eq!(d.rollout("well")["Outcome"], "rollout done: 2 succeeded");
+}

@@ -17,6 +17,7 @@ mod agent;
 mod capacity;
 mod config;
 mod env;
+mod health;
 mod inbox;
 mod inputs;
 mod ledger;

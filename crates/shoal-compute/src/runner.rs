@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::env::task_env;
+use crate::health::HealthCheck;
 use crate::inputs::{self, InputContext};
 use crate::ledger::Ledger;
 use crate::lifecycle::{self, Ended, Event, report};
@@ -92,6 +93,8 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
         Err(ended) => return ended,
     };
     let results_dir = request.results_dir.clone();
+    let health = HealthCheck::of(job(local), &request);
+    let health_cancel = cancel.clone();
     if let Err(ended) = prepare(node, ledger, local, executor.as_ref(), &request, &cancel).await {
         return ended;
     }
@@ -143,6 +146,20 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
         }
         Ok(exit) => {
             output.exit_code = exit.code;
+            if exit.code == 0
+                && let Some(check) = &health
+                && let Err(msg) = check.run(node, &health_cancel).await
+            {
+                // The command did its part, but the node is not healthy after it: the
+                // rollout counts the node as failed (not retried: the next try would find
+                // the same node).
+                output.error_msg = msg.clone();
+                return Ended::Failed {
+                    message: msg,
+                    retryable: false,
+                    output: Some(output),
+                };
+            }
             output.answer = answer.take().map(Box::new);
             let _ = tokio::fs::write(results_dir.join("exitCode"), exit.code.to_string()).await;
             publish(node, ledger, local, &results_dir, output).await

@@ -88,15 +88,14 @@ fn not_carried_out(job_type: JobType, rollout: &Rollout) -> Option<String> {
             "rollouts of service jobs (ops and daemon jobs roll out; for a service, submit the new version without Rollout)".into(),
         );
     }
-    match rollout.health.kind {
-        HealthType::ExitCode => None,
-        other => Some(format!(
-            "Rollout.Health.Type {} (the health of a node is judged by its task: an ops command's exit code, a daemon running for MinHealthy; use Type: exit_code)",
-            serde_json::to_value(other)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default()
-        )),
+    match (rollout.health.kind, job_type) {
+        (HealthType::ExitCode, _) | (HealthType::Command, JobType::Ops) => None,
+        (HealthType::Command, _) => Some(
+            "Rollout.Health.Type command for daemon jobs (a daemon is healthy when it has run for MinHealthy without exiting: use Type: exit_code; command checks run after an ops job's command)".into(),
+        ),
+        (HealthType::Http, _) => Some(
+            "Rollout.Health.Type http (use Type: command with a check the node allows, e.g. Command: /usr/bin/curl -fsS http://localhost:8080/health, on an ops job)".into(),
+        ),
     }
 }
 
