@@ -326,7 +326,7 @@ fn a_health_command_decides_whether_a_node_counts_as_succeeded() {
     );
     assert_eq!(state["Nodes"][1]["Progress"], "not_started", "{state}");
 
-    std::fs::write(&marker, "").unwrap();
+    std::fs::write(marker, "").unwrap();
     let out = d.run_file("well.yaml", &checked_job("well", marker));
     assert!(out.status.success(), "{}", text(&out));
     eventually("the rollout to finish", || {
