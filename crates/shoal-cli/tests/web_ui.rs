@@ -103,6 +103,27 @@ async fn text_until(c: &Client, css: &str, cond: impl Fn(&str) -> bool) -> Strin
     }
 }
 
+/// Clicks the element with this id; pages that refresh themselves replace their elements, so
+/// a click that finds a replaced one tries again (bounded).
+async fn click(c: &Client, id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let clicked = match c.find(Locator::Id(id)).await {
+            Ok(el) => el.click().await.is_ok(),
+            Err(_) => false,
+        };
+        if clicked {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "#{id} could not be clicked; page: {}",
+            c.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 fn job_id(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", text(out));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -342,17 +363,70 @@ async fn a_rollout_waiting_after_its_canary_is_promoted_from_the_job_page() {
     let nodes = text_until(&c, "#rollout-nodes", |t| t.contains("not-started")).await;
     assert!(nodes.contains("n-devstack-0 succeeded"), "{nodes}");
     shot(&c, &shots, "rollout").await;
-    c.find(Locator::Id("promote"))
-        .await
-        .expect("a writer is offered Promote")
-        .click()
-        .await
-        .unwrap();
+    click(&c, "promote").await;
     let done = text_until(&c, "#rollout-phase", |t| t.starts_with("rollout done")).await;
     assert_eq!(done, "rollout done: 3 succeeded");
     assert!(
         c.find(Locator::Id("promote")).await.is_err(),
         "nothing is left to promote"
     );
+    c.close().await.unwrap();
+}
+
+/// From the nodes list to one node: its engines, why one is not offered, its exec policy;
+/// a writer cordons it with a button, and the scheduler sees the cordon at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_page_shows_its_engines_and_policy_and_cordons_it() {
+    let Some((_driver, driver_port)) = chromedriver() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _devstack = spawn(
+        &[
+            "devstack",
+            "--computes",
+            "2",
+            "--api-port",
+            &port.to_string(),
+        ],
+        tmp.path(),
+    );
+    eventually("devstack", || connected_nodes(port) == 2);
+    let shots = shots_dir(tmp.path());
+    let c = browser(driver_port, &tmp.path().join("profile")).await;
+    c.goto(&format!("http://127.0.0.1:{port}/ui/nodes"))
+        .await
+        .unwrap();
+    let href = c
+        .find(Locator::LinkText("n-devstack-1"))
+        .await
+        .expect("node ids link to their page")
+        .attr("href")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert_eq!(href, "/ui/nodes/n-devstack-1");
+    c.goto(&format!("http://127.0.0.1:{port}{href}"))
+        .await
+        .unwrap();
+    let engines = text_until(&c, "#node-engines", |t| t.contains("noop")).await;
+    assert!(engines.contains("wasm"), "{engines}");
+    let unavailable = text_until(&c, "#node-unavailable", |t| t.contains("exec")).await;
+    assert!(unavailable.contains("exec disabled"), "{unavailable}");
+    shot(&c, &shots, "node").await;
+    click(&c, "cordon").await;
+    text_until(&c, "#node-cordon", |t| t == "cordoned").await;
+    let listed = json(port, &["node", "list"]);
+    let node = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["Info"]["NodeID"] == "n-devstack-1")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(node["Cordoned"], true, "{node}");
+    click(&c, "uncordon").await;
+    text_until(&c, "#node-membership", |t| !t.contains("cordoned")).await;
     c.close().await.unwrap();
 }

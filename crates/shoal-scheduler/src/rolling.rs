@@ -493,12 +493,12 @@ fn explain(p: &mut Planner, state: &mut RolloutState, decision: &Decision) -> Op
                 format!(
                     "awaiting promotion: {canaries} canar{} succeeded; run `shoal job promote {}` to roll out the rest",
                     if canaries == 1 { "y" } else { "ies" },
-                    p.job.id
+                    p.job.name
                 )
             } else {
                 format!(
                     "awaiting promotion: {failed} of {canaries} canaries did not succeed; `shoal job promote {}` goes on anyway, `shoal job stop` ends it",
-                    p.job.id
+                    p.job.name
                 )
             };
             (text, None)

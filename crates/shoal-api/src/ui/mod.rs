@@ -22,7 +22,7 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use shoal_store::JobFilter;
 
-pub use views::{ExecutionRow, HistoryRow, JobRow, JobView, NodeRow};
+pub use views::{ExecutionRow, HistoryRow, JobRow, JobView, NodeRow, NodeView, RolloutView};
 
 use crate::auth::{Capability, Principal, PrincipalKind, Resource, SESSION_COOKIE, SESSION_TTL};
 use crate::error::ApiQuery;
@@ -40,6 +40,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ui/jobs/{id}", get(job))
         .route("/ui/jobs/{id}/stop", post(stop))
         .route("/ui/jobs/{id}/promote", post(promote))
+        .route("/ui/nodes/{id}", get(node))
+        .route("/ui/nodes/{id}/action", post(node_action))
         .route("/ui/nodes", get(nodes))
         .route("/ui/login", get(login_page).post(login))
         .route("/ui/logout", post(logout))
@@ -286,6 +288,61 @@ async fn nodes(
         nodes,
         connected,
     })
+}
+
+#[derive(Template)]
+#[template(path = "node.html")]
+struct NodePage {
+    nav: &'static str,
+    who: String,
+    can_logout: bool,
+    v: NodeView,
+    can_write: bool,
+}
+
+/// `GET /ui/nodes/{id}`: one node: state, labels, capacity, engines (and why some are not
+/// offered), its policies, and the operator's actions for writers.
+async fn node(
+    State(s): State<AppState>,
+    Extension(p): Extension<Arc<Principal>>,
+    Path(id): Path<String>,
+) -> Result<Html<String>, ApiError> {
+    let n = s.orchestrator.node(&id).await?;
+    let (who, can_logout) = who(&p);
+    render(&NodePage {
+        nav: "nodes",
+        who,
+        can_logout,
+        v: NodeView::of(&n),
+        can_write: p.can(Capability::Write(Resource::Node)),
+    })
+}
+
+#[derive(Deserialize)]
+struct NodeActionForm {
+    action: String,
+}
+
+/// `POST /ui/nodes/{id}/action` with `action=approve|reject|cordon|drain|uncordon` (the gate
+/// has checked `write:node` and the Origin).
+async fn node_action(
+    State(s): State<AppState>,
+    Path(id): Path<String>,
+    Form(form): Form<NodeActionForm>,
+) -> Result<Response, ApiError> {
+    const OFFERED: [&str; 5] = ["approve", "reject", "cordon", "drain", "uncordon"];
+    if !OFFERED.contains(&form.action.as_str()) {
+        return Err(ApiError::bad_request(format!(
+            "the node page offers {}; {:?} is not one of them",
+            OFFERED.join(", "),
+            form.action
+        )));
+    }
+    let n = s.orchestrator.node(&id).await?;
+    s.orchestrator
+        .node_action(&n.info.node_id, &form.action)
+        .await?;
+    Ok(Redirect::to(&format!("/ui/nodes/{}", n.info.node_id)).into_response())
 }
 
 #[derive(Template)]

@@ -310,6 +310,66 @@ impl NodeRow {
     }
 }
 
+/// Everything the node page shows.
+#[derive(Debug, Clone)]
+pub struct NodeView {
+    /// The row the nodes list shows.
+    pub row: NodeRow,
+    /// `cordoned`, `drained`, or empty.
+    pub cordon: String,
+    /// Labels the operator set from the control plane (`shoal node label`).
+    pub operator_labels: Vec<String>,
+    /// Engines the node would offer but cannot now, with why.
+    pub unavailable: Vec<(String, String)>,
+    /// What the node's engine policies allow (`exec: allowlist 2 rules`).
+    pub policies: Vec<(String, String)>,
+    /// Publishers offered.
+    pub publishers: String,
+    /// Input sources offered.
+    pub sources: String,
+    /// Host paths local inputs may come from.
+    pub local_paths: String,
+    /// Whether the node waits for approval (the page offers approve and reject).
+    pub pending: bool,
+}
+
+impl NodeView {
+    /// The view of `n`.
+    pub fn of(n: &NodeState) -> Self {
+        let c = &n.info.compute_node_info;
+        let cordon = if n.drained {
+            "drained"
+        } else if n.cordoned {
+            "cordoned"
+        } else {
+            ""
+        };
+        NodeView {
+            row: NodeRow::of(n),
+            cordon: cordon.to_string(),
+            operator_labels: n
+                .operator_labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect(),
+            unavailable: c
+                .unavailable_engines
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            policies: c
+                .engine_policies
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            publishers: c.publishers.join(", "),
+            sources: c.storage_sources.join(", "),
+            local_paths: c.allow_listed_local_paths.join(", "),
+            pending: n.membership == shoal_types::Membership::Pending,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -191,7 +191,7 @@ fn a_canary_waits_for_promotion_then_the_rest_follows_in_waves() {
     assert!(c.step().new_executions.is_empty());
     let phase = &c.rollout.as_ref().unwrap().phase;
     assert!(
-        phase.starts_with("awaiting promotion: 1 canary succeeded; run `shoal job promote j-test`"),
+        phase.starts_with("awaiting promotion: 1 canary succeeded; run `shoal job promote test`"),
         "{phase}"
     );
     assert_eq!(c.state(), JobStateType::Running);
