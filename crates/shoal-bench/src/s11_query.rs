@@ -9,9 +9,9 @@ use shoal_client::Client;
 use shoal_types::answer::{Outcome, QueryEvent, QueryRequest};
 
 use crate::Ctx;
-use crate::proc::{Shoal, cpu_seconds, free_port, rss_bytes, wait_alive, wait_nodes};
+use crate::proc::{cpu_seconds, rss_bytes};
 use crate::report::Section;
-use crate::simfleet::Fleet;
+use crate::simfleet::BenchFleet;
 use crate::stats::{Stats, ratio, spread};
 
 const SQL: &str = "SELECT hostname FROM system_info";
@@ -117,27 +117,9 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
 /// Starts an orchestrator (`bin`) and `n` agents, asks `reps` times.
 async fn fanout(bin: &std::path::Path, n: usize, reps: usize) -> anyhow::Result<Fanout> {
     eprintln!("S11: {n} agents, {}", bin.display());
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    let orch = Shoal::spawn(
-        bin,
-        &[
-            "serve",
-            "--orchestrator",
-            "--allow-anonymous",
-            "write",
-            "--token",
-            "bench",
-        ],
-        dir.path(),
-        port,
-    )?;
+    let bench = BenchFleet::start(bin, n, &[]).await?;
+    let orch = &bench.orchestrator;
     let client = orch.client();
-    wait_alive(&client, Duration::from_secs(30)).await?;
-    let urls = vec![format!("ws://127.0.0.1:{port}")];
-    let fleet = tokio::task::spawn_blocking(move || Fleet::spawn(&urls, n, "bench", &[])).await??;
-    wait_nodes(&client, n, Duration::from_secs(300)).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     // One ask to warm up (first query: engine start-up on every node), not counted.
     ask(&client, n).await?;
     let (mut first, mut all) = (Vec::new(), Vec::new());
@@ -149,8 +131,7 @@ async fn fanout(bin: &std::path::Path, n: usize, reps: usize) -> anyhow::Result<
     }
     let orch_cpu_s = (cpu_seconds(orch.pid())? - cpu0) / reps as f64;
     let orch_rss_mib = rss_bytes(orch.pid())? as f64 / (1 << 20) as f64;
-    drop(fleet);
-    drop(orch);
+    drop(bench);
     Ok(Fanout {
         agents: n,
         first_ms: Stats::new(first),

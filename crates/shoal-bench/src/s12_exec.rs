@@ -11,9 +11,9 @@ use shoal_client::Client;
 use shoal_types::{Job, JobStateType, spec};
 
 use crate::Ctx;
-use crate::proc::{Shoal, cpu_seconds, free_port, wait_alive, wait_nodes};
+use crate::proc::cpu_seconds;
 use crate::report::Section;
-use crate::simfleet::Fleet;
+use crate::simfleet::BenchFleet;
 use crate::stats::{Stats, spread};
 
 /// Runs S12.
@@ -21,35 +21,15 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
     let n = if ctx.quick { 200 } else { 1_000 };
     let reps = if ctx.quick { 3 } else { 10 };
     eprintln!("S12: {n} agents, {}", ctx.shoal.display());
-    let dir = tempfile::tempdir()?;
-    let port = free_port();
-    let orch = Shoal::spawn(
-        &ctx.shoal,
-        &[
-            "serve",
-            "--orchestrator",
-            "--allow-anonymous",
-            "write",
-            "--token",
-            "bench",
-        ],
-        dir.path(),
-        port,
-    )?;
-    wait_alive(&orch.client(), Duration::from_secs(30)).await?;
+    let bench = BenchFleet::start(&ctx.shoal, n, &["--exec-allow", "/bin/true"]).await?;
     // Host commands need the `exec` grant, which anonymous callers never get: use the admin
     // key the orchestrator made in its data dir.
-    let key = std::fs::read_to_string(dir.path().join("orchestrator").join("admin-api-key"))?;
+    let key_file = bench.dir.path().join("orchestrator").join("admin-api-key");
+    let key = std::fs::read_to_string(key_file)?;
+    let orch = &bench.orchestrator;
     let client = orch
         .client()
         .with_credentials(&shoal_client::Credentials::ApiKey(key.trim().to_string()));
-    let urls = vec![format!("ws://127.0.0.1:{port}")];
-    let fleet = tokio::task::spawn_blocking(move || {
-        Fleet::spawn(&urls, n, "bench", &["--exec-allow", "/bin/true"])
-    })
-    .await??;
-    wait_nodes(&client, n, Duration::from_secs(300)).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
     // One run to warm up (first exec on every node), not counted.
     exec_true(&client, n).await?;
     let (mut seen, mut recorded) = (Vec::new(), Vec::new());
@@ -60,8 +40,7 @@ pub async fn run(ctx: &Ctx) -> anyhow::Result<Section> {
         recorded.push(r);
     }
     let orch_cpu_s = (cpu_seconds(orch.pid())? - cpu0) / reps as f64;
-    drop(fleet);
-    drop(orch);
+    drop(bench);
     let (seen, recorded) = (Stats::new(seen), Stats::new(recorded));
     let body = format!(
         "A `shoal serve --orchestrator` process and {n} simulated agents in another process\n\

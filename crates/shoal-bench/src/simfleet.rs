@@ -240,6 +240,60 @@ impl Drop for Fleet {
     }
 }
 
+/// A `shoal serve --orchestrator` process (anonymous writes allowed, join token `bench`) with
+/// `agents` simulated agents connected to it: what the fleet-scale scenarios measure against.
+pub struct BenchFleet {
+    /// The orchestrator.
+    pub orchestrator: crate::proc::Shoal,
+    /// The agents' process, stopped when this is dropped.
+    _fleet: Fleet,
+    /// The orchestrator's data dir (holds its admin API key).
+    pub dir: tempfile::TempDir,
+}
+
+impl BenchFleet {
+    /// Starts the orchestrator (`bin`) and `agents` agents with `fleet_args` (passed to
+    /// `simfleet`), and waits until every agent is connected and a second has passed.
+    pub async fn start(
+        bin: &std::path::Path,
+        agents: usize,
+        fleet_args: &[&str],
+    ) -> anyhow::Result<BenchFleet> {
+        use crate::proc::{Shoal, free_port, wait_alive, wait_nodes};
+        let dir = tempfile::tempdir()?;
+        let port = free_port();
+        let orchestrator = Shoal::spawn(
+            bin,
+            &[
+                "serve",
+                "--orchestrator",
+                "--allow-anonymous",
+                "write",
+                "--token",
+                "bench",
+            ],
+            dir.path(),
+            port,
+        )?;
+        let client = orchestrator.client();
+        wait_alive(&client, Duration::from_secs(30)).await?;
+        let urls = vec![format!("ws://127.0.0.1:{port}")];
+        let args: Vec<String> = fleet_args.iter().map(|s| s.to_string()).collect();
+        let fleet = tokio::task::spawn_blocking(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            Fleet::spawn(&urls, agents, "bench", &args)
+        })
+        .await??;
+        wait_nodes(&client, agents, Duration::from_secs(300)).await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        Ok(BenchFleet {
+            orchestrator,
+            _fleet: fleet,
+            dir,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::expand;

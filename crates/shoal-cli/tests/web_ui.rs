@@ -124,6 +124,16 @@ async fn click(c: &Client, id: &str) {
     }
 }
 
+/// A devstack of `computes` agents on a free port, once they are all connected.
+fn devstack(computes: usize, data: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let n = computes.to_string();
+    let p = port.to_string();
+    let proc = spawn(&["devstack", "--computes", &n, "--api-port", &p], data);
+    eventually("devstack", || connected_nodes(port) == computes);
+    (proc, port)
+}
+
 fn job_id(out: &std::process::Output) -> String {
     assert!(out.status.success(), "{}", text(out));
     String::from_utf8_lossy(&out.stdout).trim().to_string()
@@ -135,18 +145,7 @@ async fn a_job_is_followed_from_the_list_to_its_executions_and_logs_and_nodes_sh
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _devstack = spawn(
-        &[
-            "devstack",
-            "--computes",
-            "2",
-            "--api-port",
-            &port.to_string(),
-        ],
-        tmp.path(),
-    );
-    eventually("devstack", || connected_nodes(port) == 2);
+    let (_devstack, port) = devstack(2, tmp.path());
     let id = job_id(&shoal(port, &["job", "run", HELLO, "--id-only"]));
     let short = &id[..10];
 
@@ -321,18 +320,7 @@ async fn a_rollout_waiting_after_its_canary_is_promoted_from_the_job_page() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _devstack = spawn(
-        &[
-            "devstack",
-            "--computes",
-            "3",
-            "--api-port",
-            &port.to_string(),
-        ],
-        tmp.path(),
-    );
-    eventually("devstack", || connected_nodes(port) == 3);
+    let (_devstack, port) = devstack(3, tmp.path());
     let file = tmp.path().join("canary.yaml");
     std::fs::write(
         &file,
@@ -381,18 +369,7 @@ async fn a_node_page_shows_its_engines_and_policy_and_cordons_it() {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _devstack = spawn(
-        &[
-            "devstack",
-            "--computes",
-            "2",
-            "--api-port",
-            &port.to_string(),
-        ],
-        tmp.path(),
-    );
-    eventually("devstack", || connected_nodes(port) == 2);
+    let (_devstack, port) = devstack(2, tmp.path());
     let shots = shots_dir(tmp.path());
     let c = browser(driver_port, &tmp.path().join("profile")).await;
     c.goto(&format!("http://127.0.0.1:{port}/ui/nodes"))
