@@ -235,8 +235,15 @@ pub(crate) async fn describe(
     ApiQuery(q): ApiQuery<DescribeQuery>,
 ) -> Result<Json<Value>, ApiError> {
     visible_job(&s, &principal, &id).await?;
-    let d = s.orchestrator.job_details(&id).await?;
     let include = q.include.unwrap_or_default().to_ascii_lowercase();
+    let d = s
+        .orchestrator
+        .job_details_with(
+            &id,
+            include.contains("history"),
+            include.contains("executions"),
+        )
+        .await?;
     let mut body = json!({ "Job": d.job, "Placement": d.placement });
     if let Some(rollout) = &d.rollout {
         body["Rollout"] = json!(rollout);

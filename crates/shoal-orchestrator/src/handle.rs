@@ -187,6 +187,18 @@ impl Orchestrator {
 
     /// A job with its executions, history and placement reasons.
     pub async fn job_details(&self, key: &str) -> Result<JobDetails, OrchestratorError> {
+        self.job_details_with(key, true, true).await
+    }
+
+    /// [`Orchestrator::job_details`], reading the history and the executions only when asked
+    /// (left empty otherwise): a client polling a fleet-wide job's state must not make the
+    /// orchestrator decode thousands of history rows every few milliseconds.
+    pub async fn job_details_with(
+        &self,
+        key: &str,
+        with_history: bool,
+        with_executions: bool,
+    ) -> Result<JobDetails, OrchestratorError> {
         let job = self.job(key).await?;
         let id = job.id.clone();
         let scheduled = job.schedule.is_some();
@@ -203,8 +215,16 @@ impl Orchestrator {
                     None
                 };
                 Ok((
-                    r.executions(&id)?,
-                    r.history(&id, 0)?,
+                    if with_executions {
+                        r.executions(&id)?
+                    } else {
+                        Vec::new()
+                    },
+                    if with_history {
+                        r.history(&id, 0)?
+                    } else {
+                        Vec::new()
+                    },
                     r.placement(&id)?,
                     r.rollout(&id)?,
                     schedule,
