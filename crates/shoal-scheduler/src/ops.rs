@@ -146,17 +146,19 @@ fn place_everywhere(p: &mut Planner) {
 }
 
 fn deadline(p: &Planner) -> Option<i64> {
+    time_limit(p).map(|limit| p.job.create_time.saturating_add(limit))
+}
+
+/// The job's time limit in nanoseconds: its `TotalTimeout`, else its `ExecutionTimeout`;
+/// `None` when it has neither.
+pub(crate) fn time_limit(p: &Planner) -> Option<i64> {
     let timeouts = p.job.tasks.first()?.timeouts;
     let limit = if timeouts.total_timeout > 0 {
         timeouts.total_timeout
     } else {
         timeouts.execution_timeout
     };
-    (limit > 0).then(|| {
-        p.job
-            .create_time
-            .saturating_add((limit as i64).saturating_mul(SECOND))
-    })
+    (limit > 0).then(|| (limit as i64).saturating_mul(SECOND))
 }
 
 /// How long a connected node has, after the deadline, to confirm the cancel before its
@@ -168,14 +170,25 @@ pub const CANCEL_GRACE_SECS: i64 = 5;
 /// unreachable, and a node that is here is asked to cancel (and reports Cancelled); one that
 /// has not confirmed [`CANCEL_GRACE_SECS`] later is written off as unreachable too.
 fn settle_at_deadline(p: &mut Planner, deadline: i64) {
-    let grace_over = p.now >= deadline.saturating_add(CANCEL_GRACE_SECS * SECOND);
-    let late: Vec<(ExecutionId, NodeId)> = p
+    let waited = go_duration(deadline - p.job.create_time);
+    settle_late(p, |_| deadline, &waited);
+}
+
+/// [`settle_at_deadline`] with a deadline per execution (`deadline_of`), which `waited`
+/// names in the messages: a rollout counts each node's from when its turn came. Executions
+/// not due yet only ask to be looked at again at their deadline.
+pub(crate) fn settle_late(p: &mut Planner, deadline_of: impl Fn(&Execution) -> i64, waited: &str) {
+    let live: Vec<(ExecutionId, NodeId, i64)> = p
         .current()
         .filter(|e| !e.is_terminal())
-        .map(|e| (e.id.clone(), e.node_id.clone()))
+        .map(|e| (e.id.clone(), e.node_id.clone(), deadline_of(e)))
         .collect();
-    let waited = go_duration(deadline - p.job.create_time);
-    for (id, node_id) in late {
+    for (id, node_id, deadline) in live {
+        if p.now < deadline {
+            p.retry_at(deadline);
+            continue;
+        }
+        let grace_over = p.now >= deadline.saturating_add(CANCEL_GRACE_SECS * SECOND);
         let away = p
             .node(&node_id)
             .is_none_or(|n| n.state.connection == ConnectionStatus::Disconnected);

@@ -30,7 +30,10 @@
 
 use std::collections::BTreeSet;
 
-use shoal_types::rollout::{NodeProgress, OnFailure, Rollout, RolloutNode, RolloutState};
+use shoal_types::rollout::{
+    NodeProgress, OnFailure, PHASE_AWAITING_PROMOTION, PHASE_DONE, PHASE_REVERTED, Rollout,
+    RolloutNode, RolloutState,
+};
 use shoal_types::time::{go_duration, rfc3339};
 use shoal_types::{
     ComputeStateType, ConnectionStatus, Event, Execution, ExecutionId, JobStateType, NodeId,
@@ -41,8 +44,6 @@ use crate::ops::is_unreachable;
 use crate::placement;
 use crate::planner::Planner;
 use crate::rollout::{Decision, Resolved, RolloutInput, plan, summarize};
-
-const SECOND: i64 = 1_000_000_000;
 
 /// Starts one node's part of the rollout, or says why the node cannot start (it then settles
 /// at once, as unreachable or rejected).
@@ -84,7 +85,7 @@ pub(crate) fn reconcile_daemon(p: &mut Planner, held: BTreeSet<NodeId>) {
         let decision = drive(p, &mut state, start_daemon);
         if let Decision::Stopped { .. } = decision
             && state.rollout.on_failure == OnFailure::Revert
-            && !state.phase.starts_with("reverted")
+            && !state.reverted()
         {
             revert(p, &mut state);
         }
@@ -140,11 +141,8 @@ pub(crate) fn held_nodes(p: &Planner) -> BTreeSet<NodeId> {
 }
 
 fn held_by(p: &Planner, state: &RolloutState) -> BTreeSet<NodeId> {
-    let stopped = state
-        .outcome
-        .as_ref()
-        .is_some_and(|_| !state.phase.starts_with("done"));
-    let reverted = state.phase.starts_with("reverted");
+    let stopped = state.ended_early();
+    let reverted = state.reverted();
     if state.outcome.is_some() && !stopped {
         return BTreeSet::new();
     }
@@ -417,7 +415,8 @@ fn start_daemon(p: &mut Planner, id: &NodeId) -> Result<(), (NodeProgress, Strin
 fn revert(p: &mut Planner, state: &mut RolloutState) {
     let version = p.job.version;
     let Some(previous) = version.checked_sub(1).filter(|v| *v > 0) else {
-        state.phase = "reverted: nothing to revert to (this is the job's first version)".into();
+        state.phase =
+            format!("{PHASE_REVERTED}: nothing to revert to (this is the job's first version)");
         return;
     };
     let mut back = Vec::new();
@@ -448,7 +447,7 @@ fn revert(p: &mut Planner, state: &mut RolloutState) {
         }
     }
     state.phase = format!(
-        "reverted: version {previous} back on {} node{}",
+        "{PHASE_REVERTED}: version {previous} back on {} node{}",
         back.len(),
         plural(back.len())
     );
@@ -491,13 +490,13 @@ fn explain(p: &mut Planner, state: &mut RolloutState, decision: &Decision) -> Op
                 .count();
             let text = if failed == 0 {
                 format!(
-                    "awaiting promotion: {canaries} canar{} succeeded; run `shoal job promote {}` to roll out the rest",
+                    "{PHASE_AWAITING_PROMOTION}: {canaries} canar{} succeeded; run `shoal job promote {}` to roll out the rest",
                     if canaries == 1 { "y" } else { "ies" },
                     p.job.name
                 )
             } else {
                 format!(
-                    "awaiting promotion: {failed} of {canaries} canaries did not succeed; `shoal job promote {}` goes on anyway, `shoal job stop` ends it",
+                    "{PHASE_AWAITING_PROMOTION}: {failed} of {canaries} canaries did not succeed; `shoal job promote {}` goes on anyway, `shoal job stop` ends it",
                     p.job.name
                 )
             };
@@ -505,7 +504,7 @@ fn explain(p: &mut Planner, state: &mut RolloutState, decision: &Decision) -> Op
         }
         Decision::Done => {
             let text = format!("rollout done: {}", summary.message());
-            ("done".to_string(), Some(text))
+            (PHASE_DONE.to_string(), Some(text))
         }
         Decision::Stopped { reason } if running > 0 => (
             format!(
@@ -516,7 +515,7 @@ fn explain(p: &mut Planner, state: &mut RolloutState, decision: &Decision) -> Op
         ),
         Decision::Stopped { reason } => {
             let text = format!("{reason}: {}", summary.message());
-            let phase = if state.phase.starts_with("reverted") {
+            let phase = if state.reverted() {
                 state.phase.clone()
             } else {
                 "stopped".to_string()
@@ -541,49 +540,9 @@ fn explain(p: &mut Planner, state: &mut RolloutState, decision: &Decision) -> Op
 /// For ops rollouts the deadline (`TotalTimeout`, else `ExecutionTimeout`) counts from when
 /// each node's turn came, not from submission: a late wave must not start already late.
 fn ops_deadlines(p: &mut Planner) {
-    let Some(timeouts) = p.job.tasks.first().map(|t| t.timeouts) else {
-        return;
-    };
-    let limit = if timeouts.total_timeout > 0 {
-        timeouts.total_timeout
-    } else {
-        timeouts.execution_timeout
-    };
-    if limit == 0 {
-        return;
-    }
-    let limit = (limit as i64).saturating_mul(SECOND);
-    let grace = crate::ops::CANCEL_GRACE_SECS * SECOND;
-    let live: Vec<(ExecutionId, NodeId, i64)> = p
-        .current()
-        .filter(|e| !e.is_terminal())
-        .map(|e| {
-            (
-                e.id.clone(),
-                e.node_id.clone(),
-                e.create_time.saturating_add(limit),
-            )
-        })
-        .collect();
-    for (id, node_id, deadline) in live {
-        if p.now < deadline {
-            p.retry_at(deadline);
-            continue;
-        }
-        let away = p
-            .node(&node_id)
-            .is_none_or(|n| n.state.connection == ConnectionStatus::Disconnected);
+    if let Some(limit) = crate::ops::time_limit(p) {
         let waited = go_duration(limit);
-        if away || p.now >= deadline.saturating_add(grace) {
-            let message = format!(
-                "{} node {node_id} did not report within the job's deadline of {waited}",
-                crate::ops::UNREACHABLE_PREFIX
-            );
-            p.settle_failed(&id, message, false);
-        } else {
-            p.stop(&id, format!("deadline of {waited} passed"));
-            p.retry_at(deadline.saturating_add(grace));
-        }
+        crate::ops::settle_late(p, |e| e.create_time.saturating_add(limit), &waited);
     }
 }
 

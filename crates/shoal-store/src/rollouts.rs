@@ -2,7 +2,7 @@
 //!
 //! A job with a `Rollout` keeps the state of its current rollout (`RolloutState`: the targeted
 //! nodes in order, each node's progress, promotion) so a restarted orchestrator continues the
-//! current wave. Every job version's spec is kept as submitted, so a rollout can put the
+//! current wave. Every daemon job version's spec is kept as submitted, so a rollout can put the
 //! previous version back on the nodes it updated (`OnFailure: revert`).
 
 use rusqlite::{OptionalExtension, params};

@@ -399,6 +399,17 @@ pub enum NodeProgress {
 }
 
 impl NodeProgress {
+    /// Every progress, in the order accounts list them: settled outcomes first, then what is
+    /// still to come.
+    pub const ALL: [NodeProgress; 6] = [
+        NodeProgress::Succeeded,
+        NodeProgress::Failed,
+        NodeProgress::Unreachable,
+        NodeProgress::Rejected,
+        NodeProgress::Running,
+        NodeProgress::NotStarted,
+    ];
+
     /// Whether nothing more is expected from the node in this rollout.
     pub fn is_settled(self) -> bool {
         !matches!(self, NodeProgress::NotStarted | NodeProgress::Running)
@@ -459,10 +470,41 @@ pub struct RolloutState {
     pub outcome: Option<String>,
 }
 
+/// How [`RolloutState::phase`] begins while the rollout waits for `shoal job promote`.
+pub const PHASE_AWAITING_PROMOTION: &str = "awaiting promotion";
+/// [`RolloutState::phase`] of a rollout that reached every node within its failure limit.
+pub const PHASE_DONE: &str = "done";
+/// How [`RolloutState::phase`] begins once a failed rollout put the earlier version back.
+pub const PHASE_REVERTED: &str = "reverted";
+
 impl RolloutState {
+    /// Whether the rollout waits for `shoal job promote` now.
+    pub fn awaiting_promotion(&self) -> bool {
+        self.outcome.is_none() && !self.promoted && self.phase.starts_with(PHASE_AWAITING_PROMOTION)
+    }
+
+    /// Whether a failed rollout put the earlier version back.
+    pub fn reverted(&self) -> bool {
+        self.phase.starts_with(PHASE_REVERTED)
+    }
+
+    /// Whether the rollout is over without having reached every node within its failure
+    /// limit (stopped, reverted, or ended with its job).
+    pub fn ended_early(&self) -> bool {
+        self.outcome.is_some() && self.phase != PHASE_DONE
+    }
+
     /// The progress of one node, if it is targeted.
     pub fn node(&self, id: &str) -> Option<&RolloutNode> {
         self.nodes.iter().find(|n| n.node_id.as_str() == id)
+    }
+
+    /// How many nodes stand at each progress, in [`NodeProgress::ALL`] order (zeros kept).
+    pub fn counts(&self) -> Vec<(NodeProgress, usize)> {
+        NodeProgress::ALL
+            .iter()
+            .map(|p| (*p, self.count(*p)))
+            .collect()
     }
 
     /// How many targeted nodes stand at `progress`.

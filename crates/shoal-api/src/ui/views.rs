@@ -174,26 +174,17 @@ pub struct RolloutView {
 impl RolloutView {
     /// The panel for `state`.
     pub fn of(state: &RolloutState) -> Self {
-        use shoal_types::rollout::NodeProgress::*;
-        let counts = [
-            Succeeded,
-            Failed,
-            Unreachable,
-            Rejected,
-            Running,
-            NotStarted,
-        ]
-        .iter()
-        .map(|p| (p.as_str().to_string(), state.count(*p)))
-        .filter(|(_, n)| *n > 0)
-        .collect();
+        let counts = state
+            .counts()
+            .into_iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(p, n)| (p.as_str().to_string(), n))
+            .collect();
         RolloutView {
             version: state.job_version,
             phase: state.phase.clone(),
             outcome: state.outcome.clone().unwrap_or_default(),
-            awaiting_promotion: state.outcome.is_none()
-                && !state.promoted
-                && state.phase.starts_with("awaiting promotion"),
+            awaiting_promotion: state.awaiting_promotion(),
             counts,
             nodes: state
                 .nodes

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use shoal_types::rollout::{NodeProgress, RolloutState};
+use shoal_types::rollout::RolloutState;
 
 use crate::endpoint::Endpoint;
 use crate::output::{self, Format};
@@ -67,18 +67,12 @@ pub fn summary(job_id: &str, state: &RolloutState) -> String {
         settings.push(format!("pause {}", r.pause));
     }
     settings.push(format!("max failures {}", r.max_failures));
-    let counts = [
-        NodeProgress::Succeeded,
-        NodeProgress::Failed,
-        NodeProgress::Unreachable,
-        NodeProgress::Rejected,
-        NodeProgress::Running,
-        NodeProgress::NotStarted,
-    ]
-    .iter()
-    .map(|p| format!("{} {}", state.count(*p), p.as_str()))
-    .collect::<Vec<_>>()
-    .join(", ");
+    let counts = state
+        .counts()
+        .iter()
+        .map(|(p, n)| format!("{n} {}", p.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut text = format!(
         "Rollout of {job_id} version {}: {} nodes ({})\n",
         state.job_version,

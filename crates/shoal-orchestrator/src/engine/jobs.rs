@@ -70,7 +70,11 @@ pub(super) fn submit(
         st.cfg.node_id.clone(),
     );
     write_job(tx, st, &job)?;
-    tx.keep_job_version(&job)?;
+    if job.job_type == JobType::Daemon {
+        // Only a daemon rollout reverts (to the version before it), so only daemon versions
+        // are kept: batch submissions, the busy path, write the job once.
+        tx.keep_job_version(&job)?;
+    }
     tx.append_history(history(&job, None, submission))?;
     evaluate(tx, st, out, &job.id)?;
     let stored = st.active.job(tx, &job.id)?.unwrap_or(&job);
@@ -116,6 +120,21 @@ fn same_spec(old: &Job, new: &Job) -> bool {
     serde_json::to_value(comparable(old)).ok() == serde_json::to_value(comparable(new)).ok()
 }
 
+/// The job as the engine holds it, or `JobGone` when it is no longer stored.
+pub(super) fn active_job(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    job_id: &str,
+) -> Result<Job, OrchestratorError> {
+    match st.active.job(tx, job_id)? {
+        Some(job) => Ok(job.clone()),
+        None => Err(NotFound::JobGone {
+            job_id: job_id.to_string(),
+        }
+        .into()),
+    }
+}
+
 /// Stops a job: a job already stopped stays as it is, one that ended otherwise is a conflict.
 pub(super) fn stop(
     tx: &Tx<'_>,
@@ -124,12 +143,7 @@ pub(super) fn stop(
     job_id: &str,
     reason: &str,
 ) -> Result<(), OrchestratorError> {
-    let Some(mut job) = st.active.job(tx, job_id)?.cloned() else {
-        return Err(NotFound::JobGone {
-            job_id: job_id.to_string(),
-        }
-        .into());
-    };
+    let mut job = active_job(tx, st, job_id)?;
     match job.state.state_type {
         JobStateType::Stopped => return Ok(()),
         s if s.is_terminal() => {
@@ -157,12 +171,7 @@ pub(super) fn promote(
     out: &mut Outgoing,
     job_id: &str,
 ) -> Result<(), OrchestratorError> {
-    let Some(job) = st.active.job(tx, job_id)?.cloned() else {
-        return Err(NotFound::JobGone {
-            job_id: job_id.to_string(),
-        }
-        .into());
-    };
+    let job = active_job(tx, st, job_id)?;
     let not_waiting = |why: String| BadRequest::NotAwaitingPromotion {
         job_id: job.id.clone(),
         why,
@@ -187,7 +196,7 @@ pub(super) fn promote(
     if state.promoted {
         return Err(not_waiting(format!("it was promoted already; {}", state.phase)).into());
     }
-    if !state.phase.starts_with("awaiting promotion") {
+    if !state.awaiting_promotion() {
         return Err(not_waiting(format!(
             "{}; promote once its canaries have settled",
             state.phase

@@ -223,12 +223,7 @@ pub(crate) fn run_now(
     out: &mut Outgoing,
     job_id: &str,
 ) -> Result<String, OrchestratorError> {
-    let Some(job) = st.active.job(tx, job_id)?.cloned() else {
-        return Err(crate::error::NotFound::JobGone {
-            job_id: job_id.to_string(),
-        }
-        .into());
-    };
+    let job = super::jobs::active_job(tx, st, job_id)?;
     if job.schedule.is_none() {
         return Err(BadRequest::NotScheduled { job_id: job.id }.into());
     }
