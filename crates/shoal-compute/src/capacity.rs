@@ -28,15 +28,36 @@ pub(crate) fn measure(data_dir: &Path) -> Resources {
     }
 }
 
-/// Bytes available to unprivileged users on the filesystem of `dir` (or its nearest existing
-/// ancestor, since the data dir may not exist yet).
-fn free_disk(dir: &Path) -> Option<u64> {
+/// The size of a filesystem, in bytes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct DiskSpace {
+    /// Its size.
+    pub total: u64,
+    /// Not in use (blocks reserved for root included, as `df`'s "Used" leaves them out).
+    pub free: u64,
+    /// What unprivileged users may still write.
+    pub available: u64,
+}
+
+/// The filesystem holding `dir` (or its nearest existing ancestor, since the data dir may not
+/// exist yet).
+pub(crate) fn disk_space(dir: &Path) -> Option<DiskSpace> {
     let existing = dir.ancestors().find(|p| p.exists())?;
     let c = std::ffi::CString::new(existing.as_os_str().as_encoded_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
     let rc = unsafe { libc::statvfs(c.as_ptr(), &mut st) };
-    (rc == 0).then(|| st.f_bavail as u64 * st.f_frsize as u64)
+    let block = st.f_frsize as u64;
+    (rc == 0).then(|| DiskSpace {
+        total: st.f_blocks as u64 * block,
+        free: st.f_bfree as u64 * block,
+        available: st.f_bavail as u64 * block,
+    })
+}
+
+/// Bytes available to unprivileged users on the filesystem of `dir`.
+fn free_disk(dir: &Path) -> Option<u64> {
+    disk_space(dir).map(|d| d.available)
 }
 
 /// NVIDIA GPUs the driver lists (one folder per GPU); 0 where there is no driver.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use shoal_types::Resources;
 
+use crate::host_sample::HostRoots;
+
 /// A host path jobs may mount, and whether they may write to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedPath {
@@ -84,8 +86,10 @@ pub struct ComputeConfig {
     pub labels: BTreeMap<String, String>,
     /// Capacity offered to jobs; `None` measures the machine.
     pub capacity: Option<Resources>,
-    /// How often to send heartbeats.
+    /// How often to send heartbeats; each carries a host sample (fleet metrics).
     pub heartbeat_interval: Duration,
+    /// Where the host sample reads `/proc` and `/sys` from.
+    pub host_roots: HostRoots,
     /// Host paths jobs may mount with `local`/`localDirectory` inputs.
     pub allowed_paths: Vec<AllowedPath>,
     /// Refuse at admission every job whose task asks for a network (`Network.Type` other than
@@ -120,6 +124,7 @@ impl ComputeConfig {
             labels: BTreeMap::new(),
             capacity: None,
             heartbeat_interval: Duration::from_secs(5),
+            host_roots: HostRoots::default(),
             allowed_paths: Vec::new(),
             reject_networked_jobs: false,
             prepare_timeout: DEFAULT_PREPARE_TIMEOUT,

@@ -18,6 +18,7 @@ mod capacity;
 mod config;
 mod env;
 mod health;
+mod host_sample;
 mod inbox;
 mod inputs;
 mod ledger;
@@ -32,4 +33,5 @@ pub mod trust;
 
 pub use agent::Agent;
 pub use config::{AllowedPath, ComputeConfig, DEFAULT_PREPARE_TIMEOUT, TransferPolicy};
+pub use host_sample::HostRoots;
 pub use inputs::s3::S3Location;

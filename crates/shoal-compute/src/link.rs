@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tokio_util::sync::CancellationToken;
 
+use crate::host_sample::HostSampler;
 use crate::inbox;
 use crate::ledger::Ledger;
 use crate::node::NodeContext;
@@ -25,8 +26,10 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 /// Keeps the link up until `shutdown`.
 pub(crate) async fn run(node: Arc<NodeContext>, ledger: Arc<Ledger>, shutdown: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
+    // Kept across sessions: each sample's CPU figure covers the time since the one before.
+    let mut sampler = HostSampler::new(node.cfg.host_roots.clone(), &node.cfg.data_dir);
     loop {
-        match session(&node, &ledger, &shutdown).await {
+        match session(&node, &ledger, &mut sampler, &shutdown).await {
             Ok(()) => backoff = MIN_BACKOFF,
             Err(e) => {
                 tracing::warn!(node = %node.node_id, error = %e, retry_in = ?backoff, "orchestrator link down")
@@ -76,6 +79,7 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 async fn session(
     node: &Arc<NodeContext>,
     ledger: &Arc<Ledger>,
+    sampler: &mut HostSampler,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let url = link_url(&node.cfg.orchestrator);
@@ -107,7 +111,16 @@ async fn session(
         let _ = sink.close().await;
     });
     let mut requests = Requests::new(node.clone(), tx.clone());
-    let result = serve(node, ledger, &mut stream, &tx, &mut requests, shutdown).await;
+    let result = serve(
+        node,
+        ledger,
+        &mut stream,
+        &tx,
+        &mut requests,
+        sampler,
+        shutdown,
+    )
+    .await;
     requests.close();
     ledger.lock().session = None;
     drop(tx);
@@ -185,13 +198,15 @@ fn replay(
 }
 
 /// Reads frames until the link drops, a frame cannot be applied, or `shutdown`; sends
-/// heartbeats meanwhile. Durable messages go to the inbox, requests to `requests`.
+/// heartbeats, each with a host sample, meanwhile. Durable messages go to the inbox, requests
+/// to `requests`.
 async fn serve(
     node: &Arc<NodeContext>,
     ledger: &Arc<Ledger>,
     stream: &mut SplitStream<Ws>,
     tx: &mpsc::UnboundedSender<Frame>,
     requests: &mut Requests,
+    sampler: &mut HostSampler,
     shutdown: &CancellationToken,
 ) -> Result<(), String> {
     let mut heartbeat = tokio::time::interval(node.cfg.heartbeat_interval);
@@ -201,7 +216,9 @@ async fn serve(
             _ = heartbeat.tick() => {
                 let available = node.free();
                 let running = node.running.count() as u32;
-                if tx.send(Frame::Heartbeat { available, running }).is_err() { return Err("link writer closed".into()) }
+                let now = shoal_types::time::to_unix_nanos(std::time::SystemTime::now());
+                let sample = Some(Box::new(sampler.sample(now)));
+                if tx.send(Frame::Heartbeat { available, running, sample }).is_err() { return Err("link writer closed".into()) }
             }
             frame = next_frame(stream) => match frame {
                 Ok(Frame::Msg { seq, msg }) => {

@@ -216,6 +216,7 @@ async fn a_revoked_node_is_dropped_and_kept_out_until_deleted_while_other_nodes_
     b.send(Frame::Heartbeat {
         available: Resources::default(),
         running: 0,
+        sample: None,
     })
     .await;
     let nodes = orch.nodes().await.unwrap();

@@ -9,7 +9,7 @@
 //!     │◄───────────── Welcome{applied_seq} ────────│   the node applied (and vice versa)
 //!     │◄── Msg{seq, Run|Cancel} ── Ack{seq} ──────►│   both directions: persisted before send,
 //!     │── Msg{seq, Update} ──► ◄── Ack{seq} ───────│   resent after reconnect until acked,
-//!     │── Heartbeat ──────────────────────────────►│   applied once (seq dedupe)
+//!     │── Heartbeat{free, running, host sample} ──►│   applied once (seq dedupe)
 //!     │◄── LogRequest / ──► LogLine, LogEnd ───────│   ephemeral: logs pulled over the link
 //!     │◄── ResultRequest / ──► ResultStart,        │   ephemeral: a `local` result archive
 //!     │    ResultChunk…, ResultEnd ◄── ResultAck ──│   pulled in chunks, at most
@@ -22,7 +22,8 @@
 
 use serde::{Deserialize, Serialize};
 use shoal_types::{
-    Answer, ComputeStateType, Execution, Job, NodeInfo, Resources, RunOutput, SpecConfig,
+    Answer, ComputeStateType, Execution, HostSample, Job, NodeInfo, Resources, RunOutput,
+    SpecConfig,
 };
 
 /// The link protocol version spoken by this build.
@@ -92,6 +93,10 @@ pub enum Frame {
         available: Resources,
         /// Executions running now.
         running: u32,
+        /// The host's load now, for fleet metrics. Absent from agents older than fleet metrics
+        /// (and then the node has no sample), so both ends stay compatible.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sample: Option<Box<HostSample>>,
     },
     /// The orchestrator asks for an execution's logs.
     LogRequest {
@@ -356,6 +361,39 @@ mod tests {
         let frame = Frame::Msg { seq: 42, msg };
         assert_eq!(Frame::encode_msg(42, &body), frame.encode());
         assert_eq!(Frame::decode(&Frame::encode_msg(42, &body)).unwrap(), frame);
+    }
+
+    #[test]
+    fn a_heartbeat_without_a_sample_reads_as_before_and_one_with_a_sample_round_trips() {
+        // What an agent older than fleet metrics sends.
+        let old =
+            r#"{"t":"Heartbeat","available":{"CPU":1.0,"Memory":0,"Disk":0,"GPU":0},"running":2}"#;
+        let Frame::Heartbeat {
+            running, sample, ..
+        } = Frame::decode(old).unwrap()
+        else {
+            panic!("a heartbeat")
+        };
+        assert_eq!((running, sample), (2, None));
+        let with = Frame::Heartbeat {
+            available: Resources::default(),
+            running: 0,
+            sample: Some(Box::new(HostSample {
+                cpu_percent: 37.5,
+                temperature_c: Some(48.0),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(Frame::decode(&with.encode()).unwrap(), with);
+        let no_sample = Frame::Heartbeat {
+            available: Resources::default(),
+            running: 0,
+            sample: None,
+        };
+        assert!(
+            !no_sample.encode().contains("sample"),
+            "an absent sample is not written"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod enrolment;
 pub mod execution;
+pub mod fleet;
 pub mod history;
 pub mod ids;
 pub mod job;
@@ -23,6 +24,7 @@ pub mod time;
 
 pub use answer::Answer;
 pub use execution::{ComputeStateType, DesiredStateType, Execution, ExecutionState, RunOutput};
+pub use fleet::HostSample;
 pub use history::{Event, HistoryType, JobHistory};
 pub use ids::{ExecutionId, IdError, JobId, NodeId};
 pub use job::{
