@@ -25,6 +25,7 @@ use crate::query::{
     KEEP_FINISHED, LiveQueries, QueryRequest, QueryStream, query_job, timeout_secs,
 };
 use crate::results::{ResultEvent, ResultRegistry, ResultStream};
+use crate::samples::FleetSamples;
 
 /// How many of a scheduled job's latest runs `job describe` gets.
 const SCHEDULE_RUNS_SHOWN: usize = 10;
@@ -45,6 +46,7 @@ struct Inner {
     logs: LogRegistry,
     queries: LiveQueries,
     results: ResultRegistry,
+    samples: FleetSamples,
     sessions: AtomicU64,
     metrics: Arc<Metrics>,
     config: OrchestratorConfig,
@@ -80,6 +82,7 @@ impl Orchestrator {
                 logs,
                 queries,
                 results: ResultRegistry::default(),
+                samples: FleetSamples::default(),
                 sessions: AtomicU64::new(0),
                 metrics,
                 config,
@@ -486,6 +489,51 @@ impl Orchestrator {
 
     pub(crate) fn result_registry(&self) -> &ResultRegistry {
         &self.inner.results
+    }
+
+    pub(crate) fn fleet_samples(&self) -> &FleetSamples {
+        &self.inner.samples
+    }
+
+    /// Fleet metrics: the latest host sample of every connected node, grouped by the node
+    /// label `by` (nodes without it form the group with the empty value), with each node's own
+    /// sample too when `per_node` (the busiest [`crate::samples::NODE_CAP`] nodes).
+    ///
+    /// Only nodes connected now count, and only samples younger than the disconnect timeout:
+    /// a node that drops takes its sample with it. A label no reporting node has gives no
+    /// groups and a note naming the labels there are.
+    pub async fn fleet_metrics(
+        &self,
+        by: &str,
+        per_node: bool,
+    ) -> Result<shoal_types::fleet::FleetReport, OrchestratorError> {
+        let nodes = self.read(|r| r.nodes()).await?;
+        let labels = nodes
+            .into_iter()
+            .filter(|n| self.inner.links.is_connected(&n.info.node_id))
+            .map(|n| (n.info.node_id, n.info.labels))
+            .collect();
+        let max_age = self.inner.config.disconnect_timeout.as_nanos() as i64;
+        Ok(crate::samples::report(
+            self.inner.samples.snapshot(),
+            &labels,
+            by,
+            per_node,
+            crate::clock::now(),
+            max_age,
+        ))
+    }
+
+    /// [`Orchestrator::fleet_metrics`] in Prometheus text format (`/metrics/fleet`).
+    pub async fn render_fleet_metrics(
+        &self,
+        by: &str,
+        per_node: bool,
+        out: &mut Exposition,
+    ) -> Result<(), OrchestratorError> {
+        let report = self.fleet_metrics(by, per_node).await?;
+        crate::samples::render(&report, out);
+        Ok(())
     }
 
     /// Opens the download of the archive the `local` publisher kept for one of a job's

@@ -36,6 +36,7 @@
 //! | `query/mod.rs` | [`query`]: the query as an ops job, and the task that ends a query |
 //! | `nodes.rs` | `LiveNode`, `NodeViews` (the scheduler's view), `Links` (open sessions) |
 //! | `streams.rs` | `StreamRegistry<E>`: streams a node serves over its link, by id |
+//! | `samples.rs` | `FleetSamples` (each node's latest host sample) and the fleet report (pure) |
 //! | `logs.rs`, `results.rs` | [`LogStream`], [`ResultStream`] and their registries |
 //! | `command.rs` | `Command` (what the engine is asked), [`SubmitOutcome`], [`JobDetails`], … |
 //! | `active.rs` | `ActiveJobs`: the engine's cache of jobs with work in flight |
@@ -63,6 +64,7 @@ pub mod metrics;
 mod nodes;
 pub mod query;
 mod results;
+pub mod samples;
 mod state;
 mod streams;
 

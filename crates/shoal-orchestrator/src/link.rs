@@ -10,6 +10,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::command::{Command, NodeCredentials};
 use crate::handle::Orchestrator;
 use crate::logs::LogEvent;
+use crate::samples::Latest;
 
 /// Serves one node's link until it closes. `incoming` yields the node's text frames; `outgoing`
 /// writes ours. The transport (axum's WebSocket in the API crate) only converts messages.
@@ -83,21 +84,23 @@ where
                 None => break,
             },
             text = incoming.next() => match text {
-                Some(text) => if !on_frame(&orch, &node_id, &text) { break },
+                Some(text) => if !on_frame(&orch, &node_id, session_id, &text) { break },
                 None => break,
             },
         }
     }
     orch.result_registry().node_gone(&node_id);
     orch.live_queries().node_gone(&node_id);
+    orch.fleet_samples().node_gone(&node_id, session_id);
     let _ = orch.send(Command::Disconnected {
         node_id,
         session_id,
     });
 }
 
-/// Routes one frame from a node; false ends the session.
-fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
+/// Routes one frame from a node (which arrived over link session `session`); false ends the
+/// session.
+fn on_frame(orch: &Orchestrator, node_id: &str, session: u64, text: &str) -> bool {
     orch.metrics().frames_in.fetch_add(1, Ordering::Relaxed);
     let frame = match Frame::decode(text) {
         Ok(f) => f,
@@ -113,7 +116,21 @@ fn on_frame(orch: &Orchestrator, node_id: &str, text: &str) -> bool {
     let cmd = match frame {
         Frame::Msg { seq, msg } => Command::Inbound { node_id, seq, msg },
         Frame::Ack { seq } => Command::Ack { node_id, seq },
-        Frame::Heartbeat { .. } => Command::Heartbeat { node_id },
+        Frame::Heartbeat {
+            running, sample, ..
+        } => {
+            // Straight into the samples, not through the engine: heartbeats stay memory-only.
+            if let Some(sample) = sample {
+                let latest = Latest {
+                    session,
+                    received_at: crate::clock::now(),
+                    running,
+                    sample: *sample,
+                };
+                orch.fleet_samples().record(&node_id, latest);
+            }
+            Command::Heartbeat { node_id }
+        }
         Frame::LogLine {
             stream_id,
             stream,

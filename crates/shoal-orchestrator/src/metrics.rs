@@ -151,6 +151,12 @@ impl Exposition {
         let _ = writeln!(self.0, " {value}");
     }
 
+    /// A `#` comment line (neither HELP nor TYPE), which parsers skip; for notes a person
+    /// reading the page should see.
+    pub fn comment(&mut self, text: &str) {
+        let _ = writeln!(self.0, "# {}", text.replace('\n', " "));
+    }
+
     /// A counter family with one unlabelled sample.
     pub fn counter(&mut self, name: &str, help: &str, value: f64) {
         self.header(name, "counter", help);

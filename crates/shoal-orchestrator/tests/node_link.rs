@@ -1,6 +1,7 @@
 //! Nodes as the orchestrator sees them, driven through the real link task (`serve_link`) with
 //! in-memory channels standing in for the WebSocket: who may connect (join tokens traded for
-//! node keys, revocation), a node that reports on another node's execution, and cordons.
+//! node keys, revocation), a node that reports on another node's execution, cordons, and the
+//! host samples that heartbeats carry (fleet metrics).
 
 use std::time::Duration;
 
@@ -9,7 +10,10 @@ use futures::{SinkExt, StreamExt};
 use shoal_orchestrator::{Orchestrator, OrchestratorConfig, serve_link};
 use shoal_transport::{ExecutionReport, Frame, Message};
 use shoal_types::enrolment::JoinTokenRequest;
-use shoal_types::{ComputeNodeInfo, ComputeStateType, Job, NodeInfo, NodeType, Resources, spec};
+use shoal_types::fleet::FleetReport;
+use shoal_types::{
+    ComputeNodeInfo, ComputeStateType, HostSample, Job, NodeInfo, NodeType, Resources, spec,
+};
 
 /// A node's end of a link: what it sends and what the orchestrator answers.
 struct Link {
@@ -59,12 +63,22 @@ fn node_info(id: &str, role: &str) -> NodeInfo {
 
 /// Dials as `id` with `token` and `key`; returns the link and the first answer.
 async fn dial(orch: &Orchestrator, id: &str, token: Option<&str>, key: &str) -> (Link, Frame) {
+    dial_as(orch, node_info(id, id), token, key).await
+}
+
+/// [`dial`] as the node `info`.
+async fn dial_as(
+    orch: &Orchestrator,
+    info: NodeInfo,
+    token: Option<&str>,
+    key: &str,
+) -> (Link, Frame) {
     let (to_orch, incoming) = mpsc::unbounded();
     let (outgoing, from_orch) = mpsc::unbounded();
     tokio::spawn(serve_link(orch.clone(), incoming, outgoing));
     let mut link = Link { to_orch, from_orch };
     link.send(Frame::Hello {
-        node: Box::new(node_info(id, id)),
+        node: Box::new(info),
         applied_seq: 0,
         token: token.map(str::to_string),
         node_key: Some(key.to_string()),
@@ -410,4 +424,149 @@ async fn with_approval_required_a_new_node_waits_pending_and_runs_the_next_job_o
     let job_id = orch.submit(next).await.unwrap().job_id;
     let run = next_run(&mut a).await;
     assert_eq!(run.job_id.as_str(), job_id);
+}
+
+/// A node in `region` that has dialled in and sent one heartbeat with a sample of `cpu` percent
+/// and `memory_used` bytes.
+async fn reporting_node(
+    orch: &Orchestrator,
+    id: &str,
+    region: &str,
+    cpu: f64,
+    memory_used: u64,
+) -> Link {
+    let mut info = node_info(id, id);
+    info.labels.insert("region".into(), region.into());
+    let (mut link, first) = dial_as(orch, info, None, id).await;
+    assert!(welcomed(&first), "{first:?}");
+    link.send(Frame::Heartbeat {
+        available: Resources::default(),
+        running: 1,
+        sample: Some(Box::new(HostSample {
+            cpu_percent: cpu,
+            memory_used,
+            memory_total: 8 << 30,
+            temperature_c: (region == "us").then_some(61.5),
+            ..Default::default()
+        })),
+    })
+    .await;
+    link
+}
+
+/// Waits (bounded) until the fleet report by region satisfies `cond`; heartbeats are applied
+/// by the link task with no answer to wait on.
+async fn fleet_until(
+    orch: &Orchestrator,
+    what: &str,
+    cond: impl Fn(&FleetReport) -> bool,
+) -> FleetReport {
+    for _ in 0..1000 {
+        let r = orch.fleet_metrics("region", true).await.unwrap();
+        if cond(&r) {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("fleet metrics never showed {what}")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeat_samples_are_served_grouped_by_region_and_vanish_with_their_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let orch = Orchestrator::start(OrchestratorConfig::new(dir.path())).expect("orchestrator");
+    let a = reporting_node(&orch, "n-a", "eu", 10.0, 1 << 30).await;
+    let _b = reporting_node(&orch, "n-b", "eu", 30.0, 3 << 30).await;
+    let _c = reporting_node(&orch, "n-c", "us", 50.0, 2 << 30).await;
+    // An agent older than fleet metrics heartbeats without a sample: connected, not reporting.
+    let (mut old, first) = dial(&orch, "n-old", None, "k-old").await;
+    assert!(welcomed(&first));
+    old.send(Frame::Heartbeat {
+        available: Resources::default(),
+        running: 0,
+        sample: None,
+    })
+    .await;
+
+    let r = fleet_until(&orch, "three nodes", |r| r.reporting == 3).await;
+    let [eu, us] = &r.groups[..] else {
+        panic!("two regions: {r:?}")
+    };
+    assert_eq!((eu.value.as_str(), eu.nodes, us.nodes), ("eu", 2, 1));
+    assert_eq!(eu.cpu_percent_avg, 20.0);
+    assert_eq!(eu.cpu_percent_max, 30.0);
+    assert_eq!(eu.memory_used, 4 << 30, "summed");
+    assert_eq!(eu.running_executions, 2);
+    assert_eq!(
+        (eu.temperature_c_max, us.temperature_c_max),
+        (None, Some(61.5))
+    );
+    let busiest: Vec<&str> = r.nodes.iter().map(|n| n.node_id.as_str()).collect();
+    assert_eq!(busiest, ["n-c", "n-b", "n-a"]);
+    assert!(r.notes.is_empty(), "{:?}", r.notes);
+
+    let mut text = shoal_orchestrator::metrics::Exposition::default();
+    orch.render_fleet_metrics("region", true, &mut text)
+        .await
+        .unwrap();
+    let text = text.finish();
+    assert!(
+        text.contains("shoal_node_memory_used_bytes{node_id=\"n-a\",region=\"eu\"} 1073741824\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("shoal_fleet_nodes{region=\"eu\"} 2\n"),
+        "{text}"
+    );
+
+    // The link closes: its node's sample goes with it.
+    drop(a);
+    let r = fleet_until(&orch, "n-a gone", |r| r.reporting == 2).await;
+    assert!(r.nodes.iter().all(|n| n.node_id != "n-a"));
+    assert_eq!(r.groups[0].nodes, 1, "eu has n-b left");
+
+    // Deleted: gone too. Relabelled: its sample moves to the new group at once.
+    orch.node_action("n-b", "delete").await.unwrap();
+    orch.node_labels(
+        "n-c",
+        [("region".to_string(), "ap".to_string())].into(),
+        vec![],
+    )
+    .await
+    .unwrap();
+    let r = fleet_until(&orch, "n-b gone and n-c in ap", |r| {
+        r.reporting == 1 && r.groups.len() == 1 && r.groups[0].value == "ap"
+    })
+    .await;
+    assert_eq!(r.nodes[0].node_id, "n-c");
+
+    // A label no node has: no groups, and a note that says which labels there are.
+    let r = orch.fleet_metrics("regoin", false).await.unwrap();
+    assert!(r.groups.is_empty());
+    assert!(
+        r.notes[0].contains("\"regoin\"") && r.notes[0].contains("region"),
+        "{:?}",
+        r.notes
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_falls_silent_drops_out_of_fleet_metrics_and_its_link_is_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = OrchestratorConfig::new(dir.path());
+    cfg.disconnect_timeout = Duration::from_millis(300);
+    let orch = Orchestrator::start(cfg).expect("orchestrator");
+    let mut quiet = reporting_node(&orch, "n-quiet", "eu", 10.0, 1 << 30).await;
+    fleet_until(&orch, "the sample", |r| r.reporting == 1).await;
+    // No further heartbeat: once the disconnect timeout passes the sample is not served,
+    // and the orchestrator closes the link.
+    fleet_until(&orch, "the silent node gone", |r| {
+        r.reporting == 0 && r.groups.is_empty()
+    })
+    .await;
+    quiet.closed().await;
+    let node = orch.node("n-quiet").await.unwrap();
+    assert_eq!(node.connection, shoal_types::ConnectionStatus::Disconnected);
+    let r = orch.fleet_metrics("region", true).await.unwrap();
+    assert!(r.nodes.is_empty(), "{r:?}");
 }
