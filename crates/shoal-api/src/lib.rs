@@ -144,6 +144,8 @@ pub fn router_with(
         )
         .route("/livez", get(alive))
         .route(auth::METRICS_PATH, get(metrics::render))
+        .route(auth::FLEET_METRICS_PATH, get(metrics::fleet))
+        .route(auth::FLEET_API_PATH, get(metrics::fleet_json))
         .merge(ui::routes())
         .fallback(error::not_found)
         .route_layer(axum::middleware::from_fn_with_state(

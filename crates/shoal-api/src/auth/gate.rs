@@ -55,6 +55,18 @@ pub const CAN_I_PATH: &str = "/api/v1/auth/can-i";
 /// Where Prometheus scrapes the orchestrator; needs `read:agent` unless metrics are public.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// Where Prometheus scrapes fleet metrics (the nodes' host samples); the same access as
+/// [`METRICS_PATH`].
+pub const FLEET_METRICS_PATH: &str = "/metrics/fleet";
+
+/// Fleet metrics as JSON (`shoal node top`); needs `read:agent`, like the Prometheus pages.
+pub const FLEET_API_PATH: &str = "/api/v1/orchestrator/fleet/metrics";
+
+/// The pages `--metrics-public` opens.
+fn is_metrics_page(path: &str) -> bool {
+    path == METRICS_PATH || path == FLEET_METRICS_PATH
+}
+
 fn under(path: &str, prefix: &str) -> bool {
     path == prefix
         || path
@@ -102,7 +114,11 @@ pub fn requirement(method: &Method, path: &str) -> Requirement {
     if under(path, "/api/v1/orchestrator/nodes") {
         return access(Resource::Node);
     }
-    if under(path, "/api/v1/agent") || path == METRICS_PATH {
+    // Fleet metrics are what the agents report about their hosts.
+    if under(path, "/api/v1/agent")
+        || is_metrics_page(path)
+        || under(path, "/api/v1/orchestrator/fleet")
+    {
         return access(Resource::Agent);
     }
     Requirement::Needs(Capability::Write(Resource::Node))
@@ -135,7 +151,7 @@ pub(crate) async fn gate(
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let mut need = requirement(&method, &path);
-    if security.public_metrics && path == METRICS_PATH {
+    if security.public_metrics && is_metrics_page(&path) {
         need = Requirement::Open;
     }
     if need == Requirement::Open {
@@ -334,10 +350,13 @@ mod tests {
                 "reading join tokens needs admin too"
             );
         }
-        assert_eq!(
-            need(Method::GET, METRICS_PATH),
-            Requirement::Needs(Read(Resource::Agent))
-        );
+        for path in [METRICS_PATH, FLEET_METRICS_PATH, FLEET_API_PATH] {
+            assert_eq!(
+                need(Method::GET, path),
+                Requirement::Needs(Read(Resource::Agent)),
+                "{path}"
+            );
+        }
         assert_eq!(need(Method::GET, WHOAMI_PATH), Requirement::Authenticated);
         assert_eq!(need(Method::GET, CAN_I_PATH), Requirement::Authenticated);
     }

@@ -32,7 +32,10 @@ use shoal_store::AuditFilter;
 
 pub use audit::Audit;
 pub(crate) use gate::gate;
-pub use gate::{AuditTarget, CAN_I_PATH, METRICS_PATH, Requirement, WHOAMI_PATH, requirement};
+pub use gate::{
+    AuditTarget, CAN_I_PATH, FLEET_API_PATH, FLEET_METRICS_PATH, METRICS_PATH, Requirement,
+    WHOAMI_PATH, requirement,
+};
 pub use grant::{Capability, Grant, KNOWN_GRANTS, Resource};
 pub use principal::{Principal, PrincipalKind};
 pub use session::{SESSION_COOKIE, SESSION_TTL, Sessions, cookie_token};
@@ -52,8 +55,8 @@ pub struct Security {
     pub audit: Audit,
     /// Browser sessions of the web UI.
     pub sessions: Sessions,
-    /// `/metrics` answers without credentials (`--metrics-public`, for a Prometheus that
-    /// sends none); otherwise it needs `read:agent`.
+    /// `/metrics` and `/metrics/fleet` answer without credentials (`--metrics-public`, for a
+    /// Prometheus that sends none); otherwise they need `read:agent`.
     pub public_metrics: bool,
 }
 
