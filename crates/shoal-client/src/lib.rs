@@ -616,6 +616,28 @@ impl Client {
         Self::decode(v.get("Nodes").cloned().unwrap_or(Value::Array(vec![])))
     }
 
+    /// Fleet metrics: the connected nodes' latest host samples grouped by the node label `by`
+    /// (`None`: the orchestrator's default, `region`), and each node's own sample when
+    /// `per_node`.
+    pub async fn fleet_metrics(
+        &self,
+        by: Option<&str>,
+        per_node: bool,
+    ) -> Result<shoal_types::fleet::FleetReport, ClientError> {
+        let mut query = vec![("per_node", per_node.to_string())];
+        if let Some(by) = by {
+            query.push(("by", by.to_string()));
+        }
+        let v = self
+            .call(
+                self.http
+                    .get(self.u("/orchestrator/fleet/metrics"))
+                    .query(&query),
+            )
+            .await?;
+        Self::decode(v)
+    }
+
     /// One node.
     pub async fn node(&self, id: &str) -> Result<NodeState, ClientError> {
         Ok(self.node_details(id).await?.0)

@@ -10,7 +10,7 @@ use shoal_compute::{Agent, ComputeConfig};
 use shoal_orchestrator::OrchestratorConfig;
 
 use super::exec_flags::ExecFlags;
-use super::serve::{executors, ready_when_joined, start_orchestrator};
+use super::serve::{HostRootFlags, executors, ready_when_joined, start_orchestrator};
 use crate::endpoint::Endpoint;
 
 /// `devstack` arguments.
@@ -22,6 +22,9 @@ pub struct DevstackArgs {
     /// Every agent's exec policy (off unless --enable-exec).
     #[command(flatten)]
     pub exec: ExecFlags,
+    /// Where every agent reads its host from (they share one machine).
+    #[command(flatten)]
+    pub host: HostRootFlags,
 }
 
 /// Runs devstack until interrupted.
@@ -51,6 +54,7 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
     for i in 0..args.computes {
         let mut cfg = ComputeConfig::new(data_dir.join(format!("node-{i}")), url.clone());
         cfg.node_id = Some(format!("n-devstack-{i}"));
+        cfg.host_roots = args.host.roots();
         cfg.labels.insert("devstack-node".into(), i.to_string());
         cfg.labels
             .insert("region".into(), ["eu", "us", "ap"][i % 3].into());

@@ -10,6 +10,7 @@ pub mod job;
 pub mod job_get;
 pub mod key_value;
 pub mod node;
+pub mod node_top;
 pub mod query;
 pub mod rollout;
 pub mod schedule_view;

@@ -22,6 +22,15 @@ pub enum NodeCommand {
         #[arg(long, value_enum, default_value_t = Format::Table)]
         output: Format,
     },
+    /// Show each node's CPU, memory, disk, load and temperature, busiest first, refreshing in
+    /// place.
+    ///
+    /// The figures are the host samples agents send with every heartbeat; a node that
+    /// disconnects drops out. With --by, one row per value of a label (`--by region`) instead.
+    /// The same data is served to Prometheus at `/metrics/fleet?by=region`.
+    ///
+    /// Example: shoal node top --by region --interval 5s
+    Top(super::node_top::TopArgs),
     /// Show everything known about a node.
     Describe {
         /// Node id or unique prefix.
@@ -191,6 +200,7 @@ pub async fn run(endpoint: &Endpoint, cmd: NodeCommand) -> anyhow::Result<ExitCo
                 )
             );
         }
+        NodeCommand::Top(args) => return super::node_top::run(&client, args).await,
         NodeCommand::Describe { id, output } => {
             let (node, enrolment) = client.node_details(&id).await?;
             let mut node = serde_json::to_value(node)?;

@@ -145,6 +145,31 @@ pub struct ServeArgs {
     pub heartbeat_interval: Duration,
     #[command(flatten)]
     pub exec: ExecFlags,
+    #[command(flatten)]
+    pub host: HostRootFlags,
+}
+
+/// Where a compute node reads its host from for the sample on each heartbeat (fleet metrics,
+/// `shoal node top`).
+#[derive(Args, Debug, Clone)]
+pub struct HostRootFlags {
+    /// Compute node: the host's procfs, read for CPU, memory and load. In a container, mount
+    /// the host's /proc elsewhere and point this at it.
+    #[arg(long, env = "SHOAL_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+    /// Compute node: the host's sysfs, read for temperature sensors (thermal zones, hwmon).
+    #[arg(long, env = "SHOAL_SYSFS_ROOT", default_value = "/sys")]
+    pub sysfs_root: PathBuf,
+}
+
+impl HostRootFlags {
+    /// The roots as the agent takes them.
+    pub fn roots(&self) -> shoal_compute::HostRoots {
+        shoal_compute::HostRoots {
+            proc: self.proc_root.clone(),
+            sys: self.sysfs_root.clone(),
+        }
+    }
 }
 
 /// Parses `k=v` labels (keys and values trimmed), naming the bad one.
@@ -542,6 +567,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             "--heartbeat-interval must be longer than 0s (for example 5s)"
         );
         cfg.heartbeat_interval = args.heartbeat_interval;
+        cfg.host_roots = args.host.roots();
         cfg.allowed_paths = file
             .compute
             .allow_listed_local_paths
