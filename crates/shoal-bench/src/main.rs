@@ -19,6 +19,7 @@ mod s09_footprint;
 mod s10_durable;
 mod s11_query;
 mod s12_exec;
+mod s13_warehouse;
 mod simfleet;
 mod stats;
 
@@ -77,7 +78,9 @@ pub struct Ctx {
     pub baseline: Option<PathBuf>,
 }
 
-const SCENARIOS: &[&str] = &["S1", "S2", "S4", "S5", "S6", "S9", "S10", "S11", "S12"];
+const SCENARIOS: &[&str] = &[
+    "S1", "S2", "S4", "S5", "S6", "S9", "S10", "S11", "S12", "S13",
+];
 
 /// Scenarios run by scripts of their own (`bench/run.sh` runs them); `--only` accepts them.
 const SCRIPTED: &[&str] = &["DOCKER"];
@@ -148,6 +151,7 @@ fn main() -> ExitCode {
                 "S10" => s10_durable::run(&ctx).await,
                 "S11" => s11_query::run(&ctx).await,
                 "S12" => s12_exec::run(&ctx).await,
+                "S13" => s13_warehouse::run(&ctx).await,
                 _ => unreachable!("checked above"),
             }
         });

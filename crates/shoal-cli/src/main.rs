@@ -51,11 +51,15 @@ enum Command {
     ///
     /// Example: shoal exec --constraints region=eu -- systemctl restart nginx
     Exec(commands::exec::ExecArgs),
-    /// Ask every node (or a labelled subset) one question in osquery's SQL; answers stream
-    /// back tagged with node_id, then the fleet coverage.
+    /// Ask every node (or a labelled subset) one question in SQL: osquery's host tables, or
+    /// (--engine analytics) the node's Parquet/CSV/JSON files; answers stream back tagged
+    /// with node_id, then the fleet coverage.
     ///
     /// Example: shoal query "SELECT hostname FROM system_info" --output csv
     Query(commands::query::QueryArgs),
+    /// Generate demo data (the data warehouse example's sales).
+    #[command(subcommand)]
+    Demo(commands::demo::DemoCommand),
     /// Check credentials: who you are to the orchestrator, what is set, hash a password.
     #[command(subcommand)]
     Auth(commands::auth::AuthCommand),
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             Command::Node(cmd) => commands::node::run(&cli.endpoint, cmd).await,
             Command::Exec(args) => commands::exec::run(&cli.endpoint, args).await,
             Command::Query(args) => commands::query::run(&cli.endpoint, args).await,
+            Command::Demo(cmd) => commands::demo::run(cmd).await,
             Command::Auth(cmd) => commands::auth::run(&cli.endpoint, cmd).await,
             Command::Audit(cmd) => commands::auth::run_audit(&cli.endpoint, cmd).await,
             Command::Version => commands::version(&cli.endpoint).await,

@@ -69,7 +69,8 @@ impl Requests {
                 sql,
                 max_rows,
                 timeout_ms,
-            } => self.query(query_id, sql, max_rows, timeout_ms),
+                engine,
+            } => self.query(query_id, &engine, sql, max_rows, timeout_ms),
             other => tracing::debug!(?other, "ignored frame"),
         }
     }
@@ -118,14 +119,28 @@ impl Requests {
         });
     }
 
-    /// Answers a live fleet query with the `query` engine, if this node offers it.
-    fn query(&self, query_id: String, sql: String, max_rows: Option<u64>, timeout_ms: u64) {
-        let (engine, tx) = (self.node.executors.get("query"), self.out.clone());
+    /// Answers a live fleet query with `engine` (`query` or `analytics`), if this node
+    /// offers it.
+    fn query(
+        &self,
+        query_id: String,
+        engine: &str,
+        sql: String,
+        max_rows: Option<u64>,
+        timeout_ms: u64,
+    ) {
+        let timeout = Duration::from_millis(timeout_ms);
+        let answering = self
+            .node
+            .executors
+            .get(engine)
+            .and_then(|e| e.live_answer(sql, max_rows, timeout));
+        let missing = format!("this node does not offer the {engine} engine");
+        let tx = self.out.clone();
         tokio::spawn(async move {
-            let timeout = Duration::from_millis(timeout_ms);
-            let answered = match engine.as_deref().and_then(|e| e.live_query()) {
-                Some(q) => q.answer(&sql, max_rows, timeout).await,
-                None => Err("this node does not offer the query engine".into()),
+            let answered = match answering {
+                Some(answer) => answer.await,
+                None => Err(missing),
             };
             let (answer, error) = match answered {
                 Ok(a) => (Some(a), None),

@@ -20,6 +20,8 @@ use shoal_types::{JobType, Network, Resources, ResultPath, SpecConfig};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+#[cfg(feature = "analytics")]
+pub mod analytics;
 #[cfg(feature = "docker")]
 pub mod docker;
 #[cfg(feature = "exec")]
@@ -259,10 +261,17 @@ pub trait Executor: Send + Sync + 'static {
         Box::pin(async {})
     }
 
-    /// The engine's answer to live fleet queries (`Frame::Query`, no execution, no files),
-    /// if it gives any: only the `query` engine does.
-    #[cfg(feature = "query")]
-    fn live_query(&self) -> Option<&query::QueryExecutor> {
+    /// Answers a live fleet query (`Frame::Query`: no execution, no files) with `sql`
+    /// within this node's limits, lowered by `max_rows` and `timeout`; `None` when the
+    /// engine answers none (only `query` and `analytics` do). `Err` holds the message to
+    /// show for this node.
+    fn live_answer(
+        &self,
+        sql: String,
+        max_rows: Option<u64>,
+        timeout: std::time::Duration,
+    ) -> Option<BoxFuture<'static, Result<shoal_types::Answer, String>>> {
+        let _ = (sql, max_rows, timeout);
         None
     }
 }

@@ -69,3 +69,103 @@ pub(crate) fn kind_of(value: &Value) -> &'static str {
         Value::Object(_) => "a map",
     }
 }
+
+/// The params of the SQL engines (`query`, `analytics`; keys case-insensitive): `Query` (or
+/// `SQL`), required; `MaxRows`; `TimeoutMs`.
+#[cfg(any(feature = "query", feature = "analytics"))]
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SqlParams {
+    pub sql: String,
+    pub max_rows: Option<usize>,
+    pub timeout: Option<std::time::Duration>,
+}
+
+/// Reads [`SqlParams`]; errors name the engine and the param.
+#[cfg(any(feature = "query", feature = "analytics"))]
+pub(crate) fn sql_params(
+    engine: &SpecConfig,
+    engine_name: &str,
+) -> Result<SqlParams, ExecutorError> {
+    let sql = engine
+        .param("Query")
+        .or_else(|| engine.param("SQL"))
+        .ok_or_else(|| {
+            ExecutorError::user(format!(
+                "{engine_name} engine: missing param Query: set Params.Query to one SELECT statement"
+            ))
+        })?;
+    let sql = sql
+        .as_str()
+        .filter(|s| !s.trim().is_empty())
+        .ok_or_else(|| {
+            ExecutorError::user(format!(
+                "{engine_name} engine: param Query must be a non-empty string holding one SELECT statement"
+            ))
+        })?
+        .to_string();
+    let max_rows =
+        positive(engine, engine_name, "MaxRows")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
+    let timeout = positive(engine, engine_name, "TimeoutMs")?.map(std::time::Duration::from_millis);
+    Ok(SqlParams {
+        sql,
+        max_rows,
+        timeout,
+    })
+}
+
+/// A positive integer param, given as a number or a numeric string.
+#[cfg(any(feature = "query", feature = "analytics"))]
+pub(crate) fn positive(
+    engine: &SpecConfig,
+    engine_name: &str,
+    name: &str,
+) -> Result<Option<u64>, ExecutorError> {
+    let Some(v) = engine.param(name) else {
+        return Ok(None);
+    };
+    let n = match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    match n {
+        Some(n) if n > 0 => Ok(Some(n)),
+        _ => Err(ExecutorError::user(format!(
+            "{engine_name} engine: param {name} must be a positive integer, got {v}"
+        ))),
+    }
+}
+
+/// What a SQL engine leaves of its answer: `rows` (one JSON object each) on stdout, the
+/// answer's warnings on stderr, the rows as one JSON array in `<results>/query/rows.json`,
+/// and the typed answer for the execution's report.
+#[cfg(any(feature = "query", feature = "analytics"))]
+pub(crate) fn write_answer(
+    answer: shoal_types::Answer,
+    rows: Vec<serde_json::Map<String, Value>>,
+    logs: &crate::LogSink,
+    results_dir: &std::path::Path,
+) {
+    use crate::Stream;
+    for row in &rows {
+        logs.write(Stream::Stdout, format!("{}\n", Value::Object(row.clone())));
+    }
+    for warning in &answer.warnings {
+        logs.write(Stream::Stderr, format!("warning: {warning}\n"));
+    }
+    logs.answer(answer);
+    let dir = results_dir.join("query");
+    let written = std::fs::create_dir_all(&dir).and_then(|()| {
+        let array = Value::Array(rows.into_iter().map(Value::Object).collect());
+        std::fs::write(dir.join("rows.json"), array.to_string())
+    });
+    if let Err(e) = written {
+        logs.write(
+            Stream::Stderr,
+            format!(
+                "warning: could not write {}: {e}; the rows are on stdout only\n",
+                dir.join("rows.json").display()
+            ),
+        );
+    }
+}

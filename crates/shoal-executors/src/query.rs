@@ -20,13 +20,13 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use serde_json::Value as Json;
 use shoal_hostquery::{QueryError, QueryLimits, QueryResult, run_query};
 use shoal_types::{Answer, SpecConfig};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink, Stream};
+use crate::params::{SqlParams as QueryParams, sql_params, write_answer};
+use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink};
 
 /// Largest answer (approximate bytes, see `QueryLimits::max_result_bytes`) the default
 /// executor returns: an answer travels whole in one agent-link message.
@@ -46,14 +46,6 @@ impl Default for QueryExecutor {
             ..QueryLimits::default()
         })
     }
-}
-
-/// The parsed engine params.
-#[derive(Debug, Clone, PartialEq)]
-struct QueryParams {
-    sql: String,
-    max_rows: Option<usize>,
-    timeout: Option<Duration>,
 }
 
 impl QueryExecutor {
@@ -76,48 +68,7 @@ impl QueryExecutor {
 }
 
 fn params(engine: &SpecConfig) -> Result<QueryParams, ExecutorError> {
-    let sql = engine
-        .param("Query")
-        .or_else(|| engine.param("SQL"))
-        .ok_or_else(|| {
-            ExecutorError::user(
-                "query engine: missing param Query: set Params.Query to one SELECT statement",
-            )
-        })?;
-    let sql = sql
-        .as_str()
-        .filter(|s| !s.trim().is_empty())
-        .ok_or_else(|| {
-            ExecutorError::user(
-                "query engine: param Query must be a non-empty string holding one SELECT statement",
-            )
-        })?
-        .to_string();
-    let max_rows = positive(engine, "MaxRows")?.map(|n| usize::try_from(n).unwrap_or(usize::MAX));
-    let timeout = positive(engine, "TimeoutMs")?.map(Duration::from_millis);
-    Ok(QueryParams {
-        sql,
-        max_rows,
-        timeout,
-    })
-}
-
-/// A positive integer param, given as a number or a numeric string.
-fn positive(engine: &SpecConfig, name: &str) -> Result<Option<u64>, ExecutorError> {
-    let Some(v) = engine.param(name) else {
-        return Ok(None);
-    };
-    let n = match v {
-        Json::Number(n) => n.as_u64(),
-        Json::String(s) => s.trim().parse().ok(),
-        _ => None,
-    };
-    match n {
-        Some(n) if n > 0 => Ok(Some(n)),
-        _ => Err(ExecutorError::user(format!(
-            "query engine: param {name} must be a positive integer, got {v}"
-        ))),
-    }
+    sql_params(engine, "query")
 }
 
 impl Executor for QueryExecutor {
@@ -129,8 +80,16 @@ impl Executor for QueryExecutor {
         params(engine).map(|_| ())
     }
 
-    fn live_query(&self) -> Option<&QueryExecutor> {
-        Some(self)
+    fn live_answer(
+        &self,
+        sql: String,
+        max_rows: Option<u64>,
+        timeout: Duration,
+    ) -> Option<BoxFuture<'static, Result<Answer, String>>> {
+        let this = self.clone();
+        Some(Box::pin(async move {
+            this.answer(&sql, max_rows, timeout).await
+        }))
     }
 
     fn run(
@@ -240,31 +199,10 @@ fn classify(e: QueryError, limits: &QueryLimits) -> ExecutorError {
     }
 }
 
-/// Streams the rows to stdout, warnings to stderr, writes `query/rows.json` and leaves the
-/// typed answer for the report.
+/// Streams the rows to stdout as `osqueryi --json` prints them, warnings to stderr, writes
+/// `query/rows.json` and leaves the typed answer for the report.
 fn emit(result: &QueryResult, logs: &LogSink, results_dir: &Path) {
-    logs.answer(to_answer(result));
-    let rows = result.osquery_rows();
-    for row in &rows {
-        logs.write(Stream::Stdout, format!("{}\n", Json::Object(row.clone())));
-    }
-    for warning in &result.warnings {
-        logs.write(Stream::Stderr, format!("warning: {warning}\n"));
-    }
-    let dir = results_dir.join("query");
-    let written = std::fs::create_dir_all(&dir).and_then(|()| {
-        let array = Json::Array(rows.into_iter().map(Json::Object).collect());
-        std::fs::write(dir.join("rows.json"), array.to_string())
-    });
-    if let Err(e) = written {
-        logs.write(
-            Stream::Stderr,
-            format!(
-                "warning: could not write {}: {e}; the rows are on stdout only\n",
-                dir.join("rows.json").display()
-            ),
-        );
-    }
+    write_answer(to_answer(result), result.osquery_rows(), logs, results_dir);
 }
 
 #[cfg(test)]
@@ -273,8 +211,10 @@ mod tests {
 
     use shoal_types::{JobType, Network, Resources};
 
+    use serde_json::Value as Json;
+
     use super::*;
-    use crate::LogChunk;
+    use crate::{LogChunk, Stream};
 
     fn request(params: Json, results_dir: &Path) -> ExecutionRequest {
         let Json::Object(params) = params else {

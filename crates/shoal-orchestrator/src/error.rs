@@ -194,6 +194,14 @@ pub enum BadRequest {
     /// A fleet query without SQL.
     #[error("query is empty: send one SELECT statement in \"Query\"")]
     EmptyQuery,
+    /// A fleet query naming an engine that cannot answer it.
+    #[error(
+        "unknown query engine {0:?}: use \"query\" (host tables, the default) or \"analytics\" (the nodes' data files)"
+    )]
+    QueryEngine(String),
+    /// `--merge auto` on a query it cannot split exactly.
+    #[error("{0}")]
+    MergeSplit(String),
     /// A fleet query's constraints cannot be written as job constraints.
     #[error("bad constraints: {0}")]
     QueryConstraints(serde_json::Error),

@@ -626,6 +626,7 @@ impl Orchestrator {
     /// [`Self::watch_query`]; the query ends when every node asked has answered, its link
     /// closed, or the timeout passed.
     pub async fn ask_query(&self, request: &QueryRequest) -> Result<String, OrchestratorError> {
+        let request = &crate::query::prepare(request)?;
         let job = query_job(request)?;
         let id = format!(
             "q-{}",

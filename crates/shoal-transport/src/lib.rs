@@ -186,6 +186,10 @@ pub enum Frame {
         max_rows: Option<u64>,
         /// Time limit in milliseconds (its own limit applies too).
         timeout_ms: u64,
+        /// The engine to answer with: `query` (host tables; what agents that predate the
+        /// field assume) or `analytics` (the node's data files).
+        #[serde(default = "host_query_engine")]
+        engine: String,
     },
     /// A node's answer to [`Frame::Query`]: the rows, or why there are none.
     QueryAnswer {
@@ -198,6 +202,11 @@ pub enum Frame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+}
+
+/// The engine of a [`Frame::Query`] from an orchestrator that did not name one.
+fn host_query_engine() -> String {
+    "query".to_string()
 }
 
 /// A durable message: persisted before sending, applied exactly once in effect.

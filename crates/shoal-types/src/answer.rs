@@ -51,9 +51,15 @@ pub struct QueryRequest {
     /// Row limit per node (the node's own limit when absent or higher).
     #[serde(default)]
     pub max_rows: Option<u64>,
-    /// Second stage over the union of answers, as `SELECT ... FROM results ...`.
+    /// Second stage over the union of answers, as `SELECT ... FROM results ...`, or
+    /// `auto`: the orchestrator splits an aggregate query into what nodes send (partial
+    /// aggregates) and an exact merge of them.
     #[serde(default)]
     pub merge: Option<String>,
+    /// The engine that answers on each node: `query` (host tables, the default) or
+    /// `analytics` (SQL over the node's data files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
 }
 
 /// How a node's part of a query ended.
@@ -136,6 +142,9 @@ pub struct MergeAnswer {
     /// Why it failed, if it did (then `rows` is empty).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Why the answer may not be the fleet's exact one (an average of averages, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     /// How many nodes' answers it covers, of how many targeted.
     pub answered: usize,
     /// Nodes targeted.

@@ -9,6 +9,7 @@ use clap::Args;
 use shoal_compute::{Agent, ComputeConfig};
 use shoal_orchestrator::OrchestratorConfig;
 
+use super::analytics_flags::AnalyticsFlags;
 use super::exec_flags::ExecFlags;
 use super::serve::{HostRootFlags, executors, ready_when_joined, start_orchestrator};
 use crate::endpoint::Endpoint;
@@ -25,6 +26,9 @@ pub struct DevstackArgs {
     /// Where every agent reads its host from (they share one machine).
     #[command(flatten)]
     pub host: HostRootFlags,
+    /// Every agent's data policy for the analytics engine (off unless --data-allow).
+    #[command(flatten)]
+    pub data: AnalyticsFlags,
 }
 
 /// Runs devstack until interrupted.
@@ -59,7 +63,8 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
         cfg.labels
             .insert("region".into(), ["eu", "us", "ap"][i % 3].into());
         let id = cfg.node_id.clone().unwrap_or_default();
-        agents.push(Agent::start(cfg, executors(&id, &exec).await).await?);
+        let data = args.data.policy(&cfg.labels["region"], &i.to_string())?;
+        agents.push(Agent::start(cfg, executors(&id, &exec, &data).await).await?);
     }
     tokio::spawn(ready_when_joined(
         orch,

@@ -1,7 +1,9 @@
 //! One module per command group.
 
+pub mod analytics_flags;
 pub mod auth;
 pub mod data_flags;
+pub mod demo;
 pub mod devstack;
 pub mod docker;
 pub mod exec;

@@ -1,4 +1,5 @@
-//! `shoal query "SELECT ..."`: ask the fleet one question in osquery's SQL.
+//! `shoal query "SELECT ..."`: ask the fleet one question in osquery's SQL, or with
+//! `--engine analytics` in DataFusion's SQL over each node's data files.
 //!
 //! A live query: the orchestrator asks every matching node now (no job, nothing left on the
 //! nodes); answers stream back as nodes answer, each row tagged with `node_id`. stdout carries only rows
@@ -21,9 +22,15 @@ use crate::output;
 /// `query` arguments.
 #[derive(Args, Debug)]
 pub struct QueryArgs {
-    /// One SELECT statement over osquery's tables (SQLite dialect), e.g.
-    /// "SELECT hostname FROM system_info".
+    /// One SELECT statement: over osquery's tables (SQLite dialect), e.g. "SELECT hostname
+    /// FROM system_info"; with --engine analytics over the node's files, e.g. "SELECT
+    /// region, sum(amount) FROM read_parquet('/data/sales/*.parquet') GROUP BY region".
     pub sql: String,
+    /// What answers on each node: `query` (host tables) or `analytics` (Parquet, CSV and
+    /// JSON files under the node's --data-allow directories, with read_parquet, read_csv and
+    /// read_json).
+    #[arg(long, value_enum, default_value_t = QueryEngine::Query)]
+    pub engine: QueryEngine,
     /// Ask only nodes whose labels match, e.g. `region=eu,zone!=a`.
     #[arg(long)]
     pub constraints: Option<String>,
@@ -38,12 +45,24 @@ pub struct QueryArgs {
     pub timeout: u64,
     /// Second stage on the orchestrator over all answers, e.g.
     /// "SELECT version, count(*) FROM results GROUP BY version" (`results` has every
-    /// answered column plus `node_id`). Only its rows are printed.
+    /// answered column plus `node_id`). Only its rows are printed. `auto` splits a GROUP BY
+    /// query into partial aggregates on the nodes and their exact merge (sum, count, min,
+    /// max, avg and count(DISTINCT); avg is never an average of averages).
     #[arg(long)]
     pub merge: Option<String>,
     /// Most rows each node may return (the node's own limit applies too).
     #[arg(long)]
     pub max_rows: Option<u64>,
+}
+
+/// The engine that answers a fleet query on each node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum QueryEngine {
+    /// osquery-compatible host tables (SQLite).
+    #[default]
+    Query,
+    /// The node's data files (DataFusion).
+    Analytics,
 }
 
 /// How `shoal query` prints rows.
@@ -74,10 +93,18 @@ pub async fn run(endpoint: &Endpoint, args: QueryArgs) -> anyhow::Result<ExitCod
         timeout: args.timeout,
         max_rows: args.max_rows,
         merge: args.merge.clone(),
+        engine: match args.engine {
+            QueryEngine::Query => None,
+            QueryEngine::Analytics => Some("analytics".into()),
+        },
     };
     let started = Instant::now();
     let query_id = client.ask_query(&request).await?;
     let mut printer = Printer::new(args.output, args.merge.is_some());
+    printer.auto = args
+        .merge
+        .as_deref()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case("auto"));
     // The orchestrator ends the query at the timeout; the extra grace covers a lost stream.
     let limit = Duration::from_secs(args.timeout) + Duration::from_secs(15);
     let streamed = tokio::time::timeout(
@@ -133,6 +160,8 @@ async fn resolve_nodes(client: &Client, keys: &[String]) -> anyhow::Result<Vec<S
 struct Printer {
     format: QueryFormat,
     merging: bool,
+    /// `--merge auto`: show the two halves.
+    auto: bool,
     header: Option<Vec<String>>,
     table: Vec<(String, Vec<String>, Vec<Json>)>,
     targeted: usize,
@@ -144,6 +173,7 @@ impl Printer {
         Printer {
             format,
             merging,
+            auto: false,
             header: None,
             table: vec![],
             targeted: 0,
@@ -154,13 +184,18 @@ impl Printer {
     fn event(&mut self, ev: &QueryEvent) {
         match ev {
             QueryEvent::Started {
-                query_id, targeted, ..
+                query_id,
+                targeted,
+                query,
             } => {
                 self.targeted = *targeted;
                 eprintln!(
                     "Query {query_id} asked of {targeted} node{}",
                     if *targeted == 1 { "" } else { "s" }
                 );
+                if self.auto {
+                    eprintln!("Nodes run: {query}");
+                }
             }
             QueryEvent::Answer(a) => {
                 if a.outcome == Outcome::Answered && !self.merging {
@@ -221,6 +256,12 @@ impl Printer {
         };
         let mut merge_failed = false;
         if let Some(m) = &merge {
+            if self.auto {
+                eprintln!("Merge runs: {}", m.sql);
+            }
+            for w in &m.warnings {
+                eprintln!("warning: {w}");
+            }
             match &m.error {
                 Some(e) => {
                     eprintln!("error: {e}");
@@ -257,10 +298,26 @@ impl Printer {
         }
         self.report(&coverage, wall);
         if let Some(m) = &merge {
-            eprintln!(
-                "Merge covers {} of {} targeted nodes.",
-                m.answered, m.targeted
-            );
+            if m.answered < m.targeted {
+                let missing: Vec<String> = self
+                    .seen
+                    .iter()
+                    .filter(|a| a.outcome != Outcome::Answered)
+                    .take(10)
+                    .map(|a| format!("{} ({})", a.node_id, missing_why(a)))
+                    .collect();
+                eprintln!(
+                    "partial: the merge covers {} of {} nodes; missing {}",
+                    m.answered,
+                    m.targeted,
+                    missing.join(", ")
+                );
+            } else {
+                eprintln!(
+                    "Merge covers {} of {} targeted nodes.",
+                    m.answered, m.targeted
+                );
+            }
         }
         if coverage.targeted == 0 {
             eprintln!(
@@ -323,6 +380,22 @@ impl Printer {
             c.rows,
             wall.as_secs_f64()
         );
+    }
+}
+
+/// Why a node's answer is missing from the merge, in a word or two.
+fn missing_why(a: &NodeAnswer) -> &'static str {
+    match a.outcome {
+        Outcome::Errored => "errored",
+        Outcome::Unreachable
+            if a.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("not asked")) =>
+        {
+            "disconnected"
+        }
+        Outcome::Unreachable => "unreachable",
+        Outcome::Answered => "answered",
     }
 }
 

@@ -18,6 +18,7 @@ use shoal_orchestrator::{Orchestrator, OrchestratorConfig};
 use shoal_store::AuditLog;
 use shoal_types::enrolment::{JoinTokenRequest, random_secret, split_join_token};
 
+use super::analytics_flags::{AnalyticsFlags, NodeDataPolicy};
 use super::exec_flags::{ExecFlags, NodeExecPolicy};
 use crate::config::{self, Config};
 use crate::endpoint::{Endpoint, machine_name};
@@ -147,6 +148,8 @@ pub struct ServeArgs {
     pub exec: ExecFlags,
     #[command(flatten)]
     pub host: HostRootFlags,
+    #[command(flatten)]
+    pub data: AnalyticsFlags,
 }
 
 /// Where a compute node reads its host from for the sample on each heartbeat (fleet metrics,
@@ -181,8 +184,13 @@ pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>
 }
 
 /// The engines a compute node offers: noop and wasm always; docker when its daemon answers;
-/// query (host tables) when built in; exec when the node's policy enables it.
-pub async fn executors(node_id: &str, exec: &NodeExecPolicy) -> ExecutorRegistry {
+/// query (host tables) when built in; exec when the node's policy enables it; analytics when
+/// it allows some data directory.
+pub async fn executors(
+    node_id: &str,
+    exec: &NodeExecPolicy,
+    data: &NodeDataPolicy,
+) -> ExecutorRegistry {
     let mut registry = ExecutorRegistry::new();
     registry.register(Arc::new(shoal_executors::noop::NoopExecutor));
     #[cfg(feature = "wasm")]
@@ -220,6 +228,7 @@ pub async fn executors(node_id: &str, exec: &NodeExecPolicy) -> ExecutorRegistry
     #[cfg(feature = "query")]
     registry.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
     super::exec_flags::install(&mut registry, exec);
+    super::analytics_flags::install(&mut registry, data);
     let _ = node_id;
     registry
 }
@@ -447,9 +456,13 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
     let compute = args.compute || file.compute.enabled == Some(true);
     // Read before anything starts, so that a bad rule stops the node at once.
     let exec = args.exec.policy()?;
-    let run_orchestrator = args.orchestrator || file.orchestrator.enabled == Some(true) || !compute;
     let mut labels = file.labels.clone();
     labels.extend(parse_labels(&args.labels)?);
+    let data = args.data.policy(
+        labels.get("region").map_or("", String::as_str),
+        args.name.as_deref().unwrap_or(""),
+    )?;
+    let run_orchestrator = args.orchestrator || file.orchestrator.enabled == Some(true) || !compute;
     let host = endpoint
         .api_host
         .clone()
@@ -586,7 +599,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             .collect();
         cfg.secrets_dir = args.secrets_dir.clone();
         let node_id = args.name.clone().unwrap_or_default();
-        let agent = Agent::start(cfg, executors(&node_id, &exec).await)
+        let agent = Agent::start(cfg, executors(&node_id, &exec, &data).await)
             .await
             .context("cannot start the compute agent")?;
         if let Some((orch, ready)) = local.take() {

@@ -35,6 +35,7 @@ pub(super) fn ask_fleet(
             sql: request.query.trim().to_string(),
             max_rows: request.max_rows,
             timeout_ms,
+            engine: job.task().engine.kind.clone(),
         };
         if !st.links.send(node, frame) {
             // Its link closed after the engine last heard of it: nothing will come back.

@@ -66,6 +66,7 @@ pub fn merge(sql: &str, answers: &[NodeAnswer], limits: &QueryLimits) -> MergeAn
         columns: vec![],
         rows: vec![],
         error: None,
+        warnings: super::split::approximate(sql),
         answered: answered.len(),
         targeted: answers.len(),
     };

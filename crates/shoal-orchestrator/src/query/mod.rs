@@ -37,10 +37,12 @@ use crate::error::{BadRequest, OrchestratorError};
 
 mod merge;
 mod registry;
+mod split;
 
 pub use merge::{RESULTS_TABLE, coverage, merge};
 pub(crate) use registry::LiveQueries;
 pub use registry::{KEEP_FINISHED, QueryStream};
+pub use split::{AUTO as MERGE_AUTO, Split, approximate, split};
 
 /// A label every node carries in placement (not stored), holding its own id, so a query
 /// (or any job) can target nodes by id: `Key: shoal.node.id, Operator: in`.
@@ -48,6 +50,37 @@ pub const NODE_ID_LABEL: &str = "shoal.node.id";
 
 /// Default query timeout, in seconds.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 60;
+
+/// The engine that answers a query that names none: the host tables.
+pub const HOST_ENGINE: &str = "query";
+
+/// The engines a fleet query may name.
+pub const QUERY_ENGINES: [&str; 2] = [HOST_ENGINE, "analytics"];
+
+/// The request as the nodes and the merge stage will run it: the engine checked and
+/// `--merge auto` split into the node query and the exact merge.
+pub fn prepare(request: &QueryRequest) -> Result<QueryRequest, OrchestratorError> {
+    let mut out = request.clone();
+    let engine = request
+        .engine
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or(HOST_ENGINE);
+    if !QUERY_ENGINES.contains(&engine) {
+        return Err(BadRequest::QueryEngine(engine.to_string()).into());
+    }
+    out.engine = Some(engine.to_string());
+    if request
+        .merge
+        .as_deref()
+        .is_some_and(|m| m.trim().eq_ignore_ascii_case(MERGE_AUTO))
+    {
+        let halves = split(&request.query).map_err(BadRequest::MergeSplit)?;
+        out.query = halves.node_sql;
+        out.merge = Some(halves.merge_sql);
+    }
+    Ok(out)
+}
 
 /// The ops job a query is equivalent to: the engine picks the nodes a live query asks as the
 /// scheduler would place this job, and `shoal job run` of the same spec asks durably.
@@ -73,7 +106,7 @@ pub fn query_job(request: &QueryRequest) -> Result<Job, OrchestratorError> {
         "Constraints": constraints,
         "Tasks": [{
             "Name": "query",
-            "Engine": { "Type": "query", "Params": params },
+            "Engine": { "Type": request.engine.as_deref().unwrap_or(HOST_ENGINE), "Params": params },
             "Timeouts": { "TotalTimeout": timeout, "ExecutionTimeout": timeout },
         }],
     });
@@ -120,6 +153,7 @@ pub(crate) async fn drive(
                 columns: vec![],
                 rows: vec![],
                 error: Some(format!("merge stage failed: {e}")),
+                warnings: vec![],
                 answered: 0,
                 targeted: 0,
             });
@@ -129,7 +163,7 @@ pub(crate) async fn drive(
         None => None,
     };
     let message = if coverage.targeted == 0 {
-        "no node offers the query engine and matches the query's constraints; `shoal node list` shows the nodes and their labels".to_string()
+        "no node offers the query's engine and matches its constraints; `shoal node list` shows the nodes and their labels (the analytics engine needs agents started with --data-allow DIR)".to_string()
     } else {
         format!(
             "{} of {} nodes answered",
