@@ -28,6 +28,9 @@ use sqlparser::ast::{
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
+/// Why a query with neither aggregates nor GROUP BY is not split.
+const NOTHING_TO_MERGE: &str = "it has no aggregate and no GROUP BY; without --merge the rows of every node are shown as they are";
+
 /// The two halves of a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Split {
@@ -74,6 +77,13 @@ pub fn split(sql: &str) -> Result<Split, String> {
     let mut names: Vec<(String, String)> = Vec::new();
     let mut aggregated = false;
     let mut distinct_keys = 0;
+    let no_aggregate = select.projection.iter().all(|item| match item {
+        SelectItem::UnnamedExpr(e) | SelectItem::ExprWithAlias { expr: e, .. } => !has_aggregate(e),
+        _ => false,
+    });
+    if keys.is_empty() && no_aggregate {
+        return Err(refuse(NOTHING_TO_MERGE));
+    }
 
     for item in &select.projection {
         let (expr, alias) = match item {
@@ -130,9 +140,7 @@ pub fn split(sql: &str) -> Result<Split, String> {
         names.push((name, original));
     }
     if !aggregated && keys.is_empty() {
-        return Err(refuse(
-            "it has no aggregate and no GROUP BY; without --merge the rows of every node are shown as they are",
-        ));
+        return Err(refuse(NOTHING_TO_MERGE));
     }
     if select.distinct.is_some() && aggregated {
         return Err(refuse("SELECT DISTINCT with aggregates is not split"));
