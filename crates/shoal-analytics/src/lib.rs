@@ -16,13 +16,17 @@
 //! - **Bounded**: a memory limit for the operators that hold data (hash aggregates, sorts,
 //!   joins; no spilling to disk), a time limit, a row limit and an answer size limit, each a
 //!   clear error, never a truncated answer ([`DataError`]).
+//! - **Big results as files**: [`run_sql_to_parquet`] writes every row to one Parquet file
+//!   (bounded by its size, not by the answer's limits) for a publisher to take off the node.
 //! - **Off the caller's runtime**: queries run on one process-wide runtime of their own, at
 //!   most [`MAX_CONCURRENT`] at once, so a heavy scan never starves the agent's link.
 
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
 use datafusion::error::DataFusionError;
+use datafusion::execution::SendableRecordBatchStream;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -54,10 +58,13 @@ pub struct DataPolicy {
     pub max_rows: usize,
     /// Largest answer, in approximate bytes of its JSON.
     pub max_answer_bytes: usize,
+    /// Largest Parquet file a query may write ([`run_sql_to_parquet`]); the row and answer
+    /// limits do not apply to files.
+    pub max_file_bytes: u64,
 }
 
 impl Default for DataPolicy {
-    /// Nothing readable, 256 MiB, 60 s, 100,000 rows, 8 MiB.
+    /// Nothing readable, 256 MiB, 60 s, 100,000 rows, 8 MiB answers, 1 GiB files.
     fn default() -> Self {
         DataPolicy {
             allow: vec![],
@@ -65,6 +72,7 @@ impl Default for DataPolicy {
             timeout: Duration::from_secs(60),
             max_rows: 100_000,
             max_answer_bytes: 8 << 20,
+            max_file_bytes: 1 << 30,
         }
     }
 }
@@ -80,6 +88,21 @@ pub struct DataAnswer {
     /// Files read.
     pub files: usize,
     /// Time from start to the last row.
+    pub wall: Duration,
+}
+
+/// What a query left in a Parquet file ([`run_sql_to_parquet`]).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct FileAnswer {
+    /// Column names, in order.
+    pub columns: Vec<String>,
+    /// Rows written.
+    pub rows: u64,
+    /// Bytes of the file.
+    pub bytes: u64,
+    /// Data files read.
+    pub files: usize,
+    /// Time from start to the file's close.
     pub wall: Duration,
 }
 
@@ -120,6 +143,15 @@ pub enum DataError {
         mib(*.0)
     )]
     TooLarge(usize),
+    /// A Parquet output larger than allowed; the partial file is removed.
+    #[error(
+        "the Parquet output is over {} (the node's output file limit): aggregate on the node, filter with WHERE or select fewer columns",
+        mib(usize::try_from(*.0).unwrap_or(usize::MAX))
+    )]
+    FileTooLarge(u64),
+    /// The output file could not be written.
+    #[error("could not write the query's output {0}")]
+    Output(String),
 }
 
 fn mib(bytes: usize) -> String {
@@ -145,16 +177,45 @@ static SLOTS: LazyLock<Arc<Semaphore>> = LazyLock::new(|| Arc::new(Semaphore::ne
 /// Runs one read-only query under `policy`. Waits for a slot first; the time limit starts
 /// when the query does.
 pub async fn run_sql(sql: &str, policy: &DataPolicy) -> Result<DataAnswer, DataError> {
+    let (sql, owned) = (sql.to_string(), policy.clone());
+    on_runtime(policy, async move { run_here(&sql, &owned).await }).await
+}
+
+/// Runs one read-only query under `policy` and writes every row to a Parquet file at
+/// `path` instead of answering them: for results too big for an answer, which a publisher
+/// then takes off the node. The file is bounded by [`DataPolicy::max_file_bytes`], not by
+/// the row and answer limits; a query that fails leaves no file behind.
+pub async fn run_sql_to_parquet(
+    sql: &str,
+    policy: &DataPolicy,
+    path: &Path,
+) -> Result<FileAnswer, DataError> {
+    let (sql, owned, path) = (sql.to_string(), policy.clone(), path.to_path_buf());
+    on_runtime(policy, async move {
+        let written = write_here(&sql, &owned, &path).await;
+        if written.is_err() {
+            let _ = std::fs::remove_file(&path);
+        }
+        written
+    })
+    .await
+}
+
+/// Runs `work` on the analytics runtime once a slot is free, within the policy's time limit.
+async fn on_runtime<T, F>(policy: &DataPolicy, work: F) -> Result<T, DataError>
+where
+    T: Send + 'static,
+    F: Future<Output = Result<T, DataError>> + Send + 'static,
+{
     let slot = SLOTS
         .clone()
         .acquire_owned()
         .await
         .expect("the query slots stay open");
-    let (sql, policy) = (sql.to_string(), policy.clone());
+    let timeout = policy.timeout;
     let task = RUNTIME.spawn(async move {
         let _slot = slot;
-        let timeout = policy.timeout;
-        tokio::time::timeout(timeout, run_here(&sql, &policy))
+        tokio::time::timeout(timeout, work)
             .await
             .unwrap_or(Err(DataError::Timeout(timeout)))
     });
@@ -194,8 +255,16 @@ pub fn session(policy: &DataPolicy) -> Result<(SessionContext, tables::Reads), D
     Ok((ctx, reads))
 }
 
-async fn run_here(sql: &str, policy: &DataPolicy) -> Result<DataAnswer, DataError> {
-    let started = Instant::now();
+/// A planned query: its columns and the stream of its batches.
+struct Planned {
+    /// Keeps the session alive while the stream runs.
+    _ctx: SessionContext,
+    reads: tables::Reads,
+    columns: Vec<String>,
+    stream: SendableRecordBatchStream,
+}
+
+async fn plan(sql: &str, policy: &DataPolicy) -> Result<Planned, DataError> {
     let (ctx, reads) = session(policy)?;
     read_only(&ctx, sql)?;
     let options = datafusion::execution::context::SQLOptions::new()
@@ -212,19 +281,65 @@ async fn run_here(sql: &str, policy: &DataPolicy) -> Result<DataAnswer, DataErro
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let mut stream = frame
+    let stream = frame
         .execute_stream()
         .await
         .map_err(|e| classify(e, policy, &reads))?;
+    Ok(Planned {
+        _ctx: ctx,
+        reads,
+        columns,
+        stream,
+    })
+}
+
+async fn run_here(sql: &str, policy: &DataPolicy) -> Result<DataAnswer, DataError> {
+    let started = Instant::now();
+    let mut planned = plan(sql, policy).await?;
     let mut rows = Rows::new(policy.max_rows, policy.max_answer_bytes);
-    while let Some(batch) = stream.next().await {
-        let batch = batch.map_err(|e| classify(e, policy, &reads))?;
+    while let Some(batch) = planned.stream.next().await {
+        let batch = batch.map_err(|e| classify(e, policy, &planned.reads))?;
         rows.push(&batch)?;
     }
     Ok(DataAnswer {
-        columns,
+        columns: planned.columns,
         rows: rows.into_rows(),
-        files: reads.files(),
+        files: planned.reads.files(),
+        wall: started.elapsed(),
+    })
+}
+
+async fn write_here(sql: &str, policy: &DataPolicy, path: &Path) -> Result<FileAnswer, DataError> {
+    use datafusion::parquet::arrow::ArrowWriter;
+    let started = Instant::now();
+    let mut planned = plan(sql, policy).await?;
+    let failed = |e: &dyn std::fmt::Display| DataError::Output(format!("{}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| failed(&e))?;
+    }
+    let file = std::fs::File::create(path).map_err(|e| failed(&e))?;
+    let mut writer =
+        ArrowWriter::try_new(file, planned.stream.schema(), None).map_err(|e| failed(&e))?;
+    let mut rows = 0u64;
+    while let Some(batch) = planned.stream.next().await {
+        let batch = batch.map_err(|e| classify(e, policy, &planned.reads))?;
+        rows += batch.num_rows() as u64;
+        writer.write(&batch).map_err(|e| failed(&e))?;
+        let size = (writer.bytes_written() + writer.in_progress_size()) as u64;
+        if size > policy.max_file_bytes {
+            return Err(DataError::FileTooLarge(policy.max_file_bytes));
+        }
+    }
+    writer.close().map_err(|e| failed(&e))?;
+    let bytes = std::fs::metadata(path).map_err(|e| failed(&e))?.len();
+    if bytes > policy.max_file_bytes {
+        return Err(DataError::FileTooLarge(policy.max_file_bytes));
+    }
+    Ok(FileAnswer {
+        columns: planned.columns,
+        rows,
+        bytes,
+        files: planned.reads.files(),
         wall: started.elapsed(),
     })
 }

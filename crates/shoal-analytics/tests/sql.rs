@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value as Json, json};
 use shoal_analytics::sample::{Sales, SampleFormat, write};
-use shoal_analytics::{DataDir, DataError, DataPolicy, run_sql};
+use shoal_analytics::{DataDir, DataError, DataPolicy, run_sql, run_sql_to_parquet};
 
 fn policy(dirs: &[&Path]) -> DataPolicy {
     DataPolicy {
@@ -194,6 +194,82 @@ async fn the_time_row_and_size_limits_stop_a_query_with_their_own_errors() {
         .await
         .unwrap_err();
     assert_eq!(err, DataError::TooLarge(1_000));
+}
+
+#[tokio::test]
+async fn a_result_written_as_parquet_holds_every_row_past_the_answer_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    write(&data, &sales("us", 30_000, 2), SampleFormat::Parquet).unwrap();
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    // Answers stop at 100 rows here; the file does not.
+    let p = DataPolicy {
+        max_rows: 100,
+        ..policy(&[&data, &out])
+    };
+    let sql = format!(
+        "SELECT store, amount FROM read_parquet('{}/*.parquet') WHERE quantity > 1",
+        data.display()
+    );
+    assert_eq!(
+        run_sql(&sql, &p).await.unwrap_err(),
+        DataError::TooManyRows(100)
+    );
+    let file = out.join("rows.parquet");
+    let written = run_sql_to_parquet(&sql, &p, &file).await.unwrap();
+    assert_eq!(written.columns, vec!["store", "amount"]);
+    assert_eq!(written.files, 2);
+    assert!(written.rows > 100, "{written:?}");
+    assert_eq!(written.bytes, std::fs::metadata(&file).unwrap().len());
+    // The file reads back as the same rows.
+    let check = |q: &str| q.replace("{f}", &file.display().to_string());
+    let back = run_sql(
+        &check("SELECT count(*) AS n, round(sum(amount), 2) AS s FROM read_parquet('{f}')"),
+        &p,
+    )
+    .await
+    .unwrap();
+    let direct = run_sql(
+        &format!(
+            "SELECT count(*) AS n, round(sum(amount), 2) AS s FROM read_parquet('{}/*.parquet') WHERE quantity > 1",
+            data.display()
+        ),
+        &p,
+    )
+    .await
+    .unwrap();
+    assert_eq!(back.rows, direct.rows);
+    assert_eq!(back.rows[0][0], json!(written.rows));
+
+    // Over the file limit: a clear error and no half-written file.
+    let small = DataPolicy {
+        max_file_bytes: 10_000,
+        ..p.clone()
+    };
+    let err = run_sql_to_parquet(&sql, &small, &out.join("big.parquet"))
+        .await
+        .unwrap_err();
+    assert_eq!(err, DataError::FileTooLarge(10_000));
+    assert!(
+        err.to_string()
+            .starts_with("the Parquet output is over 10000 bytes"),
+        "{err}"
+    );
+    assert!(!out.join("big.parquet").exists());
+    // A query that fails leaves nothing either.
+    let err = run_sql_to_parquet(
+        "SELECT * FROM read_csv('/etc/passwd')",
+        &p,
+        &out.join("x.parquet"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("outside the allowed directories"),
+        "{err}"
+    );
+    assert!(!out.join("x.parquet").exists());
 }
 
 /// Queries from Bacalhau's DuckDB examples (distinct countries, a `read_parquet` CTE, the

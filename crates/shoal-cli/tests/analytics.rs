@@ -8,6 +8,7 @@ mod common;
 use common::*;
 
 use serde_json::Value as Json;
+use shoal_testkit::moto::Moto;
 
 /// Rows per region: unequal, so an average of averages is visibly wrong.
 const ROWS: [(&str, usize); 3] = [("eu", 10), ("us", 1_000), ("ap", 20_000)];
@@ -22,6 +23,12 @@ struct Fleet {
 }
 
 fn fleet() -> Fleet {
+    fleet_with(&[], &[])
+}
+
+/// [`fleet`] with `env` set on the agents (an S3 publisher's credentials) and `flags` added
+/// to their command lines.
+fn fleet_with(env: &[(&str, String)], flags: &[&str]) -> Fleet {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("sales");
     for (region, rows) in ROWS {
@@ -54,22 +61,27 @@ fn fleet() -> Fleet {
         .trim()
         .to_string();
     let agent = |name: &str, labels: &str, allow: String| {
-        spawn(
+        spawn_env(
             &[
-                "serve",
-                "--compute",
-                "--orchestrators",
-                &url,
-                "--token",
-                "t0ken",
-                "--name",
-                name,
-                "--labels",
-                labels,
-                "--data-allow",
-                &allow,
-            ],
+                &[
+                    "serve",
+                    "--compute",
+                    "--orchestrators",
+                    &url,
+                    "--token",
+                    "t0ken",
+                    "--name",
+                    name,
+                    "--labels",
+                    labels,
+                    "--data-allow",
+                    &allow,
+                ][..],
+                flags,
+            ]
+            .concat(),
             &dir.path().join(name),
+            env,
         )
     };
     let mut agents = Vec::new();
@@ -271,4 +283,156 @@ fn bad_queries_and_nodes_without_data_say_what_to_do() {
     assert!(out.status.success(), "{}", text(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(r#"{"n":1000,"region":"us"}"#), "{stdout}");
+}
+
+#[test]
+fn parquet_results_are_published_one_object_per_node_and_job_get_brings_them_back() {
+    let Some(moto) = Moto::start() else { return };
+    moto.create_bucket("results");
+    let env = moto.key.env();
+    let fleet = fleet_with(&env, &[]);
+    let job = fleet._dir.path().join("to-s3.yaml");
+    std::fs::write(
+        &job,
+        format!(
+            "Name: sales-rows\nType: ops\nConstraints:\n  - {{Key: role, Operator: '=', Values: [store]}}\n\
+             Tasks:\n  - Name: q\n    Engine:\n      Type: analytics\n      Params:\n        Format: parquet\n        \
+             Query: SELECT region, store, amount FROM read_parquet('/data/sales/*.parquet')\n    \
+             Publisher:\n      Type: s3\n      Params: {{Bucket: results, Key: 'sales/{{jobID}}/{{executionID}}', \
+             Endpoint: '{}', Region: us-east-1}}\n",
+            moto.endpoint
+        ),
+    )
+    .unwrap();
+    // Each node writes its rows (not an answer) and publishes them.
+    let out = shoal_env(
+        fleet.port,
+        &["job", "run", job.to_str().unwrap()],
+        &[
+            ("SHOAL_API_KEY", fleet.key.clone()),
+            ("AWS_ACCESS_KEY_ID", env[0].1.clone()),
+            ("AWS_SECRET_ACCESS_KEY", env[1].1.clone()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(r#"{"bytes":"#)
+            && stdout.contains(r#""file":"query/rows.parquet","rows":1000}"#),
+        "{stdout}"
+    );
+    let listed = fleet.shoal(&["job", "list", "--output", "json"]);
+    let jobs: Json = serde_json::from_slice(&listed.stdout).unwrap();
+    let id = jobs[0]["ID"].as_str().unwrap().to_string();
+    // One object per node under the templated key.
+    let objects: Vec<String> = moto
+        .keys("results")
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("sales/{id}/")))
+        .collect();
+    assert_eq!(objects.len(), 3, "{objects:?}");
+
+    let got = fleet._dir.path().join("got");
+    let mut get_env = env.to_vec();
+    get_env.push(("SHOAL_API_KEY", fleet.key.clone()));
+    let out = shoal_env(
+        fleet.port,
+        &["job", "get", &id, "--output-dir", got.to_str().unwrap()],
+        &get_env,
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let mut files: Vec<_> = std::fs::read_dir(&got)
+        .unwrap()
+        .map(|e| e.unwrap().path().join("query/rows.parquet"))
+        .filter(|p| p.exists())
+        .collect();
+    files.sort();
+    assert_eq!(files.len(), 3, "one file per node in {}", got.display());
+    // Read back in one engine: every region's every row, once.
+    let policy = shoal_analytics::DataPolicy {
+        allow: vec![shoal_analytics::DataDir::parse(&got.display().to_string()).unwrap()],
+        ..Default::default()
+    };
+    let sql = format!(
+        "SELECT region, count(*) AS n FROM read_parquet('{}/*/query/rows.parquet') GROUP BY region ORDER BY region",
+        got.display()
+    );
+    let answer = tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(shoal_analytics::run_sql(&sql, &policy))
+        .unwrap();
+    let counts: Vec<(String, i64)> = answer
+        .rows
+        .iter()
+        .map(|r| (r[0].as_str().unwrap().to_string(), r[1].as_i64().unwrap()))
+        .collect();
+    let want: Vec<(String, i64)> = [("ap", 20_000), ("eu", 10), ("us", 1_000)]
+        .map(|(r, n)| (r.to_string(), n))
+        .into();
+    assert_eq!(counts, want);
+
+    // A wrong Format is refused at submission, naming the param and the choices.
+    let bad = fleet._dir.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        std::fs::read_to_string(&job)
+            .unwrap()
+            .replace("Format: parquet", "Format: xlsx"),
+    )
+    .unwrap();
+    let out = fleet.shoal(&["job", "run", bad.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("param Format must be json or parquet, got \"xlsx\""),
+        "{}",
+        text(&out)
+    );
+}
+
+/// Peak and current resident memory of a process, in bytes (`VmHWM`, `VmRSS`).
+fn memory(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{key} in /proc/{pid}/status"))
+            * 1024
+    };
+    (kib("VmHWM:"), kib("VmRSS:"))
+}
+
+#[test]
+fn a_query_past_the_memory_limit_fails_and_the_agent_stays_within_it() {
+    const LIMIT_MIB: u64 = 32;
+    let fleet = fleet_with(&[], &["--data-memory-limit", "32MiB"]);
+    let agent = fleet.agents[1].0.id();
+    let (_, before) = memory(agent);
+    // Sorting 4 million rows of about 60 bytes each holds them all: far past 32 MiB.
+    let sql = "SELECT value, concat(repeat('x', 50), CAST(value AS VARCHAR)) AS s \
+               FROM generate_series(1, 4000000) ORDER BY s DESC";
+    let out = fleet.query(&[sql, "--node", "n-us"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("query memory limit 32 MiB exceeded"),
+        "{}",
+        text(&out)
+    );
+    // The agent is still there and answers the next query.
+    let rows = fleet.rows(&[
+        "SELECT count(*) AS n FROM read_parquet('/data/sales/*.parquet')",
+        "--node",
+        "n-us",
+    ]);
+    assert_eq!(rows[0]["n"], 1000);
+    // Its peak resident memory grew by less than the limit plus 64 MiB.
+    let (peak, _) = memory(agent);
+    let grown = peak.saturating_sub(before);
+    assert!(
+        grown < (LIMIT_MIB + 64) << 20,
+        "the agent's peak RSS grew by {} MiB over {} MiB at rest",
+        grown >> 20,
+        before >> 20
+    );
 }

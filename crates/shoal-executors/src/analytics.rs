@@ -2,26 +2,54 @@
 //! (Parquet, CSV, newline-delimited JSON) with DataFusion; see `shoal-analytics`.
 //!
 //! Engine params (keys case-insensitive): `Query` (or `SQL`), required; `MaxRows`;
-//! `TimeoutMs`. A job may lower the node's limits, never raise them; the execution's own
-//! timeout also applies. The node offers the engine only when it allows some data directory
+//! `TimeoutMs`; `Format`: `json` (the default) or `parquet`. A job may lower the node's
+//! limits, never raise them; the execution's own timeout also applies. The node offers the engine only when it allows some data directory
 //! (`--data-allow DIR`): reading files is opt-in, as host commands are.
 //!
 //! Output as the `query` engine's: one JSON object per row on stdout (typed values), the rows
 //! as a JSON array in `<results_dir>/query/rows.json`, and the typed [`Answer`] for the
 //! report, which fleet SQL streams and merges.
+//!
+//! With `Format: parquet` every row goes to `<results_dir>/query/rows.parquet` instead,
+//! bounded by the node's output file limit rather than by the answer's row and size limits:
+//! for results too big to answer, which the job's publisher (S3, say) takes off the node.
+//! Stdout then holds one line saying what was written.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use serde_json::Value as Json;
-use shoal_analytics::{DataAnswer, DataError, run_sql};
+use shoal_analytics::{DataAnswer, DataError, run_sql, run_sql_to_parquet};
 pub use shoal_analytics::{DataDir, DataPolicy};
 use shoal_types::{Answer, SpecConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::params::{SqlParams, sql_params, write_answer};
-use crate::{ExecutionRequest, Executor, ExecutorError, ExecutorRegistry, Exit, LogSink};
+use crate::{ExecutionRequest, Executor, ExecutorError, ExecutorRegistry, Exit, LogSink, Stream};
+
+/// Where a job's rows go, from its `Format` param.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Answered: stdout lines, `query/rows.json` and the report.
+    Json,
+    /// Written to `query/rows.parquet` in the results.
+    Parquet,
+}
+
+/// The results path of a `Format: parquet` job's file.
+pub const PARQUET_RESULT: &str = "query/rows.parquet";
+
+fn format(engine: &SpecConfig) -> Result<Format, ExecutorError> {
+    match engine.param("Format") {
+        None | Some(Json::Null) => Ok(Format::Json),
+        Some(Json::String(s)) if s.eq_ignore_ascii_case("json") => Ok(Format::Json),
+        Some(Json::String(s)) if s.eq_ignore_ascii_case("parquet") => Ok(Format::Parquet),
+        Some(other) => Err(ExecutorError::user(format!(
+            "{ENGINE} engine: param Format must be json or parquet, got {other}; parquet writes every row to {PARQUET_RESULT} in the results, for the job's publisher"
+        ))),
+    }
+}
 
 /// The engine's name in job specs.
 pub const ENGINE: &str = "analytics";
@@ -98,7 +126,8 @@ impl Executor for AnalyticsExecutor {
     }
 
     fn validate(&self, engine: &SpecConfig) -> Result<(), ExecutorError> {
-        sql_params(engine, ENGINE).map(|_| ())
+        sql_params(engine, ENGINE)?;
+        format(engine).map(|_| ())
     }
 
     fn live_answer(
@@ -127,12 +156,46 @@ impl Executor for AnalyticsExecutor {
         logs: LogSink,
         cancel: CancellationToken,
     ) -> BoxFuture<'static, Result<Exit, ExecutorError>> {
-        let prepared = sql_params(&request.engine, ENGINE).map(|p| {
+        let prepared = sql_params(&request.engine, ENGINE).and_then(|p| {
             let policy = self.policy_for(&p, request.timeout);
-            (p, policy)
+            Ok((p, policy, format(&request.engine)?))
         });
         Box::pin(async move {
-            let (params, policy) = prepared?;
+            let (params, policy, format) = prepared?;
+            if format == Format::Parquet {
+                let path = request.results_dir.join(PARQUET_RESULT);
+                let written = tokio::select! {
+                    written = run_sql_to_parquet(&params.sql, &policy, &path) => written.map_err(|e| classify(e, policy.timeout))?,
+                    () = cancel.cancelled() => return Err(ExecutorError::Cancelled),
+                };
+                tracing::info!(
+                    execution = %request.execution_id,
+                    rows = written.rows,
+                    bytes = written.bytes,
+                    files = written.files,
+                    wall_ms = written.wall.as_millis() as u64,
+                    "analytics query written as parquet"
+                );
+                let summary = vec![
+                    Json::from(PARQUET_RESULT),
+                    Json::from(written.rows),
+                    Json::from(written.bytes),
+                ];
+                let columns: Vec<String> = ["file", "rows", "bytes"].map(String::from).into();
+                let line: serde_json::Map<String, Json> = columns
+                    .iter()
+                    .cloned()
+                    .zip(summary.iter().cloned())
+                    .collect();
+                logs.write(Stream::Stdout, format!("{}\n", Json::Object(line)));
+                logs.answer(Answer {
+                    columns,
+                    rows: vec![summary],
+                    warnings: vec![],
+                    wall_ms: written.wall.as_millis() as u64,
+                });
+                return Ok(Exit { code: 0 });
+            }
             let answer = tokio::select! {
                 answered = run_sql(&params.sql, &policy) => answered.map_err(|e| classify(e, policy.timeout))?,
                 () = cancel.cancelled() => return Err(ExecutorError::Cancelled),
