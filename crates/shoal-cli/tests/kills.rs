@@ -322,3 +322,89 @@ fn orchestrator_killed_while_a_job_runs_restarts_and_the_job_completes_with_its_
         assert_eq!(info["AvailableCapacity"], info["MaxCapacity"], "{info}");
     }
 }
+
+/// LG1: a job's logs outlive its node. The node ships each execution's log when it ends; after
+/// the node is killed and deleted, `shoal job logs` prints every line from the orchestrator's
+/// copy, in order.
+#[test]
+fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let o = dir.path().join("o");
+    let _orchestrator = spawn(
+        &[
+            "serve",
+            "--orchestrator",
+            "--api-port",
+            &port.to_string(),
+            "--token",
+            "t",
+        ],
+        &o,
+    );
+    let key_file = o.join("orchestrator/admin-api-key");
+    eventually("the admin key", || key_file.exists());
+    let key = std::fs::read_to_string(&key_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    let env = [("SHOAL_API_KEY", key)];
+    let run = |args: &[&str]| shoal_env(port, args, &env);
+    let mut agent = spawn(
+        &[
+            "serve",
+            "--compute",
+            "--orchestrators",
+            &format!("ws://127.0.0.1:{port}"),
+            "--token",
+            "t",
+            "--name",
+            "n-log",
+            "--enable-exec",
+            "--exec-allow",
+            "/usr/bin/seq",
+        ],
+        &dir.path().join("n-log"),
+    );
+    let connected = || {
+        let out = run(&["node", "list", "--output", "json"]);
+        serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .map_or(0, |a| {
+                a.iter().filter(|n| n["Connection"] == "CONNECTED").count()
+            })
+    };
+    eventually("the agent to connect", || connected() == 1);
+
+    let job = dir.path().join("numbers.yaml");
+    std::fs::write(
+        &job,
+        "Name: numbers\nType: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: exec\n      \
+         Params:\n        Command: /usr/bin/seq\n        Arguments: ['1', '1000']\n",
+    )
+    .unwrap();
+    let out = run(&["job", "run", job.to_str().unwrap(), "--id-only"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let want: String = (1..=1000).map(|i| format!("{i}\n")).collect();
+    let live = run(&["job", "logs", &id]);
+    assert_eq!(
+        String::from_utf8_lossy(&live.stdout),
+        want,
+        "{}",
+        text(&live)
+    );
+
+    agent.kill9();
+    eventually("the agent to disconnect", || connected() == 0);
+    let out = run(&["node", "delete", "n-log"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let kept = run(&["job", "logs", &id]);
+    assert!(kept.status.success(), "{}", text(&kept));
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout),
+        want,
+        "every line, in order, from the orchestrator's copy"
+    );
+}

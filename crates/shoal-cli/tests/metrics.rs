@@ -128,6 +128,8 @@ fn devstack_metrics_parse_count_submissions_and_nodes_and_have_proper_histograms
         let out = shoal(port, &["job", "run", job.to_str().unwrap()]);
         assert!(out.status.success(), "{}", text(&out));
     }
+    let out = shoal(port, &["query", "SELECT hostname FROM system_info"]);
+    assert!(out.status.success(), "{}", text(&out));
     let (_, after) = scrape(port, None);
     let after = parse(&after).unwrap();
 
@@ -149,7 +151,29 @@ fn devstack_metrics_parse_count_submissions_and_nodes_and_have_proper_histograms
         ) >= 3.0,
         "submissions are counted under their route template"
     );
-    for name in ["shoal_store_tx_seconds", "shoal_scheduler_plan_seconds"] {
+    assert_eq!(value(&after, "shoal_queries_total", &[]), 1.0);
+    assert_eq!(
+        value(
+            &after,
+            "shoal_query_nodes_total",
+            &[("outcome", "answered")]
+        ),
+        3.0,
+        "one fleet query answered by the 3 nodes"
+    );
+    assert_eq!(
+        value(
+            &after,
+            "shoal_query_nodes_total",
+            &[("outcome", "unreachable")]
+        ),
+        0.0
+    );
+    for name in [
+        "shoal_store_tx_seconds",
+        "shoal_scheduler_plan_seconds",
+        "shoal_query_fanout_seconds",
+    ] {
         let f = family(&after, name);
         assert_eq!(f["type"], "histogram");
         for suffix in ["_bucket", "_sum", "_count"] {

@@ -50,8 +50,8 @@ pub(crate) fn on_message(
                 }
             }
             Message::Cancel { execution_id, .. } => node.running.cancel(&execution_id),
-            Message::Update(_) => {
-                tracing::warn!("orchestrator sent an execution report; ignored")
+            Message::Update(_) | Message::Logs(_) => {
+                tracing::warn!("orchestrator sent a node's message (a report or logs); ignored")
             }
         }
     }

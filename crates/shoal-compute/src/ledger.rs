@@ -8,7 +8,7 @@
 use std::sync::{Mutex, MutexGuard};
 
 use shoal_store::{ComputeStore, LocalExecution, StoreError};
-use shoal_transport::{ExecutionReport, Frame, Message};
+use shoal_transport::{ExecutionReport, Frame, LogShipment, Message};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The store and the link session, behind the ledger lock.
@@ -54,6 +54,33 @@ impl Ledger {
         tx.commit()?;
         if let Some(s) = session {
             let _ = s.send(Frame::Msg { seq, msg });
+        }
+        Ok(())
+    }
+
+    /// Puts an execution's log pieces in the outbox in one transaction (ahead of the report
+    /// that ends the execution) and sends them if the link is up.
+    pub fn ship_logs(&self, pieces: Vec<LogShipment>) -> Result<(), StoreError> {
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let mut books = self.lock();
+        let Books { store, session } = &mut *books;
+        let tx = store.begin()?;
+        let mut sends = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            let msg = Message::Logs(piece);
+            let seq = tx.outbox_push(
+                shoal_store::ORCHESTRATOR_PEER,
+                &serde_json::to_string(&msg).expect("serialise"),
+            )?;
+            sends.push(Frame::Msg { seq, msg });
+        }
+        tx.commit()?;
+        if let Some(s) = session {
+            for f in sends {
+                let _ = s.send(f);
+            }
         }
         Ok(())
     }

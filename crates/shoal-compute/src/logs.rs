@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use shoal_executors::{LogChunk, Stream};
-use shoal_transport::Frame;
+use shoal_transport::{Frame, LOG_SHIPMENT, LogShipment};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -103,6 +103,63 @@ impl LogHub {
 /// The path of an execution's log file.
 pub(crate) fn log_file(exec_dir: &Path) -> PathBuf {
     exec_dir.join("logs.ndjson")
+}
+
+/// Most bytes of an execution's log file shipped to the orchestrator; past it the last piece
+/// says `truncated` and the rest stays on the node (and in the results' `stdout`/`stderr`).
+pub(crate) const MAX_SHIPPED: usize = 16 << 20;
+
+/// The execution's log file as pieces for the orchestrator to keep: whole lines, about
+/// [`LOG_SHIPMENT`] bytes each before gzip, at most `max` bytes in all. No file (an execution
+/// that never ran): no pieces.
+pub(crate) fn shipment(
+    exec_dir: &Path,
+    execution_id: &str,
+    job_id: &str,
+    max: usize,
+) -> std::io::Result<Vec<LogShipment>> {
+    use base64::Engine as _;
+    use std::io::{BufRead, Write};
+    let file = match std::fs::File::open(log_file(exec_dir)) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let mut reader = std::io::BufReader::new(file);
+    let (mut pieces, mut piece, mut start, mut offset) = (Vec::new(), Vec::new(), 0u64, 0u64);
+    let seal = |piece: &mut Vec<u8>, start: u64, truncated: bool| -> std::io::Result<LogShipment> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(piece)?;
+        piece.clear();
+        Ok(LogShipment {
+            execution_id: execution_id.to_string(),
+            job_id: job_id.to_string(),
+            offset: start,
+            data: base64::engine::general_purpose::STANDARD.encode(gz.finish()?),
+            truncated,
+        })
+    };
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line)? == 0 {
+            break;
+        }
+        if offset as usize + line.len() > max {
+            pieces.push(seal(&mut piece, start, true)?);
+            return Ok(pieces);
+        }
+        if !piece.is_empty() && piece.len() + line.len() > LOG_SHIPMENT {
+            pieces.push(seal(&mut piece, start, false)?);
+            start = offset;
+        }
+        piece.extend_from_slice(&line);
+        offset += line.len() as u64;
+    }
+    if !piece.is_empty() {
+        pieces.push(seal(&mut piece, start, false)?);
+    }
+    Ok(pieces)
 }
 
 /// What the drain kept for the execution's `RunOutput`.
@@ -433,6 +490,50 @@ mod tests {
             rx.recv().await,
             Err(broadcast::error::RecvError::Closed)
         ));
+    }
+
+    #[test]
+    fn a_log_ships_in_whole_line_pieces_up_to_the_cap() {
+        use base64::Engine as _;
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(
+            shipment(dir.path(), "e-1", "j-1", MAX_SHIPPED)
+                .unwrap()
+                .is_empty()
+        );
+        let line = format!("{{\"s\":1,\"l\":\"{}\\n\"}}\n", "x".repeat(1000));
+        let lines = 3 * LOG_SHIPMENT / line.len();
+        std::fs::write(log_file(dir.path()), line.repeat(lines)).unwrap();
+        let unpack = |p: &LogShipment| {
+            let gz = base64::engine::general_purpose::STANDARD
+                .decode(&p.data)
+                .unwrap();
+            let mut text = String::new();
+            flate2::read::GzDecoder::new(&gz[..])
+                .read_to_string(&mut text)
+                .unwrap();
+            text
+        };
+        let pieces = shipment(dir.path(), "e-1", "j-1", MAX_SHIPPED).unwrap();
+        assert_eq!(pieces.len(), 3, "about {LOG_SHIPMENT} bytes a piece");
+        let mut whole = String::new();
+        for p in &pieces {
+            assert_eq!(p.offset as usize, whole.len(), "offsets follow the file");
+            assert!(!p.truncated);
+            let text = unpack(p);
+            assert!(
+                text.ends_with('\n') && text.len() <= LOG_SHIPMENT,
+                "whole lines"
+            );
+            whole.push_str(&text);
+        }
+        assert_eq!(whole, line.repeat(lines));
+        // Past the cap: the pieces stop at a line and the last one says so.
+        let capped = shipment(dir.path(), "e-1", "j-1", 10 * line.len() + 5).unwrap();
+        assert_eq!(capped.len(), 1);
+        assert!(capped[0].truncated);
+        assert_eq!(unpack(&capped[0]), line.repeat(10));
     }
 
     #[test]

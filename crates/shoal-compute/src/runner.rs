@@ -107,10 +107,13 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
     let live = node.hub.open(local.execution.id.as_str());
     let drain = {
         let results_dir = results_dir.clone();
+        let exec_dir = exec_dir.clone();
         tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live, &secrets).await })
     };
     let outcome = executor.run(request, sink, cancel).await;
-    let (captured, unkept) = match drain.await {
+    let drained = drain.await;
+    ship_logs(ledger, local, exec_dir).await;
+    let (captured, unkept) = match drained {
         Ok(Ok(c)) => (c, None),
         Ok(Err(err)) => {
             tracing::warn!(error = %err, "logs could not be written");
@@ -174,6 +177,28 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
                 output: Some(output),
             }
         }
+    }
+}
+
+/// Puts the execution's log in the outbox for the orchestrator to keep, ahead of the report
+/// that ends the execution, so `job logs` works after the node is gone. A log that cannot be
+/// read is only warned about: the node still has it, and the results hold stdout and stderr.
+async fn ship_logs(ledger: &Ledger, local: &LocalExecution, exec_dir: PathBuf) {
+    let (execution, job) = (
+        local.execution.id.to_string(),
+        local.execution.job_id.to_string(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        logs::shipment(&exec_dir, &execution, &job, logs::MAX_SHIPPED)
+    })
+    .await;
+    let shipped = match read {
+        Ok(Ok(pieces)) => ledger.ship_logs(pieces).map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(error) = shipped {
+        tracing::warn!(execution = %local.execution.id, %error, "the execution's log stays on this node only");
     }
 }
 

@@ -428,7 +428,8 @@ impl Orchestrator {
     }
 
     /// Streams the logs of one of a job's executions (the given one, or the most recently
-    /// changed one that was not discarded), pulled from its node over the agent link.
+    /// changed one that was not discarded), pulled from its node over the agent link; when
+    /// the node is away or gone, the copy it shipped when the execution ended.
     pub async fn logs(
         &self,
         key: &str,
@@ -462,14 +463,25 @@ impl Orchestrator {
             execution_id: chosen.id.to_string(),
             follow,
         };
-        if !self.inner.links.send(&node, req) {
+        if self.inner.links.send(&node, req) {
+            return Ok(LogStream::new(stream));
+        }
+        // The node is away or gone: the copy it shipped when the execution ended.
+        let execution_id = chosen.id.to_string();
+        let id = execution_id.clone();
+        let pieces = self.read(move |r| r.log_pieces(&id)).await?;
+        if pieces.is_empty() {
             return Err(Unavailable::LogsNodeAway {
                 node_id: node,
-                execution_id: chosen.id.to_string(),
+                execution_id,
             }
             .into());
         }
-        Ok(LogStream::new(stream))
+        Ok(LogStream::kept(crate::logs::kept_events(
+            &pieces,
+            &node,
+            &execution_id,
+        )))
     }
 
     pub(crate) fn new_session(&self, tx: tokio::sync::mpsc::UnboundedSender<Outbound>) -> Session {
@@ -648,6 +660,7 @@ impl Orchestrator {
             id.clone(),
             all_in,
             timeout,
+            self.inner.metrics.clone(),
         ));
         Ok(id)
     }

@@ -12,10 +12,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shoal_types::JobType;
+use shoal_types::answer::Coverage;
 
 /// Upper bounds (seconds) of the latency histograms' buckets.
-const LATENCY_BUCKETS: [f64; 12] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5,
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5, 10.0, 60.0,
 ];
 
 /// A latency histogram with fixed buckets.
@@ -59,7 +60,16 @@ pub struct Metrics {
     pub store_tx: Histogram,
     /// Time of each job evaluation (placement plan).
     pub plan: Histogram,
+    /// Time from a fleet query's submission to its end (every node answered, or the
+    /// deadline passed).
+    pub query_fanout: Histogram,
+    /// Fleet queries ended.
+    queries: AtomicU64,
+    /// Nodes fleet queries asked, by what came of it: answered, errored, unreachable.
+    query_nodes: [AtomicU64; 3],
 }
+
+const QUERY_OUTCOMES: [&str; 3] = ["answered", "errored", "unreachable"];
 
 const JOB_TYPES: [JobType; 4] = [
     JobType::Batch,
@@ -73,6 +83,16 @@ impl Metrics {
     pub fn submitted(&self, job_type: JobType) {
         if let Some(i) = JOB_TYPES.iter().position(|t| *t == job_type) {
             self.submitted[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Counts an ended fleet query: its time and what each node asked did.
+    pub fn query_done(&self, coverage: &Coverage, wall: Duration) {
+        self.query_fanout.observe(wall);
+        self.queries.fetch_add(1, Ordering::Relaxed);
+        let counts = [coverage.answered, coverage.errored, coverage.unreachable];
+        for (n, c) in self.query_nodes.iter().zip(counts) {
+            n.fetch_add(c as u64, Ordering::Relaxed);
         }
     }
 
@@ -117,6 +137,28 @@ impl Metrics {
             "Time of each job evaluation (placement plan).",
             &self.plan,
         );
+        out.histogram(
+            "shoal_query_fanout_seconds",
+            "Time from a fleet query's submission to its end (all nodes answered, or the deadline).",
+            &self.query_fanout,
+        );
+        out.counter(
+            "shoal_queries_total",
+            "Fleet queries ended.",
+            self.queries.load(Ordering::Relaxed) as f64,
+        );
+        out.header(
+            "shoal_query_nodes_total",
+            "counter",
+            "Nodes asked by fleet queries, by outcome; answered / all is the fleet's coverage.",
+        );
+        for (outcome, n) in QUERY_OUTCOMES.iter().zip(&self.query_nodes) {
+            out.sample(
+                "shoal_query_nodes_total",
+                &[("outcome", outcome)],
+                n.load(Ordering::Relaxed) as f64,
+            );
+        }
     }
 }
 
@@ -237,5 +279,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("x{route=\"a\\\"b\\\\c\"} 1\n"), "{text}");
+    }
+
+    #[test]
+    fn ended_queries_count_their_nodes_by_outcome_and_their_time() {
+        let m = Metrics::default();
+        let coverage = Coverage {
+            targeted: 5,
+            answered: 3,
+            errored: 1,
+            unreachable: 1,
+            ..Coverage::default()
+        };
+        m.query_done(&coverage, Duration::from_secs(4));
+        m.query_done(&coverage, Duration::from_millis(20));
+        let mut e = Exposition::default();
+        m.render(&mut e);
+        let text = e.finish();
+        for line in [
+            "shoal_queries_total 2\n",
+            "shoal_query_nodes_total{outcome=\"answered\"} 6\n",
+            "shoal_query_nodes_total{outcome=\"errored\"} 2\n",
+            "shoal_query_nodes_total{outcome=\"unreachable\"} 2\n",
+            "shoal_query_fanout_seconds_bucket{le=\"0.025\"} 1\n",
+            "shoal_query_fanout_seconds_bucket{le=\"10\"} 2\n",
+            "shoal_query_fanout_seconds_count 2\n",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 }

@@ -28,6 +28,7 @@ CREATE TABLE nodes (id TEXT PRIMARY KEY, body TEXT NOT NULL);
     crate::enrolment::SCHEMA,
     crate::rollouts::SCHEMA,
     crate::schedules::SCHEMA,
+    crate::logs::SCHEMA,
 ];
 
 /// The orchestrator's writable store. One owner (the orchestrator's engine) writes; API reads go

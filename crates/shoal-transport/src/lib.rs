@@ -227,6 +227,29 @@ pub enum Message {
     },
     /// Node → orchestrator: an execution changed state.
     Update(ExecutionReport),
+    /// Node → orchestrator: a piece of an execution's log, kept by the orchestrator so the
+    /// logs outlive the node. Sent before the report that ends the execution.
+    Logs(LogShipment),
+}
+
+/// Bytes of an execution's log file (before compression) per [`LogShipment`].
+pub const LOG_SHIPMENT: usize = 1 << 20;
+
+/// A piece of an execution's log file on the node (`logs.ndjson`: one `{"s":1|2,"l":text}`
+/// object per output chunk), gzip-compressed and base64-encoded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LogShipment {
+    /// Which execution.
+    pub execution_id: String,
+    /// Its job.
+    pub job_id: String,
+    /// Where the piece starts in the node's log file; pieces are whole lines.
+    pub offset: u64,
+    /// The piece: gzip, then base64.
+    pub data: String,
+    /// The node kept more of the log than it ships: this is the last piece shipped.
+    #[serde(default)]
+    pub truncated: bool,
 }
 
 /// What a node reports about one of its executions.

@@ -2,7 +2,7 @@
 //! replayed message a no-op), and the history lines they leave.
 
 use shoal_store::Tx;
-use shoal_transport::{ExecutionReport, Message};
+use shoal_transport::{ExecutionReport, LogShipment, Message};
 use shoal_types::time::UnixNanos;
 use shoal_types::{ComputeStateType, DesiredStateType, Execution};
 
@@ -27,11 +27,64 @@ pub(super) fn inbound(
     }
     match msg {
         Message::Update(report) => apply_report(tx, st, node_id, report),
+        Message::Logs(piece) => {
+            keep_logs(tx, st, node_id, piece)?;
+            Ok(None)
+        }
         other => {
             tracing::warn!(node = %node_id, ?other, "unexpected message from a node");
             Ok(None)
         }
     }
+}
+
+/// Keeps a piece of an execution's log shipped by the node that ran it. A piece about another
+/// node's execution closes the link, as a report would; one that does not decode is dropped
+/// with a warning (the node still has the log).
+fn keep_logs(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    node_id: &str,
+    piece: LogShipment,
+) -> Result<(), OrchestratorError> {
+    use base64::Engine as _;
+    let owner = match st.active.execution(&piece.job_id, &piece.execution_id) {
+        Some(e) => Some((e.node_id.to_string(), e.job_id.to_string())),
+        None => tx
+            .read()
+            .execution(&piece.execution_id)?
+            .map(|e| (e.node_id.to_string(), e.job_id.to_string())),
+    };
+    match &owner {
+        None => {
+            tracing::warn!(node = %node_id, execution = %piece.execution_id, "logs for an unknown execution ignored");
+            return Ok(());
+        }
+        Some((o, _)) if o.as_str() != node_id => {
+            tracing::error!(node = %node_id, execution = %piece.execution_id, owner = %o, "logs for another node's execution refused; closing the link");
+            st.links.remove_if(node_id, None);
+            return Ok(());
+        }
+        Some(_) => {}
+    }
+    let job_id = owner.map(|(_, job)| job).unwrap_or_default();
+    let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&piece.data) else {
+        tracing::warn!(node = %node_id, execution = %piece.execution_id, "a log piece that is not base64 was dropped");
+        return Ok(());
+    };
+    let kept = tx.put_log_piece(
+        &job_id,
+        &piece.execution_id,
+        &shoal_store::LogPiece {
+            start: piece.offset,
+            data,
+            truncated: piece.truncated,
+        },
+    )?;
+    if !kept {
+        tracing::warn!(job = %job_id, execution = %piece.execution_id, cap = shoal_store::JOB_LOG_CAP, "the job's kept logs reached their cap; the rest stays on the node");
+    }
+    Ok(())
 }
 
 /// Applies an execution report from the node that owns the execution; returns the job to

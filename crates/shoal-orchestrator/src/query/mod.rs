@@ -132,6 +132,7 @@ pub(crate) async fn drive(
     query_id: String,
     all_in: Arc<Notify>,
     timeout: Duration,
+    metrics: Arc<crate::metrics::Metrics>,
 ) {
     if tokio::time::timeout(timeout, all_in.notified())
         .await
@@ -143,7 +144,9 @@ pub(crate) async fn drive(
     // and the deadline settles the rest.
     let (answers, merge_sql, asked) = queries.answers(&query_id);
     let mut coverage = coverage(&answers);
-    coverage.wall_ms = ((now() - asked).max(0) / 1_000_000) as u64;
+    let wall = (now() - asked).max(0);
+    coverage.wall_ms = (wall / 1_000_000) as u64;
+    metrics.query_done(&coverage, Duration::from_nanos(wall as u64));
     let merge = match merge_sql {
         Some(sql) => {
             let run =
