@@ -54,12 +54,7 @@ fn fleet_with(env: &[(&str, String)], flags: &[&str]) -> Fleet {
         ],
         &dir.path().join("o"),
     );
-    let key_file = dir.path().join("o/orchestrator/admin-api-key");
-    eventually("the admin key", || key_file.exists());
-    let key = std::fs::read_to_string(&key_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = admin_key(&dir.path().join("o"));
     let agent = |name: &str, labels: &str, allow: String| {
         spawn_env(
             &[
@@ -114,13 +109,7 @@ impl Fleet {
     }
 
     fn connected(&self) -> usize {
-        let out = self.shoal(&["node", "list", "--output", "json"]);
-        serde_json::from_slice::<Json>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .map_or(0, |a| {
-                a.iter().filter(|n| n["Connection"] == "CONNECTED").count()
-            })
+        connected_nodes_env(self.port, &[("SHOAL_API_KEY", self.key.clone())])
     }
 
     fn query(&self, args: &[&str]) -> std::process::Output {

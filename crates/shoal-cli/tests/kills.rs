@@ -342,12 +342,7 @@ fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
         ],
         &o,
     );
-    let key_file = o.join("orchestrator/admin-api-key");
-    eventually("the admin key", || key_file.exists());
-    let key = std::fs::read_to_string(&key_file)
-        .unwrap()
-        .trim()
-        .to_string();
+    let key = admin_key(&o);
     let env = [("SHOAL_API_KEY", key)];
     let run = |args: &[&str]| shoal_env(port, args, &env);
     let mut agent = spawn(
@@ -366,15 +361,7 @@ fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
         ],
         &dir.path().join("n-log"),
     );
-    let connected = || {
-        let out = run(&["node", "list", "--output", "json"]);
-        serde_json::from_slice::<serde_json::Value>(&out.stdout)
-            .ok()
-            .and_then(|v| v.as_array().cloned())
-            .map_or(0, |a| {
-                a.iter().filter(|n| n["Connection"] == "CONNECTED").count()
-            })
-    };
+    let connected = || connected_nodes_env(port, &env);
     eventually("the agent to connect", || connected() == 1);
 
     let job = dir.path().join("numbers.yaml");

@@ -91,10 +91,26 @@ pub fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// How many nodes the orchestrator on `port` shows connected.
 pub fn connected_nodes(port: u16) -> usize {
-    json(port, &["node", "list"])
-        .as_array()
-        .map(|a| a.iter().filter(|n| n["Connection"] == "CONNECTED").count())
-        .unwrap_or(0)
+    connected_nodes_env(port, &[])
+}
+
+/// [`connected_nodes`] with extra environment variables (the caller's API key).
+pub fn connected_nodes_env(port: u16, env: &[(&str, String)]) -> usize {
+    let out = shoal_env(port, &["node", "list", "--output", "json"], env);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .map_or(0, |a| {
+            a.iter().filter(|n| n["Connection"] == "CONNECTED").count()
+        })
+}
+
+/// The admin API key an orchestrator with data dir `dir` made at its first start (waiting
+/// for it to be written).
+pub fn admin_key(dir: &Path) -> String {
+    let file = dir.join("orchestrator/admin-api-key");
+    eventually("the admin key", || file.exists());
+    std::fs::read_to_string(&file).unwrap().trim().to_string()
 }
 
 /// stdout then stderr, for assertion messages.

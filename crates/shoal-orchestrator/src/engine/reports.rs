@@ -38,9 +38,33 @@ pub(super) fn inbound(
     }
 }
 
-/// Keeps a piece of an execution's log shipped by the node that ran it. A piece about another
-/// node's execution closes the link, as a report would; one that does not decode is dropped
-/// with a warning (the node still has the log).
+/// The execution a node's message (`what`: a report, logs) is about, if it is the sender's.
+/// A node speaks only for its own executions: one that speaks for another node's is broken
+/// or impersonating, and its link is closed. Unknown executions are warned about.
+fn senders_execution(
+    tx: &Tx<'_>,
+    st: &mut EngineState,
+    node_id: &str,
+    job_id: &str,
+    execution_id: &str,
+    what: &str,
+) -> Result<Option<Execution>, OrchestratorError> {
+    let cached = st.active.execution(job_id, execution_id).cloned();
+    let Some(e) = cached.map_or_else(|| tx.read().execution(execution_id), |e| Ok(Some(e)))? else {
+        tracing::warn!(node = %node_id, execution = %execution_id, "{what} for an unknown execution ignored");
+        return Ok(None);
+    };
+    if e.node_id.as_str() != node_id {
+        tracing::error!(node = %node_id, execution = %execution_id, owner = %e.node_id, "{what} for another node's execution refused; closing the link");
+        st.links.remove_if(node_id, None);
+        return Ok(None);
+    }
+    Ok(Some(e))
+}
+
+/// Keeps a piece of an execution's log shipped by the node that ran it ([`senders_execution`]
+/// checks it is); one that does not decode is dropped with a warning (the node still has
+/// the log).
 fn keep_logs(
     tx: &Tx<'_>,
     st: &mut EngineState,
@@ -48,26 +72,11 @@ fn keep_logs(
     piece: LogShipment,
 ) -> Result<(), OrchestratorError> {
     use base64::Engine as _;
-    let owner = match st.active.execution(&piece.job_id, &piece.execution_id) {
-        Some(e) => Some((e.node_id.to_string(), e.job_id.to_string())),
-        None => tx
-            .read()
-            .execution(&piece.execution_id)?
-            .map(|e| (e.node_id.to_string(), e.job_id.to_string())),
+    let Some(e) = senders_execution(tx, st, node_id, &piece.job_id, &piece.execution_id, "logs")?
+    else {
+        return Ok(());
     };
-    match &owner {
-        None => {
-            tracing::warn!(node = %node_id, execution = %piece.execution_id, "logs for an unknown execution ignored");
-            return Ok(());
-        }
-        Some((o, _)) if o.as_str() != node_id => {
-            tracing::error!(node = %node_id, execution = %piece.execution_id, owner = %o, "logs for another node's execution refused; closing the link");
-            st.links.remove_if(node_id, None);
-            return Ok(());
-        }
-        Some(_) => {}
-    }
-    let job_id = owner.map(|(_, job)| job).unwrap_or_default();
+    let job_id = e.job_id.to_string();
     let Ok(data) = base64::engine::general_purpose::STANDARD.decode(&piece.data) else {
         tracing::warn!(node = %node_id, execution = %piece.execution_id, "a log piece that is not base64 was dropped");
         return Ok(());
@@ -95,20 +104,10 @@ fn apply_report(
     node_id: &str,
     r: ExecutionReport,
 ) -> Result<Option<String>, OrchestratorError> {
-    let cached = st.active.execution(&r.job_id, &r.execution_id).cloned();
-    let Some(mut e) =
-        cached.map_or_else(|| tx.read().execution(&r.execution_id), |e| Ok(Some(e)))?
+    let Some(mut e) = senders_execution(tx, st, node_id, &r.job_id, &r.execution_id, "report")?
     else {
-        tracing::warn!(node = %node_id, execution = %r.execution_id, "report for an unknown execution ignored");
         return Ok(None);
     };
-    if e.node_id.as_str() != node_id {
-        // A node speaks only for its own executions: one that reports on another node's is
-        // broken or impersonating, and its link is closed.
-        tracing::error!(node = %node_id, execution = %r.execution_id, owner = %e.node_id, "report for another node's execution refused; closing the link");
-        st.links.remove_if(node_id, None);
-        return Ok(None);
-    }
     if e.is_terminal() {
         // Already settled here (e.g. failed as lost while the node was away, and replaced):
         // the first outcome counts. The late one is recorded in the job's history so that what
