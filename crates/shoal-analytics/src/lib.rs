@@ -35,12 +35,12 @@ use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
 mod answer;
-pub mod files;
 pub mod sample;
 pub mod tables;
 
 pub use answer::Rows;
-pub use files::DataDir;
+/// A directory analytics queries may read (`--data-allow`), shared with the host tables.
+pub use shoal_hostquery::allowed::AllowedDir as DataDir;
 
 /// Queries running at once in this process; more wait for a slot.
 pub const MAX_CONCURRENT: usize = 2;

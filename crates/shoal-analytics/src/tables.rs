@@ -1,5 +1,5 @@
 //! The table functions `read_parquet`, `read_csv` and `read_json`: each call's paths are
-//! resolved under the node's allowed directories ([`files::resolve`](crate::files::resolve)),
+//! resolved under the node's allowed directories ([`resolve`](shoal_hostquery::allowed::resolve)),
 //! each file's schema is read, and the files become one table.
 //!
 //! Files whose columns differ are joined by column name (DuckDB's `union_by_name`): files
@@ -25,8 +25,9 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, cast, lit};
 use datafusion::prelude::SessionContext;
 
-use crate::DataError;
-use crate::files::{DataDir, resolve};
+use shoal_hostquery::allowed::resolve;
+
+use crate::{DataDir, DataError};
 
 /// A file format a table function reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -146,7 +147,11 @@ impl TableFunctionImpl for ReadFiles {
                 self.extension()
             ))));
         }
-        let files = resolve(function, &patterns, &self.allow).map_err(|e| self.reads.fail(e))?;
+        let files: Vec<PathBuf> = resolve(function, &patterns, &self.allow, "--data-allow")
+            .map_err(|e| self.reads.fail(DataError::Files(e.to_string())))?
+            .into_iter()
+            .map(|f| f.real)
+            .collect();
         self.reads.0.lock().expect("reads lock").files += files.len();
         // Planning is synchronous and reading schemas is not; queries run on a runtime of
         // their own (crate::run_sql), whose worker may block here.

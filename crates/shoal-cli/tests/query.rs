@@ -34,11 +34,16 @@ fn free_port() -> u16 {
 /// Starts a devstack and waits (bounded) until its nodes are connected: start-up has no
 /// event to wait on from outside the process.
 fn devstack() -> Devstack {
-    let dir = tempfile::tempdir().unwrap();
+    devstack_with(tempfile::tempdir().unwrap(), &[])
+}
+
+/// A devstack keeping its state in `dir`, started with `flags` added.
+fn devstack_with(dir: tempfile::TempDir, flags: &[&str]) -> Devstack {
     let port = free_port();
     let child = Command::new(BIN)
         .args(["devstack", "--computes", &NODES.to_string()])
         .args(["--api-port", &port.to_string()])
+        .args(flags)
         .arg("--data-dir")
         .arg(dir.path())
         .stdout(Stdio::null())
@@ -402,4 +407,86 @@ fn a_connected_node_that_never_answers_counts_as_unreachable_at_the_timeout() {
         "{err}"
     );
     assert!(err.contains("unreachable: n-gone, n-frozen"), "{err}");
+}
+
+/// `unix` as an nginx access log writes it at `zone_hours` east of UTC.
+fn nginx_time(unix: u64, zone_hours: u64) -> String {
+    let out = Command::new("date")
+        .env("LC_ALL", "C")
+        .args(["-u", "-d", &format!("@{}", unix + zone_hours * 3600)])
+        .arg(format!("+%d/%b/%Y:%H:%M:%S +{zone_hours:02}00"))
+        .output()
+        .expect("date runs");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn nginx_access_logs_are_counted_by_status_over_the_fleet() {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("logs");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut expected = std::collections::BTreeMap::<i64, i64>::new();
+    for node in 0..NODES as u64 {
+        // Each node logs in its own time zone; an hour-old request is outside the window.
+        let mut log = String::new();
+        let mut line = |age: u64, status: i64| {
+            log.push_str(&format!(
+                "10.0.{node}.1 - - [{}] \"GET /p HTTP/1.1\" {status} 512 \"-\" \"probe\"\n",
+                nginx_time(now - age, node)
+            ));
+        };
+        for (status, recent, old) in [(200, 5 + node, 7), (404, node, 2), (500, 1, 4)] {
+            for i in 0..old {
+                line(3600 + i, status);
+            }
+            for i in 0..recent {
+                line(10 + i, status);
+            }
+            *expected.entry(status).or_default() += recent as i64;
+        }
+        let file = logs.join(node.to_string()).join("nginx/access.log");
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, log).unwrap();
+    }
+    let allow = format!("/var/log={}/{{node}}", logs.display());
+    let d = devstack_with(dir, &["--log-allow", &allow]);
+    let out = d.shoal(&[
+        "query",
+        "SELECT status, count(*) c FROM nginx_access WHERE path='/var/log/nginx/access.log' \
+         AND time > datetime('now','-5 minutes') GROUP BY status",
+        "--merge",
+        "SELECT status, sum(c) FROM results GROUP BY status",
+        "--output",
+        "json",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let rows: Vec<Value> = serde_json::from_str(&stdout(&out)).unwrap();
+    let got: std::collections::BTreeMap<i64, i64> = rows
+        .iter()
+        .map(|r| (r["status"].as_i64().unwrap(), r["sum(c)"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(got, expected, "{rows:?}");
+    assert!(
+        stderr(&out).contains("Merge covers 3 of 3 targeted nodes"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn log_tables_read_nothing_on_a_node_that_offers_no_logs() {
+    let d = devstack();
+    let out = d.shoal(&[
+        "query",
+        "SELECT line FROM file_lines WHERE path = '/var/log/syslog'",
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("error on 3 nodes") && err.contains("start its agent with --log-allow DIR"),
+        "{err}"
+    );
 }

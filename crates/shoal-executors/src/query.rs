@@ -12,6 +12,9 @@
 //! orchestrator in full (fleet SQL streams and merges it). SQL errors, refused writes and
 //! limit breaches are user errors: the same query fails the same way on every node.
 //!
+//! The log tables (`file_lines`, `nginx_access`) read only under the directories the node
+//! offers with [`QueryExecutor::with_log_dirs`]; by default there are none.
+//!
 //! The answer is bounded by the node's limits; [`QueryExecutor::default`] keeps answers
 //! under [`DEFAULT_MAX_ANSWER_BYTES`] because an answer travels in one link message.
 
@@ -24,6 +27,9 @@ use shoal_hostquery::{QueryError, QueryLimits, QueryResult, run_query};
 use shoal_types::{Answer, SpecConfig};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+/// A directory the log tables may read, as `--log-allow` names it (`DIR` or `NAME=DIR`).
+pub use shoal_hostquery::allowed::AllowedDir as LogDir;
 
 use crate::params::{SqlParams as QueryParams, sql_params, write_answer};
 use crate::{ExecutionRequest, Executor, ExecutorError, Exit, LogSink};
@@ -52,6 +58,13 @@ impl QueryExecutor {
     /// An executor whose queries never exceed `limits` (the node's policy).
     pub fn new(limits: QueryLimits) -> Self {
         QueryExecutor { limits }
+    }
+
+    /// The same executor, letting `file_lines` and `nginx_access` read the log files under
+    /// `dirs` (the node's `--log-allow`); without it they read nothing.
+    pub fn with_log_dirs(mut self, dirs: Vec<LogDir>) -> Self {
+        self.limits.log_dirs = dirs;
+        self
     }
 
     /// The limits for one execution: the node's, lowered by the job's params and timeout.

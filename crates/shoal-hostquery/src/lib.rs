@@ -14,7 +14,9 @@
 //! ```
 
 mod accounts;
+pub mod allowed;
 mod hostfs;
+mod logfiles;
 mod query;
 mod sockets;
 pub mod table;
@@ -22,6 +24,7 @@ pub mod tables;
 mod value;
 mod vtab;
 
+pub use logfiles::SCAN_BYTES;
 pub use query::{
     QueryCost, QueryError, QueryLimits, QueryResult, run_over_rows, run_query, table_names,
 };

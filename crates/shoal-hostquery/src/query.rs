@@ -32,6 +32,7 @@ use rusqlite::hooks::{AuthAction, AuthContext, Authorization};
 use rusqlite::limits::Limit;
 use rusqlite::{Connection, OpenFlags};
 
+use crate::allowed::AllowedDir;
 use crate::tables;
 use crate::value::Value;
 use crate::vtab::{self, QueryState, StateSlot};
@@ -47,16 +48,20 @@ pub struct QueryLimits {
     pub max_value_bytes: usize,
     /// Most bytes the collected answer may take (approximate: text length plus 8 per value).
     pub max_result_bytes: usize,
+    /// Directories whose files `file_lines` and `nginx_access` may read (the node's
+    /// `--log-allow`); empty, they read nothing.
+    pub log_dirs: Vec<AllowedDir>,
 }
 
 impl Default for QueryLimits {
-    /// 30 s, 100 000 rows, 16 MiB values, 64 MiB answers.
+    /// 30 s, 100 000 rows, 16 MiB values, 64 MiB answers, no readable log directories.
     fn default() -> Self {
         QueryLimits {
             timeout: Duration::from_secs(30),
             max_rows: 100_000,
             max_value_bytes: 16 << 20,
             max_result_bytes: 64 << 20,
+            log_dirs: Vec::new(),
         }
     }
 }
@@ -177,7 +182,7 @@ pub enum QueryError {
 pub fn run_query(sql: &str, limits: &QueryLimits) -> Result<QueryResult, QueryError> {
     let start = Instant::now();
     let deadline = start.checked_add(limits.timeout);
-    let state = Arc::new(QueryState::new(deadline));
+    let state = Arc::new(QueryState::new(deadline, limits.log_dirs.clone()));
     let denied: Arc<Mutex<Option<String>>> = Arc::default();
     let fail = |e| sql_error(e, &state, &denied, limits);
     let mut host = match HOST_CONNECTION.with(|c| c.borrow_mut().take()) {
@@ -236,7 +241,7 @@ pub fn run_over_rows(
 ) -> Result<QueryResult, QueryError> {
     let start = Instant::now();
     let deadline = start.checked_add(limits.timeout);
-    let state = Arc::new(QueryState::new(deadline));
+    let state = Arc::new(QueryState::new(deadline, limits.log_dirs.clone()));
     let denied: Arc<Mutex<Option<String>>> = Arc::default();
     let fail = |e| sql_error(e, &state, &denied, limits);
     let mut conn = Connection::open_in_memory().map_err(fail)?;

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::time::Instant;
 
+use crate::allowed::AllowedDir;
 use crate::value::Value;
 
 /// One row, with values in the order of the table's [`HostTable::COLUMNS`]. A row shorter
@@ -60,6 +61,9 @@ pub struct Column {
     /// The table yields no rows unless one of its required columns is constrained
     /// (osquery's `required=True`: `file`, `hash`).
     pub required: bool,
+    /// `WHERE col GLOB 'pattern'` also reaches the table ([`Constraints::globs`]), for
+    /// tables that expand file patterns themselves (`file_lines`).
+    pub glob: bool,
 }
 
 impl Column {
@@ -70,6 +74,7 @@ impl Column {
             hidden: false,
             pushdown: false,
             required: false,
+            glob: false,
         }
     }
 
@@ -110,6 +115,13 @@ impl Column {
         self
     }
 
+    /// Lets `GLOB` constraints on the column reach the table too (implies [`Column::index`]).
+    pub const fn glob(mut self) -> Self {
+        self.pushdown = true;
+        self.glob = true;
+        self
+    }
+
     /// Marks the column required (implies [`Column::index`]).
     pub const fn required(mut self) -> Self {
         self.pushdown = true;
@@ -118,7 +130,8 @@ impl Column {
     }
 }
 
-/// The equality constraints SQLite pushed down to a table for one scan, by column name.
+/// The equality (and, on [`Column::glob`] columns, `GLOB`) constraints SQLite pushed down
+/// to a table for one scan, by column name.
 ///
 /// Tables may use them to read less of the host (`processes WHERE pid = 1`) or to learn
 /// their input (`file WHERE path = '/etc/passwd'`). SQLite re-checks every constraint on
@@ -126,6 +139,7 @@ impl Column {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Constraints {
     eq: BTreeMap<&'static str, Vec<Value>>,
+    globs: BTreeMap<&'static str, Vec<String>>,
 }
 
 impl Constraints {
@@ -146,9 +160,29 @@ impl Constraints {
         }
     }
 
-    /// Whether `column` is constrained.
+    /// Adds `column GLOB pattern`.
+    pub fn with_glob(mut self, column: &'static str, pattern: impl Into<String>) -> Self {
+        self.globs.entry(column).or_default().push(pattern.into());
+        self
+    }
+
+    pub(crate) fn add_glob(&mut self, column: &'static str, value: Value) {
+        if value != Value::Null {
+            self.globs
+                .entry(column)
+                .or_default()
+                .push(value.to_osquery_string());
+        }
+    }
+
+    /// Whether `column` is constrained (by equality or by a glob).
     pub fn has(&self, column: &str) -> bool {
-        self.eq.contains_key(column)
+        self.eq.contains_key(column) || self.globs.contains_key(column)
+    }
+
+    /// The `GLOB` patterns `column` must match, if any reached the table.
+    pub fn globs(&self, column: &str) -> Option<&[String]> {
+        self.globs.get(column).map(Vec::as_slice)
     }
 
     /// The values `column` must equal, if it is constrained.
@@ -170,7 +204,7 @@ impl Constraints {
     }
 
     pub(crate) fn cache_key(&self) -> String {
-        format!("{:?}", self.eq)
+        format!("{:?} {:?}", self.eq, self.globs)
     }
 }
 
@@ -247,19 +281,34 @@ pub struct ScanContext<'a> {
     columns: &'a [Column],
     used: UsedColumns,
     deadline: Option<Instant>,
+    readable: &'a [AllowedDir],
     warnings: Vec<String>,
 }
 
 impl<'a> ScanContext<'a> {
-    /// A context with the given constraints and deadline, wanting every column.
+    /// A context with the given constraints and deadline, wanting every column, allowed to
+    /// read no file contents.
     pub fn new(constraints: &'a Constraints, deadline: Option<Instant>) -> Self {
         ScanContext {
             constraints,
             columns: &[],
             used: UsedColumns::ALL,
             deadline,
+            readable: &[],
             warnings: Vec::new(),
         }
+    }
+
+    /// Lets the scan read the files under `dirs` (the node's `--log-allow`).
+    pub fn with_readable(mut self, dirs: &'a [AllowedDir]) -> Self {
+        self.readable = dirs;
+        self
+    }
+
+    /// The directories whose files the tables that read file contents may open
+    /// ([`QueryLimits::log_dirs`](crate::QueryLimits::log_dirs)).
+    pub fn readable(&self) -> &'a [AllowedDir] {
+        self.readable
     }
 
     /// Narrows the scan to the `used` columns of a table with the given `columns`.

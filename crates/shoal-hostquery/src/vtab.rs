@@ -27,6 +27,7 @@ use rusqlite::vtab::{
 };
 use rusqlite::{Connection, types::Value as SqlValue};
 
+use crate::allowed::AllowedDir;
 use crate::table::{Constraints, Row, ScanContext, TableDef, TableError, UsedColumns, declaration};
 use crate::value::Value;
 
@@ -40,6 +41,8 @@ type Scan = (UsedColumns, Arc<Vec<Row>>);
 #[derive(Debug, Default)]
 pub(crate) struct QueryState {
     pub(crate) deadline: Option<Instant>,
+    /// Where the tables that read file contents may read ([`crate::QueryLimits::log_dirs`]).
+    pub(crate) readable: Vec<AllowedDir>,
     pub(crate) timed_out: AtomicBool,
     pub(crate) warnings: Mutex<Vec<String>>,
     /// Per table, the union of the columns every `best_index` call saw used.
@@ -48,9 +51,10 @@ pub(crate) struct QueryState {
 }
 
 impl QueryState {
-    pub(crate) fn new(deadline: Option<Instant>) -> Self {
+    pub(crate) fn new(deadline: Option<Instant>, readable: Vec<AllowedDir>) -> Self {
         QueryState {
             deadline,
+            readable,
             ..Default::default()
         }
     }
@@ -157,28 +161,41 @@ unsafe impl<'vtab> VTab<'vtab> for HostVTab {
 
     fn best_index(&self, info: &mut IndexInfo) -> rusqlite::Result<bool> {
         let columns = self.table.columns();
-        let candidates: Vec<(usize, usize)> = info
+        // (constraint index, column, whether it is a GLOB)
+        let candidates: Vec<(usize, usize, bool)> = info
             .constraints()
             .enumerate()
             .filter_map(|(i, c)| {
                 let col = usize::try_from(c.column()).ok()?;
+                let column = columns.get(col)?;
+                let glob = c.operator() == IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_GLOB;
                 let pushable = c.is_usable()
-                    && c.operator() == IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ
-                    && columns.get(col).is_some_and(|c| c.pushdown);
-                pushable.then_some((i, col))
+                    && if glob {
+                        column.glob
+                    } else {
+                        c.operator() == IndexConstraintOp::SQLITE_INDEX_CONSTRAINT_EQ
+                            && column.pushdown
+                    };
+                pushable.then_some((i, col, glob))
             })
             .collect();
         // idx_str is the colUsed mask in hex, then the pushed columns in argv order:
-        // "29/3e,5i" = columns 0, 3 and 5 are read, column 3 is pushed by equality, column
-        // 5 as a whole IN list.
+        // "29/3e,5i,0g" = columns 0, 3 and 5 are read, column 3 is pushed by equality, column
+        // 5 as a whole IN list, column 0 as a GLOB pattern.
         let mut plan = Vec::with_capacity(candidates.len());
-        for (argv, (i, col)) in candidates.iter().enumerate() {
-            let whole_in = info.is_in_constraint(*i)? && info.set_in_constraint(*i, true)?;
+        for (argv, (i, col, glob)) in candidates.iter().enumerate() {
+            let kind = if *glob {
+                'g'
+            } else if info.is_in_constraint(*i)? && info.set_in_constraint(*i, true)? {
+                'i'
+            } else {
+                'e'
+            };
             info.constraint_usage(*i).set_argv_index(argv as c_int + 1);
-            plan.push(format!("{col}{}", if whole_in { 'i' } else { 'e' }));
+            plan.push(format!("{col}{kind}"));
         }
         let required_met = !columns.iter().any(|c| c.required)
-            || candidates.iter().any(|(_, col)| columns[*col].required);
+            || candidates.iter().any(|(_, col, _)| columns[*col].required);
         let (cost, rows) = match (plan.is_empty(), required_met) {
             (false, _) => (10.0, 10),
             // Steer the planner to any plan that feeds a required column.
@@ -227,6 +244,9 @@ impl HostCursor<'_> {
                 while let Some(v) = values.next()? {
                     constraints.add(column.name, Value::from_sql(v));
                 }
+            } else if kind == "g" {
+                let v: SqlValue = args.get(argv)?;
+                constraints.add_glob(column.name, from_sql_value(v));
             } else {
                 let v: SqlValue = args.get(argv)?;
                 constraints.add(column.name, from_sql_value(v));
@@ -269,7 +289,9 @@ impl HostCursor<'_> {
             return Ok(rows.clone());
         }
         let used = query.to_compute(table.name(), needed);
-        let mut cx = ScanContext::new(constraints, query.deadline).with_used_columns(columns, used);
+        let mut cx = ScanContext::new(constraints, query.deadline)
+            .with_used_columns(columns, used)
+            .with_readable(&query.readable);
         let result = table.rows(&mut cx);
         for w in cx.into_warnings() {
             query.warn(w);

@@ -64,7 +64,8 @@ pub async fn run(endpoint: &Endpoint, args: DevstackArgs) -> anyhow::Result<Exit
             .insert("region".into(), ["eu", "us", "ap"][i % 3].into());
         let id = cfg.node_id.clone().unwrap_or_default();
         let data = args.data.policy(&cfg.labels["region"], &i.to_string())?;
-        agents.push(Agent::start(cfg, executors(&id, &exec, &data).await).await?);
+        let logs = args.host.log_dirs(&cfg.labels["region"], &i.to_string())?;
+        agents.push(Agent::start(cfg, executors(&id, &exec, &data, &logs).await).await?);
     }
     tokio::spawn(ready_when_joined(
         orch,

@@ -25,6 +25,10 @@ pub struct QueryArgs {
     /// One SELECT statement: over osquery's tables (SQLite dialect), e.g. "SELECT hostname
     /// FROM system_info"; with --engine analytics over the node's files, e.g. "SELECT
     /// region, sum(amount) FROM read_parquet('/data/sales/*.parquet') GROUP BY region".
+    /// The log tables file_lines and nginx_access read files under the node's --log-allow
+    /// directories, e.g. "SELECT status, count(*) FROM nginx_access WHERE
+    /// path='/var/log/nginx/access.log' AND time > datetime('now','-5 minutes') GROUP BY
+    /// status".
     pub sql: String,
     /// What answers on each node: `query` (host tables) or `analytics` (Parquet, CSV and
     /// JSON files under the node's --data-allow directories, with read_parquet, read_csv and

@@ -163,7 +163,20 @@ pub struct HostRootFlags {
     /// Compute node: the host's sysfs, read for temperature sensors (thermal zones, hwmon).
     #[arg(long, env = "SHOAL_SYSFS_ROOT", default_value = "/sys")]
     pub sysfs_root: PathBuf,
+    /// Compute node: let fleet SQL's log tables (file_lines, nginx_access) read the files
+    /// under DIR (repeatable). NAME=DIR shows DIR to queries as NAME, e.g.
+    /// /var/log=/srv/node1/log; in devstack, {region} and {node} in DIR become each node's
+    /// region label and index. Off by default: no log is readable until the node offers it.
+    #[arg(long = "log-allow", value_name = "DIR")]
+    pub log_allow: Vec<String>,
 }
+
+/// The log directories a compute node offers to the host tables.
+#[cfg(feature = "query")]
+pub type NodeLogDirs = Vec<shoal_executors::query::LogDir>;
+/// Without the `query` engine in the build there is nothing to offer.
+#[cfg(not(feature = "query"))]
+pub type NodeLogDirs = ();
 
 impl HostRootFlags {
     /// The roots as the agent takes them.
@@ -172,6 +185,30 @@ impl HostRootFlags {
             proc: self.proc_root.clone(),
             sys: self.sysfs_root.clone(),
         }
+    }
+
+    /// The `--log-allow` directories, with `{region}` and `{node}` replaced; errors name the
+    /// flag and the bad value.
+    #[cfg(feature = "query")]
+    pub fn log_dirs(&self, region: &str, node: &str) -> anyhow::Result<NodeLogDirs> {
+        self.log_allow
+            .iter()
+            .map(|d| {
+                let d = d.replace("{region}", region).replace("{node}", node);
+                shoal_executors::query::LogDir::parse(&d)
+                    .map_err(|e| anyhow::anyhow!("--log-allow {e}"))
+            })
+            .collect()
+    }
+
+    /// Without the `query` engine in the build, `--log-allow` is an error.
+    #[cfg(not(feature = "query"))]
+    pub fn log_dirs(&self, _region: &str, _node: &str) -> anyhow::Result<NodeLogDirs> {
+        anyhow::ensure!(
+            self.log_allow.is_empty(),
+            "--log-allow: this shoal was built without the query engine (cargo feature query)"
+        );
+        Ok(())
     }
 }
 
@@ -184,12 +221,13 @@ pub fn parse_labels(items: &[String]) -> anyhow::Result<BTreeMap<String, String>
 }
 
 /// The engines a compute node offers: noop and wasm always; docker when its daemon answers;
-/// query (host tables) when built in; exec when the node's policy enables it; analytics when
-/// it allows some data directory.
+/// query (host tables, reading logs under `logs`) when built in; exec when the node's policy
+/// enables it; analytics when it allows some data directory.
 pub async fn executors(
     node_id: &str,
     exec: &NodeExecPolicy,
     data: &NodeDataPolicy,
+    logs: &NodeLogDirs,
 ) -> ExecutorRegistry {
     let mut registry = ExecutorRegistry::new();
     registry.register(Arc::new(shoal_executors::noop::NoopExecutor));
@@ -226,7 +264,11 @@ pub async fn executors(
         }
     }
     #[cfg(feature = "query")]
-    registry.register(Arc::new(shoal_executors::query::QueryExecutor::default()));
+    registry.register(Arc::new(
+        shoal_executors::query::QueryExecutor::default().with_log_dirs(logs.clone()),
+    ));
+    #[cfg(not(feature = "query"))]
+    let _ = logs;
     super::exec_flags::install(&mut registry, exec);
     super::analytics_flags::install(&mut registry, data);
     let _ = node_id;
@@ -462,6 +504,10 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
         labels.get("region").map_or("", String::as_str),
         args.name.as_deref().unwrap_or(""),
     )?;
+    let logs = args.host.log_dirs(
+        labels.get("region").map_or("", String::as_str),
+        args.name.as_deref().unwrap_or(""),
+    )?;
     let run_orchestrator = args.orchestrator || file.orchestrator.enabled == Some(true) || !compute;
     let host = endpoint
         .api_host
@@ -599,7 +645,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             .collect();
         cfg.secrets_dir = args.secrets_dir.clone();
         let node_id = args.name.clone().unwrap_or_default();
-        let agent = Agent::start(cfg, executors(&node_id, &exec, &data).await)
+        let agent = Agent::start(cfg, executors(&node_id, &exec, &data, &logs).await)
             .await
             .context("cannot start the compute agent")?;
         if let Some((orch, ready)) = local.take() {

@@ -12,6 +12,7 @@ pub mod deb_packages;
 pub mod docker_containers;
 pub mod etc_hosts;
 pub mod file;
+pub mod file_lines;
 pub mod groups;
 pub mod hash;
 pub mod interface_addresses;
@@ -22,6 +23,7 @@ pub mod load_average;
 pub mod logged_in_users;
 pub mod memory_info;
 pub mod mounts;
+pub mod nginx_access;
 pub mod os_version;
 pub mod osquery_info;
 pub mod process_open_sockets;
@@ -44,6 +46,7 @@ pub static ALL: &[&dyn TableDef] = &[
     &docker_containers::DockerContainers,
     &etc_hosts::EtcHosts,
     &file::File,
+    &file_lines::FileLines,
     &groups::Groups,
     &hash::Hash,
     &interface_addresses::InterfaceAddresses,
@@ -54,6 +57,7 @@ pub static ALL: &[&dyn TableDef] = &[
     &logged_in_users::LoggedInUsers,
     &memory_info::MemoryInfo,
     &mounts::Mounts,
+    &nginx_access::NginxAccess,
     &os_version::OsVersion,
     &osquery_info::OsqueryInfo,
     &process_open_sockets::ProcessOpenSockets,

@@ -44,7 +44,7 @@ const WEEKDAYS: [&str; 7] = [
     "Tuesday",
     "Wednesday",
 ];
-const MONTHS: [&str; 12] = [
+pub(crate) const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
 ];
 
@@ -75,6 +75,30 @@ fn time_row(unix: i64, local_tz: String) -> Row {
         iso.clone().into(),
         iso.into(),
     ]
+}
+
+/// Unix seconds as SQLite's `datetime()` writes them (`YYYY-MM-DD HH:MM:SS`, UTC), so that
+/// `time > datetime('now', '-5 minutes')` compares as text.
+pub(crate) fn sqlite_datetime(unix: i64) -> String {
+    let (y, m, d) = civil_from_days(unix.div_euclid(86_400));
+    let secs = unix.rem_euclid(86_400);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// (year, month 1-12, day) to days since 1970-01-01, Howard Hinnant's algorithm.
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
 }
 
 /// Days since 1970-01-01 to (year, month, day), Howard Hinnant's algorithm.
