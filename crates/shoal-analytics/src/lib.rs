@@ -35,6 +35,7 @@ use serde_json::Value as Json;
 use tokio::sync::Semaphore;
 
 mod answer;
+mod functions;
 pub mod sample;
 pub mod tables;
 
@@ -145,7 +146,7 @@ pub enum DataError {
     TooLarge(usize),
     /// A Parquet output larger than allowed; the partial file is removed.
     #[error(
-        "the Parquet output is over {} (the node's output file limit): aggregate on the node, filter with WHERE or select fewer columns",
+        "the Parquet output is over {} (the node's output file limit, its agent's --data-max-file): aggregate on the node, filter with WHERE or select fewer columns",
         mib(usize::try_from(*.0).unwrap_or(usize::MAX))
     )]
     FileTooLarge(u64),
@@ -252,6 +253,7 @@ pub fn session(policy: &DataPolicy) -> Result<(SessionContext, tables::Reads), D
         .with_information_schema(false);
     let ctx = SessionContext::new_with_config_rt(config, runtime);
     let reads = tables::register(&ctx, &policy.allow);
+    functions::register(&ctx);
     Ok((ctx, reads))
 }
 

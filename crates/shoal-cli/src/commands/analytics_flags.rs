@@ -34,6 +34,10 @@ pub struct AnalyticsFlags {
     /// Compute node: most rows an analytics answer may have (a query may ask for fewer).
     #[arg(long = "data-max-rows", value_name = "N", default_value_t = 100_000)]
     pub data_max_rows: usize,
+    /// Compute node: largest file an analytics job with `Format: parquet` may write to its
+    /// results, e.g. 1GiB; past it the job fails and leaves no partial file.
+    #[arg(long = "data-max-file", value_name = "BYTES", default_value = "1GiB")]
+    pub data_max_file: String,
 }
 
 impl Default for AnalyticsFlags {
@@ -43,6 +47,7 @@ impl Default for AnalyticsFlags {
             data_memory_limit: "256MiB".into(),
             data_timeout: "60s".into(),
             data_max_rows: 100_000,
+            data_max_file: "1GiB".into(),
         }
     }
 }
@@ -78,6 +83,14 @@ impl AnalyticsFlags {
                 )
             })?;
         anyhow::ensure!(self.data_max_rows > 0, "--data-max-rows must be at least 1");
+        let max_file_bytes = shoal_types::resources::parse_byte_size(&self.data_max_file)
+            .filter(|b| *b > 0)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--data-max-file {:?} is not a size in bytes; write it like 1GiB or 200MiB",
+                    self.data_max_file
+                )
+            })?;
         let allow = self
             .data_allow
             .iter()
@@ -91,6 +104,7 @@ impl AnalyticsFlags {
             memory_limit: usize::try_from(memory_limit).unwrap_or(usize::MAX),
             timeout,
             max_rows: self.data_max_rows,
+            max_file_bytes,
             ..DataPolicy::default()
         })
     }
@@ -140,6 +154,11 @@ mod tests {
         assert_eq!(p.allow[0].name, std::path::Path::new("/data"));
         assert_eq!(p.allow[0].real, std::path::Path::new("/tmp/ddw/eu/2"));
         assert_eq!(p.memory_limit, 256 << 20);
+        assert_eq!(p.max_file_bytes, 1 << 30);
+        let p = flags(&["--data-max-file", "200MiB"])
+            .policy("eu", "0")
+            .unwrap();
+        assert_eq!(p.max_file_bytes, 200 << 20);
     }
 
     #[test]
@@ -149,6 +168,8 @@ mod tests {
             (vec!["--data-memory-limit", "lots"], "--data-memory-limit"),
             (vec!["--data-timeout", "soon"], "--data-timeout"),
             (vec!["--data-max-rows", "0"], "--data-max-rows"),
+            (vec!["--data-max-file", "big"], "--data-max-file"),
+            (vec!["--data-max-file", "0"], "--data-max-file"),
         ] {
             let err = flags(&args).policy("eu", "0").unwrap_err().to_string();
             assert!(err.starts_with(flag), "{args:?}: {err}");
