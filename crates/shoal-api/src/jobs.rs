@@ -372,6 +372,9 @@ pub(crate) struct LogsQuery {
     execution_id: Option<String>,
     #[serde(default, deserialize_with = "query_bool")]
     follow: Option<bool>,
+    /// Shoal: read the copy the orchestrator keeps, not the node's.
+    #[serde(default, deserialize_with = "query_bool")]
+    kept: Option<bool>,
 }
 
 /// `GET /jobs/{id}/logs` (WebSocket): frames `{"value":{"Type":1,"Line":"..."}}`, or
@@ -393,7 +396,12 @@ async fn stream_logs(s: AppState, id: String, q: LogsQuery, mut socket: WebSocke
     let follow = q.follow.unwrap_or(false);
     let mut stream = match s
         .orchestrator
-        .logs(&id, q.execution_id.as_deref(), follow)
+        .logs(
+            &id,
+            q.execution_id.as_deref(),
+            follow,
+            q.kept.unwrap_or(false),
+        )
         .await
     {
         Ok(st) => st,

@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start an orchestrator, a compute node, or both (hybrid).
-    Serve(commands::serve::ServeArgs),
+    Serve(Box<commands::serve::ServeArgs>),
     /// Start an orchestrator and N compute agents in one process: the zero-setup way to try Shoal.
     Devstack(commands::devstack::DevstackArgs),
     /// Submit and inspect jobs.
@@ -94,7 +94,7 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => commands::serve::run(&cli.endpoint, args).await,
+            Command::Serve(args) => commands::serve::run(&cli.endpoint, *args).await,
             Command::Devstack(args) => commands::devstack::run(&cli.endpoint, args).await,
             Command::Job(cmd) => commands::job::run(&cli.endpoint, cmd).await,
             Command::Wasm(cmd) => commands::wasm::run(&cli.endpoint, cmd).await,

@@ -323,59 +323,100 @@ fn orchestrator_killed_while_a_job_runs_restarts_and_the_job_completes_with_its_
     }
 }
 
-/// LG1: a job's logs outlive its node. The node ships each execution's log when it ends; after
-/// the node is killed and deleted, `shoal job logs` prints every line from the orchestrator's
-/// copy, in order.
-#[test]
-fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let o = dir.path().join("o");
-    let _orchestrator = spawn(
-        &[
-            "serve",
-            "--orchestrator",
-            "--api-port",
-            &port.to_string(),
-            "--token",
-            "t",
-        ],
-        &o,
-    );
-    let key = admin_key(&o);
-    let env = [("SHOAL_API_KEY", key)];
-    let run = |args: &[&str]| shoal_env(port, args, &env);
-    let mut agent = spawn(
-        &[
+/// An orchestrator (with API auth) and one exec-enabled agent `n-log`, for the log tests.
+struct LogFleet {
+    dir: tempfile::TempDir,
+    port: u16,
+    env: [(&'static str, String); 1],
+    agent: Proc,
+    _orchestrator: Proc,
+}
+
+impl LogFleet {
+    fn start(agent_args: &[&str]) -> LogFleet {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let o = dir.path().join("o");
+        let orchestrator = spawn(
+            &[
+                "serve",
+                "--orchestrator",
+                "--api-port",
+                &port.to_string(),
+                "--token",
+                "t",
+            ],
+            &o,
+        );
+        let env = [("SHOAL_API_KEY", admin_key(&o))];
+        let url = format!("ws://127.0.0.1:{port}");
+        let mut args = vec![
             "serve",
             "--compute",
             "--orchestrators",
-            &format!("ws://127.0.0.1:{port}"),
+            &url,
             "--token",
             "t",
             "--name",
             "n-log",
             "--enable-exec",
-            "--exec-allow",
-            "/usr/bin/seq",
-        ],
-        &dir.path().join("n-log"),
-    );
-    let connected = || connected_nodes_env(port, &env);
-    eventually("the agent to connect", || connected() == 1);
+        ];
+        args.extend_from_slice(agent_args);
+        let agent = spawn(&args, &dir.path().join("n-log"));
+        let fleet = LogFleet {
+            dir,
+            port,
+            env,
+            agent,
+            _orchestrator: orchestrator,
+        };
+        eventually("the agent to connect", || fleet.connected() == 1);
+        fleet
+    }
 
-    let job = dir.path().join("numbers.yaml");
-    std::fs::write(
-        &job,
-        "Name: numbers\nType: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: exec\n      \
-         Params:\n        Command: /usr/bin/seq\n        Arguments: ['1', '1000']\n",
-    )
-    .unwrap();
-    let out = run(&["job", "run", job.to_str().unwrap(), "--id-only"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    fn run(&self, args: &[&str]) -> std::process::Output {
+        shoal_env(self.port, args, &self.env)
+    }
+
+    fn connected(&self) -> usize {
+        connected_nodes_env(self.port, &self.env)
+    }
+
+    /// Submits an exec job running `command` with `arguments`, returning its id.
+    fn submit_exec(&self, command: &str, arguments: &str, wait: bool) -> String {
+        let job = self.dir.path().join("job.yaml");
+        std::fs::write(
+            &job,
+            format!(
+                "Name: logged\nType: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: exec\n      \
+                 Params:\n        Command: {command}\n        Arguments: {arguments}\n"
+            ),
+        )
+        .unwrap();
+        let wait = if wait { "--wait=true" } else { "--wait=false" };
+        let out = self.run(&["job", "run", job.to_str().unwrap(), wait, "--id-only"]);
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Kills the agent with SIGKILL and deletes its node.
+    fn kill_and_delete_the_node(&mut self) {
+        self.agent.kill9();
+        eventually("the agent to disconnect", || self.connected() == 0);
+        let out = self.run(&["node", "delete", "n-log"]);
+        assert!(out.status.success(), "{}", text(&out));
+    }
+}
+
+/// LG1: a job's logs outlive its node. The node ships each execution's log when it ends; after
+/// the node is killed and deleted, `shoal job logs` prints every line from the orchestrator's
+/// copy, in order.
+#[test]
+fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
+    let mut fleet = LogFleet::start(&["--exec-allow", "/usr/bin/seq"]);
+    let id = fleet.submit_exec("/usr/bin/seq", "['1', '1000']", true);
     let want: String = (1..=1000).map(|i| format!("{i}\n")).collect();
-    let live = run(&["job", "logs", &id]);
+    let live = fleet.run(&["job", "logs", &id]);
     assert_eq!(
         String::from_utf8_lossy(&live.stdout),
         want,
@@ -383,15 +424,45 @@ fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
         text(&live)
     );
 
-    agent.kill9();
-    eventually("the agent to disconnect", || connected() == 0);
-    let out = run(&["node", "delete", "n-log"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let kept = run(&["job", "logs", &id]);
+    fleet.kill_and_delete_the_node();
+    let kept = fleet.run(&["job", "logs", &id]);
     assert!(kept.status.success(), "{}", text(&kept));
     assert_eq!(
         String::from_utf8_lossy(&kept.stdout),
         want,
         "every line, in order, from the orchestrator's copy"
+    );
+}
+
+/// A running execution's log reaches the orchestrator while it runs (every
+/// `--log-ship-interval`), so a node killed in the middle of a long job loses none of what
+/// it printed: `job logs --kept` shows the lines before the execution ends, and after the
+/// node is killed and deleted `job logs` still prints them.
+#[test]
+fn a_running_executions_log_is_shipped_while_it_runs_and_survives_a_kill() {
+    let mut fleet = LogFleet::start(&["--exec-allow", "/bin/sh", "--log-ship-interval", "200ms"]);
+    let before = fleet.run(&["job", "logs", "--kept", "no-such-job"]);
+    assert!(!before.status.success(), "an unknown job is an error");
+
+    let id = fleet.submit_exec("/bin/sh", "['-c', 'seq 1 300; exec sleep 600']", false);
+    let want: String = (1..=300).map(|i| format!("{i}\n")).collect();
+    eventually("the running execution's lines in the kept copy", || {
+        let kept = fleet.run(&["job", "logs", &id, "--kept"]);
+        kept.status.success() && String::from_utf8_lossy(&kept.stdout) == want
+    });
+    let describe = fleet.run(&["job", "describe", &id, "--output", "json"]);
+    let view: serde_json::Value = serde_json::from_slice(&describe.stdout).expect("describe JSON");
+    assert_eq!(
+        view["Job"]["State"]["StateType"], "Running",
+        "the lines came while the job still ran"
+    );
+
+    fleet.kill_and_delete_the_node();
+    let kept = fleet.run(&["job", "logs", &id]);
+    assert!(kept.status.success(), "{}", text(&kept));
+    assert_eq!(
+        String::from_utf8_lossy(&kept.stdout),
+        want,
+        "every line printed before the kill, once and in order"
     );
 }

@@ -714,15 +714,20 @@ impl Client {
         .map(|_| ())
     }
 
-    /// Streams a job's logs, calling `on_line` for each chunk, until the stream ends.
+    /// Streams a job's logs, calling `on_line` for each chunk, until the stream ends. `kept`
+    /// reads the copy the orchestrator keeps instead of the node's.
     pub async fn logs(
         &self,
         id: &str,
         execution_id: Option<&str>,
         follow: bool,
+        kept: bool,
         mut on_line: impl FnMut(LogLine),
     ) -> Result<(), ClientError> {
         let mut path = format!("/api/v1/orchestrator/jobs/{id}/logs?follow={follow}");
+        if kept {
+            path.push_str("&kept=true");
+        }
         if let Some(e) = execution_id {
             path.push_str(&format!("&execution_id={e}"));
         }

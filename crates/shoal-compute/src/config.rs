@@ -88,6 +88,9 @@ pub struct ComputeConfig {
     pub capacity: Option<Resources>,
     /// How often to send heartbeats; each carries a host sample (fleet metrics).
     pub heartbeat_interval: Duration,
+    /// How often a running execution's new log lines go to the orchestrator, which keeps
+    /// them for `job logs` after the node is gone; zero ships only when it ends.
+    pub log_ship_interval: Duration,
     /// Where the host sample reads `/proc` and `/sys` from.
     pub host_roots: HostRoots,
     /// Host paths jobs may mount with `local`/`localDirectory` inputs.
@@ -124,6 +127,7 @@ impl ComputeConfig {
             labels: BTreeMap::new(),
             capacity: None,
             heartbeat_interval: Duration::from_secs(5),
+            log_ship_interval: Duration::from_secs(10),
             host_roots: HostRoots::default(),
             allowed_paths: Vec::new(),
             reject_networked_jobs: false,

@@ -109,24 +109,42 @@ pub(crate) fn log_file(exec_dir: &Path) -> PathBuf {
 /// says `truncated` and the rest stays on the node (and in the results' `stdout`/`stderr`).
 pub(crate) const MAX_SHIPPED: usize = 16 << 20;
 
-/// The execution's log file as pieces for the orchestrator to keep: whole lines, about
-/// [`LOG_SHIPMENT`] bytes each before gzip, at most `max` bytes in all. No file (an execution
-/// that never ran): no pieces.
+/// How far an execution's log has been shipped to the orchestrator.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shipped {
+    /// Offset in the log file of the first byte not shipped yet.
+    pub next: u64,
+    /// The shipping limit was reached: a piece marked `truncated` went, nothing more will.
+    pub full: bool,
+}
+
+/// The execution's log file from `shipped.next` on, as pieces for the orchestrator to keep:
+/// whole lines, about [`LOG_SHIPMENT`] bytes each before gzip, at most `max` bytes of the
+/// file in all. While the execution runs (`finished` false) a last line without its newline
+/// waits for the next shipment; once it ended, it goes too. No file (an execution that never
+/// ran): no pieces. Returns the pieces and how far the log is shipped with them.
 pub(crate) fn shipment(
     exec_dir: &Path,
     execution_id: &str,
     job_id: &str,
+    shipped: Shipped,
     max: usize,
-) -> std::io::Result<Vec<LogShipment>> {
+    finished: bool,
+) -> std::io::Result<(Vec<LogShipment>, Shipped)> {
     use base64::Engine as _;
-    use std::io::{BufRead, Write};
-    let file = match std::fs::File::open(log_file(exec_dir)) {
+    use std::io::{BufRead, Seek, Write};
+    if shipped.full {
+        return Ok((vec![], shipped));
+    }
+    let mut file = match std::fs::File::open(log_file(exec_dir)) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], shipped)),
         Err(e) => return Err(e),
     };
+    file.seek(std::io::SeekFrom::Start(shipped.next))?;
     let mut reader = std::io::BufReader::new(file);
-    let (mut pieces, mut piece, mut start, mut offset) = (Vec::new(), Vec::new(), 0u64, 0u64);
+    let mut pieces = Vec::new();
+    let (mut piece, mut start, mut offset) = (Vec::new(), shipped.next, shipped.next);
     let seal = |piece: &mut Vec<u8>, start: u64, truncated: bool| -> std::io::Result<LogShipment> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         gz.write_all(piece)?;
@@ -145,9 +163,18 @@ pub(crate) fn shipment(
         if reader.read_until(b'\n', &mut line)? == 0 {
             break;
         }
+        if !finished && line.last() != Some(&b'\n') {
+            break;
+        }
         if offset as usize + line.len() > max {
             pieces.push(seal(&mut piece, start, true)?);
-            return Ok(pieces);
+            return Ok((
+                pieces,
+                Shipped {
+                    next: offset,
+                    full: true,
+                },
+            ));
         }
         if !piece.is_empty() && piece.len() + line.len() > LOG_SHIPMENT {
             pieces.push(seal(&mut piece, start, false)?);
@@ -159,7 +186,13 @@ pub(crate) fn shipment(
     if !piece.is_empty() {
         pieces.push(seal(&mut piece, start, false)?);
     }
-    Ok(pieces)
+    Ok((
+        pieces,
+        Shipped {
+            next: offset,
+            full: false,
+        },
+    ))
 }
 
 /// What the drain kept for the execution's `RunOutput`.
@@ -497,11 +530,10 @@ mod tests {
         use base64::Engine as _;
         use std::io::Read;
         let dir = tempfile::tempdir().unwrap();
-        assert!(
-            shipment(dir.path(), "e-1", "j-1", MAX_SHIPPED)
-                .unwrap()
-                .is_empty()
-        );
+        let ship = |from: Shipped, max: usize, finished: bool| {
+            shipment(dir.path(), "e-1", "j-1", from, max, finished).unwrap()
+        };
+        assert!(ship(Shipped::default(), MAX_SHIPPED, true).0.is_empty());
         let line = format!("{{\"s\":1,\"l\":\"{}\\n\"}}\n", "x".repeat(1000));
         let lines = 3 * LOG_SHIPMENT / line.len();
         std::fs::write(log_file(dir.path()), line.repeat(lines)).unwrap();
@@ -515,7 +547,8 @@ mod tests {
                 .unwrap();
             text
         };
-        let pieces = shipment(dir.path(), "e-1", "j-1", MAX_SHIPPED).unwrap();
+        let (pieces, shipped) = ship(Shipped::default(), MAX_SHIPPED, true);
+        assert_eq!(shipped.next as usize, lines * line.len());
         assert_eq!(pieces.len(), 3, "about {LOG_SHIPMENT} bytes a piece");
         let mut whole = String::new();
         for p in &pieces {
@@ -530,10 +563,32 @@ mod tests {
         }
         assert_eq!(whole, line.repeat(lines));
         // Past the cap: the pieces stop at a line and the last one says so.
-        let capped = shipment(dir.path(), "e-1", "j-1", 10 * line.len() + 5).unwrap();
+        let (capped, shipped) = ship(Shipped::default(), 10 * line.len() + 5, true);
         assert_eq!(capped.len(), 1);
-        assert!(capped[0].truncated);
+        assert!(capped[0].truncated && shipped.full);
         assert_eq!(unpack(&capped[0]), line.repeat(10));
+        assert!(
+            ship(shipped, MAX_SHIPPED, true).0.is_empty(),
+            "nothing after the cap"
+        );
+
+        // While the execution runs: each shipment takes the whole lines written since the
+        // last one, and a line still being written waits.
+        std::fs::write(log_file(dir.path()), "a\nb\nhalf").unwrap();
+        let (first, shipped) = ship(Shipped::default(), MAX_SHIPPED, false);
+        assert_eq!((first.len(), unpack(&first[0]).as_str()), (1, "a\nb\n"));
+        assert_eq!(shipped.next, 4);
+        assert!(ship(shipped, MAX_SHIPPED, false).0.is_empty());
+        std::fs::write(log_file(dir.path()), "a\nb\nhalf done\nc").unwrap();
+        let (second, shipped) = ship(shipped, MAX_SHIPPED, false);
+        assert_eq!(
+            (second[0].offset, unpack(&second[0]).as_str()),
+            (4, "half done\n")
+        );
+        // Once it ended, the last line goes without its newline.
+        let (last, shipped) = ship(shipped, MAX_SHIPPED, true);
+        assert_eq!((last[0].offset, unpack(&last[0]).as_str()), (14, "c"));
+        assert_eq!(shipped.next, 15);
     }
 
     #[test]

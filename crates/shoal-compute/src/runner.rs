@@ -110,9 +110,25 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
         let exec_dir = exec_dir.clone();
         tokio::spawn(async move { logs::drain(rx, &exec_dir, &results_dir, live, &secrets).await })
     };
-    let outcome = executor.run(request, sink, cancel).await;
+    // While the engine runs, the log goes to the orchestrator every `log_ship_interval`, so
+    // it survives the node even for an execution that never ends (a daemon).
+    let mut shipped = logs::Shipped::default();
+    let every = node.cfg.log_ship_interval;
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    let run = executor.run(request, sink, cancel);
+    tokio::pin!(run);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut run => break outcome,
+            _ = tick.tick(), if !every.is_zero() => {
+                shipped = ship_logs(ledger, local, &exec_dir, shipped, false).await;
+            }
+        }
+    };
     let drained = drain.await;
-    ship_logs(ledger, local, exec_dir).await;
+    ship_logs(ledger, local, &exec_dir, shipped, true).await;
     let (captured, unkept) = match drained {
         Ok(Ok(c)) => (c, None),
         Ok(Err(err)) => {
@@ -180,26 +196,39 @@ async fn execute(node: &NodeContext, ledger: &Ledger, local: &mut LocalExecution
     }
 }
 
-/// Puts the execution's log in the outbox for the orchestrator to keep, ahead of the report
-/// that ends the execution, so `job logs` works after the node is gone. A log that cannot be
-/// read is only warned about: the node still has it, and the results hold stdout and stderr.
-async fn ship_logs(ledger: &Ledger, local: &LocalExecution, exec_dir: PathBuf) {
-    let (execution, job) = (
+/// Puts the execution's log written since `shipped` in the outbox for the orchestrator to
+/// keep: while it runs (`finished` false), and once more at its end, ahead of the report that
+/// ends it, so `job logs` works after the node is gone. A log that cannot be read is only
+/// warned about: the node still has it, and the results hold stdout and stderr. Returns how
+/// far the log is shipped.
+async fn ship_logs(
+    ledger: &Ledger,
+    local: &LocalExecution,
+    exec_dir: &Path,
+    shipped: logs::Shipped,
+    finished: bool,
+) -> logs::Shipped {
+    let (execution, job, dir) = (
         local.execution.id.to_string(),
         local.execution.job_id.to_string(),
+        exec_dir.to_path_buf(),
     );
     let read = tokio::task::spawn_blocking(move || {
-        logs::shipment(&exec_dir, &execution, &job, logs::MAX_SHIPPED)
+        logs::shipment(&dir, &execution, &job, shipped, logs::MAX_SHIPPED, finished)
     })
     .await;
-    let shipped = match read {
-        Ok(Ok(pieces)) => ledger.ship_logs(pieces).map_err(|e| e.to_string()),
+    let sent = match read {
+        Ok(Ok((pieces, next))) => ledger
+            .ship_logs(pieces)
+            .map(|()| next)
+            .map_err(|e| e.to_string()),
         Ok(Err(e)) => Err(e.to_string()),
         Err(e) => Err(e.to_string()),
     };
-    if let Err(error) = shipped {
+    sent.unwrap_or_else(|error| {
         tracing::warn!(execution = %local.execution.id, %error, "the execution's log stays on this node only");
-    }
+        shipped
+    })
 }
 
 /// Stages the inputs and writes the engine's request. Nothing is created here: inputs,

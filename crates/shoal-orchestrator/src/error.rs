@@ -293,6 +293,16 @@ pub enum Unavailable {
     /// A read on the shared reader's thread panicked or was cancelled.
     #[error("read failed: {0}")]
     Read(tokio::task::JoinError),
+    /// Nothing of the execution's log has reached the orchestrator yet.
+    #[error(
+        "the orchestrator keeps no log of execution {execution_id} yet: node {node_id} ships it every --log-ship-interval (10s by default) while it runs and when it ends; try again shortly, or drop --kept to read it from the node"
+    )]
+    NoKeptLogs {
+        /// The node.
+        node_id: String,
+        /// The execution.
+        execution_id: String,
+    },
     /// The node that ran the execution is not connected, so its logs cannot be pulled.
     #[error(
         "node {node_id} that ran execution {execution_id} is disconnected; its logs can be read when it reconnects"

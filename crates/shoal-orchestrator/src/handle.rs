@@ -429,12 +429,14 @@ impl Orchestrator {
 
     /// Streams the logs of one of a job's executions (the given one, or the most recently
     /// changed one that was not discarded), pulled from its node over the agent link; when
-    /// the node is away or gone, the copy it shipped when the execution ended.
+    /// the node is away or gone, or when `kept` asks for it, the copy the node shipped while
+    /// the execution ran and when it ended.
     pub async fn logs(
         &self,
         key: &str,
         execution_id: Option<&str>,
         follow: bool,
+        kept: bool,
     ) -> Result<LogStream, OrchestratorError> {
         let executions = self.executions(key).await?;
         let chosen = match execution_id {
@@ -457,19 +459,28 @@ impl Orchestrator {
                 })?,
         };
         let node = chosen.node_id.to_string();
-        let stream = self.inner.logs.open(&node, &self.inner.links);
-        let req = Frame::LogRequest {
-            stream_id: stream.id(),
-            execution_id: chosen.id.to_string(),
-            follow,
-        };
-        if self.inner.links.send(&node, req) {
-            return Ok(LogStream::new(stream));
+        if !kept {
+            let stream = self.inner.logs.open(&node, &self.inner.links);
+            let req = Frame::LogRequest {
+                stream_id: stream.id(),
+                execution_id: chosen.id.to_string(),
+                follow,
+            };
+            if self.inner.links.send(&node, req) {
+                return Ok(LogStream::new(stream));
+            }
         }
-        // The node is away or gone: the copy it shipped when the execution ended.
+        // The node is away or gone (or the caller asked): the copy it shipped.
         let execution_id = chosen.id.to_string();
         let id = execution_id.clone();
         let pieces = self.read(move |r| r.log_pieces(&id)).await?;
+        if pieces.is_empty() && kept {
+            return Err(Unavailable::NoKeptLogs {
+                node_id: node,
+                execution_id,
+            }
+            .into());
+        }
         if pieces.is_empty() {
             return Err(Unavailable::LogsNodeAway {
                 node_id: node,

@@ -88,6 +88,11 @@ pub enum JobCommand {
         /// Which execution (default: the most recent).
         #[arg(short, long)]
         execution_id: Option<String>,
+        /// Print the copy the orchestrator keeps (what survives the node: shipped every
+        /// --log-ship-interval while the execution runs, and when it ends) instead of
+        /// asking the node.
+        #[arg(long, conflicts_with = "follow")]
+        kept: bool,
     },
     /// Download a job's published results into `job-<id>/` (stdout, stderr, exitCode and
     /// result paths; one folder per node when there are several results). Works for nodes
@@ -297,6 +302,7 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
             id,
             follow,
             execution_id,
+            kept,
         } => {
             endpoint
                 .client()?
@@ -304,6 +310,7 @@ pub async fn run(endpoint: &Endpoint, cmd: JobCommand) -> anyhow::Result<ExitCod
                     &id,
                     execution_id.as_deref(),
                     follow,
+                    kept,
                     crate::output::log_line,
                 )
                 .await?;

@@ -162,6 +162,8 @@ async fn follow_logs(client: &Client, id: &str) -> anyhow::Result<()> {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(250));
     }
-    client.logs(id, None, true, crate::output::log_line).await?;
+    client
+        .logs(id, None, true, false, crate::output::log_line)
+        .await?;
     Ok(())
 }

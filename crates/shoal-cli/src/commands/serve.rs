@@ -144,6 +144,11 @@ pub struct ServeArgs {
     /// --disconnect-timeout).
     #[arg(long, value_parser = humantime::parse_duration, default_value = "5s")]
     pub heartbeat_interval: Duration,
+    /// Compute node: how often a running execution's new log lines go to the orchestrator,
+    /// which keeps them for `shoal job logs` when the node is away or gone (16 MiB per
+    /// execution); 0s ships a log only when its execution ends.
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "10s")]
+    pub log_ship_interval: Duration,
     #[command(flatten)]
     pub exec: ExecFlags,
     #[command(flatten)]
@@ -626,6 +631,7 @@ pub async fn run(endpoint: &Endpoint, args: ServeArgs) -> anyhow::Result<ExitCod
             "--heartbeat-interval must be longer than 0s (for example 5s)"
         );
         cfg.heartbeat_interval = args.heartbeat_interval;
+        cfg.log_ship_interval = args.log_ship_interval;
         cfg.host_roots = args.host.roots();
         cfg.allowed_paths = file
             .compute
