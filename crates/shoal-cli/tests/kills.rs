@@ -399,12 +399,16 @@ impl LogFleet {
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
-    /// Kills the agent with SIGKILL and deletes its node.
-    fn kill_and_delete_the_node(&mut self) {
+    /// Kills the agent with SIGKILL, deletes its node, and returns what `job logs` then
+    /// prints (the orchestrator's copy, as the node is gone).
+    fn logs_once_the_node_is_killed_and_deleted(&mut self, id: &str) -> String {
         self.agent.kill9();
         eventually("the agent to disconnect", || self.connected() == 0);
         let out = self.run(&["node", "delete", "n-log"]);
         assert!(out.status.success(), "{}", text(&out));
+        let kept = self.run(&["job", "logs", id]);
+        assert!(kept.status.success(), "{}", text(&kept));
+        String::from_utf8_lossy(&kept.stdout).into_owned()
     }
 }
 
@@ -424,11 +428,8 @@ fn a_jobs_logs_are_kept_after_its_node_is_killed_and_deleted() {
         text(&live)
     );
 
-    fleet.kill_and_delete_the_node();
-    let kept = fleet.run(&["job", "logs", &id]);
-    assert!(kept.status.success(), "{}", text(&kept));
     assert_eq!(
-        String::from_utf8_lossy(&kept.stdout),
+        fleet.logs_once_the_node_is_killed_and_deleted(&id),
         want,
         "every line, in order, from the orchestrator's copy"
     );
@@ -457,11 +458,8 @@ fn a_running_executions_log_is_shipped_while_it_runs_and_survives_a_kill() {
         "the lines came while the job still ran"
     );
 
-    fleet.kill_and_delete_the_node();
-    let kept = fleet.run(&["job", "logs", &id]);
-    assert!(kept.status.success(), "{}", text(&kept));
     assert_eq!(
-        String::from_utf8_lossy(&kept.stdout),
+        fleet.logs_once_the_node_is_killed_and_deleted(&id),
         want,
         "every line printed before the kill, once and in order"
     );

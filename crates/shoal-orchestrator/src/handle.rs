@@ -474,17 +474,18 @@ impl Orchestrator {
         let execution_id = chosen.id.to_string();
         let id = execution_id.clone();
         let pieces = self.read(move |r| r.log_pieces(&id)).await?;
-        if pieces.is_empty() && kept {
-            return Err(Unavailable::NoKeptLogs {
-                node_id: node,
-                execution_id,
-            }
-            .into());
-        }
         if pieces.is_empty() {
-            return Err(Unavailable::LogsNodeAway {
-                node_id: node,
-                execution_id,
+            let (node_id, execution_id) = (node, execution_id);
+            return Err(if kept {
+                Unavailable::NoKeptLogs {
+                    node_id,
+                    execution_id,
+                }
+            } else {
+                Unavailable::LogsNodeAway {
+                    node_id,
+                    execution_id,
+                }
             }
             .into());
         }
