@@ -27,6 +27,7 @@ use shoal_hostquery::{QueryError, QueryLimits, QueryResult, run_query};
 use shoal_types::{Answer, SpecConfig};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// A directory the log tables may read, as `--log-allow` names it (`DIR` or `NAME=DIR`).
 pub use shoal_hostquery::allowed::AllowedDir as LogDir;
@@ -115,10 +116,9 @@ impl Executor for QueryExecutor {
             let limits = self.limits_for(&p, request.timeout);
             (p, limits)
         });
-        Box::pin(async move {
+        let span = tracing::info_span!("query_execution", execution = %request.execution_id, job = %request.job_id);
+        let run = async move {
             let (params, limits) = prepared?;
-            let span = tracing::info_span!("query_execution", execution = %request.execution_id, job = %request.job_id);
-            let _guard = span.enter();
             let sql = params.sql.clone();
             let task_limits = limits.clone();
             // The query is bounded by its own time limit, so on cancellation the blocking
@@ -136,7 +136,10 @@ impl Executor for QueryExecutor {
                 "query answered"
             );
             Ok(Exit { code: 0 })
-        })
+        };
+        // The span goes with the future, not with the thread: a guard held across the awaits
+        // above would mark whatever else that worker thread polls as part of this query.
+        Box::pin(run.instrument(span))
     }
 }
 
