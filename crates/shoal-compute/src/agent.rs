@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use shoal_executors::ExecutorRegistry;
 use shoal_store::{ComputeStore, StoreError};
+use shoal_transport::Dialer;
 use shoal_types::{ComputeStateType, NodeId, NodeInfo};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -13,6 +14,7 @@ use crate::ledger::Ledger;
 use crate::lifecycle::{self, Event, report};
 use crate::logs::LogHub;
 use crate::node::{NodeContext, Running};
+use crate::websocket::WebSocketDialer;
 
 /// A running compute agent.
 pub struct Agent {
@@ -35,6 +37,17 @@ impl Agent {
     pub async fn start(
         cfg: ComputeConfig,
         executors: ExecutorRegistry,
+    ) -> Result<Agent, AgentError> {
+        let dialer = WebSocketDialer::new(&cfg.orchestrator, cfg.tls.clone());
+        Agent::start_with(cfg, executors, Arc::new(dialer)).await
+    }
+
+    /// [`Agent::start`] over another carrier than WebSocket: `dialer` opens each link to the
+    /// orchestrator (an in-memory pair in tests and simulations).
+    pub async fn start_with(
+        cfg: ComputeConfig,
+        executors: ExecutorRegistry,
+        dialer: Arc<dyn Dialer>,
     ) -> Result<Agent, AgentError> {
         let store = if cfg.in_memory_store {
             ComputeStore::open_in_memory()?
@@ -76,7 +89,12 @@ impl Agent {
         let ledger = Arc::new(Ledger::new(store));
         settle_interrupted(&node, &ledger)?;
         let shutdown = CancellationToken::new();
-        let link = tokio::spawn(crate::link::run(node.clone(), ledger, shutdown.clone()));
+        let link = tokio::spawn(crate::link::run(
+            node.clone(),
+            ledger,
+            dialer,
+            shutdown.clone(),
+        ));
         Ok(Agent {
             node,
             shutdown,

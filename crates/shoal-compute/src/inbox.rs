@@ -6,8 +6,8 @@
 
 use std::sync::Arc;
 
-use shoal_store::{LocalExecution, LocalState, StoreError};
-use shoal_transport::{ExecutionReport, Frame, Message};
+use shoal_store::{LocalExecution, LocalState, ORCHESTRATOR_PEER, StoreError};
+use shoal_transport::{ExecutionReport, Frame, Message, ledger};
 use shoal_types::{ComputeStateType, Execution};
 
 use crate::admission::{self, Policy};
@@ -25,7 +25,7 @@ pub(crate) fn on_message(
     let mut books = ledger.lock();
     let Books { store, session } = &mut *books;
     let tx = store.begin()?;
-    let fresh = tx.mark_applied(shoal_store::ORCHESTRATOR_PEER, seq)?;
+    let fresh = ledger::apply(&tx, ORCHESTRATOR_PEER, seq)?;
     let mut sends = Vec::new();
     let mut start = None;
     if fresh {
@@ -38,12 +38,11 @@ pub(crate) fn on_message(
                         state,
                     };
                     tx.put_local_execution(&local)?;
-                    let m = Message::Update(report);
-                    let s = tx.outbox_push(
-                        shoal_store::ORCHESTRATOR_PEER,
-                        &serde_json::to_string(&m).expect("serialise"),
-                    )?;
-                    sends.push(Frame::Msg { seq: s, msg: m });
+                    sends.push(ledger::push(
+                        &tx,
+                        ORCHESTRATOR_PEER,
+                        &Message::Update(report),
+                    )?);
                     if state == LocalState::Accepted {
                         start = Some(local);
                     }
@@ -56,7 +55,7 @@ pub(crate) fn on_message(
         }
     }
     tx.commit()?;
-    sends.push(Frame::Ack { seq });
+    sends.push(Frame::Ack { seq }.into());
     if let Some(s) = session {
         for f in sends {
             let _ = s.send(f);
@@ -99,6 +98,6 @@ fn admit(node: &NodeContext, execution: &Execution) -> (LocalState, ExecutionRep
 pub(crate) fn on_ack(ledger: &Ledger, seq: u64) -> Result<(), StoreError> {
     let mut books = ledger.lock();
     let tx = books.store.begin()?;
-    tx.outbox_ack(shoal_store::ORCHESTRATOR_PEER, seq)?;
+    ledger::ack(&tx, ORCHESTRATOR_PEER, seq)?;
     tx.commit()
 }

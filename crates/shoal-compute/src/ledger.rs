@@ -7,8 +7,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use shoal_store::{ComputeStore, LocalExecution, StoreError};
-use shoal_transport::{ExecutionReport, Frame, LogShipment, Message};
+use shoal_store::{ComputeStore, LocalExecution, ORCHESTRATOR_PEER, StoreError};
+use shoal_transport::{ExecutionReport, LogShipment, Message, Outbound, ledger};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// The store and the link session, behind the ledger lock.
@@ -18,7 +18,7 @@ pub(crate) struct Ledger(Mutex<Books>);
 pub(crate) struct Books {
     pub store: ComputeStore,
     /// The writer of the link, while one is up.
-    pub session: Option<UnboundedSender<Frame>>,
+    pub session: Option<UnboundedSender<Outbound>>,
 }
 
 impl Ledger {
@@ -46,14 +46,10 @@ impl Ledger {
         let Books { store, session } = &mut *books;
         let tx = store.begin()?;
         tx.put_local_execution(local)?;
-        let msg = Message::Update(report);
-        let seq = tx.outbox_push(
-            shoal_store::ORCHESTRATOR_PEER,
-            &serde_json::to_string(&msg).expect("serialise"),
-        )?;
+        let send = ledger::push(&tx, ORCHESTRATOR_PEER, &Message::Update(report))?;
         tx.commit()?;
         if let Some(s) = session {
-            let _ = s.send(Frame::Msg { seq, msg });
+            let _ = s.send(send);
         }
         Ok(())
     }
@@ -67,15 +63,10 @@ impl Ledger {
         let mut books = self.lock();
         let Books { store, session } = &mut *books;
         let tx = store.begin()?;
-        let mut sends = Vec::with_capacity(pieces.len());
-        for piece in pieces {
-            let msg = Message::Logs(piece);
-            let seq = tx.outbox_push(
-                shoal_store::ORCHESTRATOR_PEER,
-                &serde_json::to_string(&msg).expect("serialise"),
-            )?;
-            sends.push(Frame::Msg { seq, msg });
-        }
+        let sends = pieces
+            .into_iter()
+            .map(|piece| ledger::push(&tx, ORCHESTRATOR_PEER, &Message::Logs(piece)))
+            .collect::<Result<Vec<_>, _>>()?;
         tx.commit()?;
         if let Some(s) = session {
             for f in sends {

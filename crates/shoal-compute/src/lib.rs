@@ -30,8 +30,9 @@ mod publish;
 mod requests;
 mod runner;
 pub mod trust;
+mod websocket;
 
-pub use agent::Agent;
+pub use agent::{Agent, AgentError};
 pub use config::{AllowedPath, ComputeConfig, DEFAULT_PREPARE_TIMEOUT, TransferPolicy};
 pub use host_sample::HostRoots;
 pub use inputs::s3::S3Location;

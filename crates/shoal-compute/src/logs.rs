@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 use shoal_executors::{LogChunk, Stream};
-use shoal_transport::{Frame, LOG_SHIPMENT, LogShipment};
+use shoal_transport::{Frame, LOG_SHIPMENT, LogShipment, Outbound};
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -323,7 +323,7 @@ pub(crate) async fn serve(
     execution_id: &str,
     follow: bool,
     stream_id: u64,
-    out: mpsc::UnboundedSender<Frame>,
+    out: mpsc::UnboundedSender<Outbound>,
     cancel: CancellationToken,
 ) {
     let mut live = if follow {
@@ -344,18 +344,21 @@ pub(crate) async fn serve(
             let error = Some(format!(
                 "logs of execution {execution_id} are not on this node: {e}"
             ));
-            let _ = out.send(Frame::LogEnd { stream_id, error });
+            let _ = out.send(Frame::LogEnd { stream_id, error }.into());
             return;
         }
     };
     let mut count = 0u64;
     for raw in text.lines() {
         if let Ok(line) = serde_json::from_str::<Line>(raw) {
-            let _ = out.send(Frame::LogLine {
-                stream_id,
-                stream: line.s,
-                line: line.l,
-            });
+            let _ = out.send(
+                Frame::LogLine {
+                    stream_id,
+                    stream: line.s,
+                    line: line.l,
+                }
+                .into(),
+            );
         }
         count += 1;
     }
@@ -365,22 +368,25 @@ pub(crate) async fn serve(
                 _ = cancel.cancelled() => return,
                 item = rx.recv() => match item {
                     Ok((n, s, l)) if n >= count => {
-                        if out.send(Frame::LogLine { stream_id, stream: s, line: l }).is_err() { return }
+                        if out.send(Frame::LogLine { stream_id, stream: s, line: l }.into()).is_err() { return }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(k)) => {
                         let note = format!("[shoal: {k} log chunks skipped because the follower fell behind; `shoal job logs` without -f shows them all]\n");
-                        let _ = out.send(Frame::LogLine { stream_id, stream: 2, line: note });
+                        let _ = out.send(Frame::LogLine { stream_id, stream: 2, line: note }.into());
                     }
                     Err(broadcast::error::RecvError::Closed) => break,
                 }
             }
         }
     }
-    let _ = out.send(Frame::LogEnd {
-        stream_id,
-        error: None,
-    });
+    let _ = out.send(
+        Frame::LogEnd {
+            stream_id,
+            error: None,
+        }
+        .into(),
+    );
 }
 
 #[cfg(test)]
@@ -431,14 +437,16 @@ mod tests {
         let lines: Vec<_> = got
             .iter()
             .filter_map(|f| match f {
-                Frame::LogLine { stream, line, .. } => Some((*stream, line.as_str())),
+                Outbound::Frame(Frame::LogLine { stream, line, .. }) => {
+                    Some((*stream, line.as_str()))
+                }
                 _ => None,
             })
             .collect();
         assert_eq!(lines, vec![(1, "one\n"), (2, "two\n"), (1, "three\n")]);
         assert!(matches!(
             got.last(),
-            Some(Frame::LogEnd { error: None, .. })
+            Some(Outbound::Frame(Frame::LogEnd { error: None, .. }))
         ));
         assert_eq!(captured.stdout, "one\nthree\n");
         assert_eq!(captured.stderr, "two\n");
@@ -473,7 +481,7 @@ mod tests {
         .await;
         assert!(matches!(
             frames.try_recv(),
-            Ok(Frame::LogEnd { error: None, .. })
+            Ok(Outbound::Frame(Frame::LogEnd { error: None, .. }))
         ));
 
         drop(sink);

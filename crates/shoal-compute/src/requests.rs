@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use shoal_transport::Frame;
+use shoal_transport::{Frame, Outbound};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ use crate::node::NodeContext;
 pub(crate) struct Requests {
     node: Arc<NodeContext>,
     /// The link's writer.
-    out: mpsc::UnboundedSender<Frame>,
+    out: mpsc::UnboundedSender<Outbound>,
     logs: HashMap<u64, CancellationToken>,
     /// Each result stream's cancel and the highest chunk index the orchestrator acknowledged.
     results: HashMap<u64, (CancellationToken, watch::Sender<i64>)>,
@@ -28,7 +28,7 @@ pub(crate) struct Requests {
 
 impl Requests {
     /// No streams yet; answers go to `out`.
-    pub fn new(node: Arc<NodeContext>, out: mpsc::UnboundedSender<Frame>) -> Requests {
+    pub fn new(node: Arc<NodeContext>, out: mpsc::UnboundedSender<Outbound>) -> Requests {
         Requests {
             node,
             out,
@@ -146,11 +146,14 @@ impl Requests {
                 Ok(a) => (Some(a), None),
                 Err(e) => (None, Some(e)),
             };
-            let _ = tx.send(Frame::QueryAnswer {
-                query_id,
-                answer,
-                error,
-            });
+            let _ = tx.send(
+                Frame::QueryAnswer {
+                    query_id,
+                    answer,
+                    error,
+                }
+                .into(),
+            );
         });
     }
 

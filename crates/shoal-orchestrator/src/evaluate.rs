@@ -2,7 +2,7 @@
 
 use shoal_scheduler::{Plan, SchedulerInput, schedule};
 use shoal_store::Tx;
-use shoal_transport::Message;
+use shoal_transport::{Message, ledger};
 use shoal_types::execution::AllocatedResources;
 use shoal_types::{
     ComputeStateType, DesiredStateType, Execution, ExecutionId, ExecutionState, Job, NodeId,
@@ -11,7 +11,7 @@ use shoal_types::{
 use crate::clock::{event, history, now};
 use crate::command::Placement;
 use crate::error::OrchestratorError;
-use crate::nodes::{Outbound, allocated};
+use crate::nodes::allocated;
 use crate::state::{EngineState, Outgoing, write_execution, write_job};
 
 /// Re-evaluates one job and applies the resulting plan in `tx`.
@@ -234,8 +234,7 @@ fn send_stored(
     node_id: &str,
     body: String,
 ) -> Result<(), OrchestratorError> {
-    let seq = tx.outbox_push(node_id, &body)?;
-    out.push(node_id, Outbound::Stored { seq, body });
+    out.push(node_id, ledger::push_json(tx, node_id, body)?);
     Ok(())
 }
 

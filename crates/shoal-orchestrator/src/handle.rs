@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shoal_store::SharedReader;
 use shoal_store::{JobFilter, OrchestratorStore, StoreError};
-use shoal_transport::Frame;
+use shoal_transport::{Frame, Outbound};
 use shoal_types::enrolment::{JoinToken, JoinTokenRequest, NewJoinToken};
 use shoal_types::schedule::ScheduleStatus;
 use shoal_types::{ComputeStateType, Execution, Job, JobHistory, NodeState};
@@ -20,7 +20,7 @@ use crate::engine::Engine;
 use crate::error::{BadRequest, NotFound, OrchestratorError, Unavailable};
 use crate::logs::{LogRegistry, LogStream};
 use crate::metrics::{Exposition, Metrics};
-use crate::nodes::{Links, Outbound, Session};
+use crate::nodes::{Links, Session};
 use crate::query::{
     KEEP_FINISHED, LiveQueries, QueryRequest, QueryStream, query_job, timeout_secs,
 };

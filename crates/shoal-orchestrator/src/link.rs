@@ -3,8 +3,8 @@
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use futures::{Sink, SinkExt, Stream, StreamExt};
-use shoal_transport::Frame;
+use futures::{SinkExt, StreamExt};
+use shoal_transport::{Frame, Link};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::command::{Command, NodeCredentials};
@@ -12,15 +12,12 @@ use crate::handle::Orchestrator;
 use crate::logs::LogEvent;
 use crate::samples::Latest;
 
-/// Serves one node's link until it closes. `incoming` yields the node's text frames; `outgoing`
-/// writes ours. The transport (axum's WebSocket in the API crate) only converts messages.
-pub async fn serve_link<I, O>(orch: Orchestrator, mut incoming: I, mut outgoing: O)
-where
-    I: Stream<Item = String> + Unpin + Send,
-    O: Sink<String> + Unpin + Send,
-{
+/// Serves one node's link until it closes. The carrier (axum's WebSocket in the API crate, an
+/// in-memory pair in tests) only converts messages into the [`Link`]'s text frames.
+pub async fn serve_link(orch: Orchestrator, link: impl Link) {
+    let (mut outgoing, mut incoming) = link.split();
     let hello = match tokio::time::timeout(Duration::from_secs(10), incoming.next()).await {
-        Ok(Some(text)) => Frame::decode(&text),
+        Ok(Some(Ok(text))) => Frame::decode(&text),
         _ => return,
     };
     let (node, applied_seq, credentials) = match hello {
@@ -84,7 +81,11 @@ where
                 None => break,
             },
             text = incoming.next() => match text {
-                Some(text) => if !on_frame(&orch, &node_id, session_id, &text) { break },
+                Some(Ok(text)) => if !on_frame(&orch, &node_id, session_id, &text) { break },
+                Some(Err(e)) => {
+                    tracing::warn!(node = %node_id, error = %e, "node link failed");
+                    break;
+                }
                 None => break,
             },
         }

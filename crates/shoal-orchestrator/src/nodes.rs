@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use shoal_scheduler::NodeView;
-use shoal_transport::Frame;
+use shoal_transport::Outbound;
 use shoal_types::time::UnixNanos;
 use shoal_types::{Execution, NodeState, Resources};
 use tokio::sync::mpsc::UnboundedSender;
@@ -16,38 +16,6 @@ pub(crate) struct Session {
     pub id: u64,
     /// Frames to write to the node.
     pub tx: UnboundedSender<Outbound>,
-}
-
-/// What the engine and the API hand to a node's link task, which encodes it.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Outbound {
-    /// A frame.
-    Frame(Frame),
-    /// `Frame::Msg` for a durable message as it was serialised into the outbox: written into
-    /// the frame as it is, not decoded and serialised again (a daemon job's `Run` carries the
-    /// whole job, once per node).
-    Stored {
-        /// The message's sequence number.
-        seq: u64,
-        /// The message's JSON.
-        body: String,
-    },
-}
-
-impl Outbound {
-    /// The link text.
-    pub fn encode(&self) -> String {
-        match self {
-            Outbound::Frame(f) => f.encode(),
-            Outbound::Stored { seq, body } => Frame::encode_msg(*seq, body),
-        }
-    }
-}
-
-impl From<Frame> for Outbound {
-    fn from(frame: Frame) -> Self {
-        Outbound::Frame(frame)
-    }
 }
 
 /// Open sessions by node id, shared with the API handle (for log requests).

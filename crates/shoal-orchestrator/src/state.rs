@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use shoal_store::Tx;
-use shoal_transport::Frame;
+use shoal_transport::{Frame, Outbound};
 use shoal_types::time::UnixNanos;
 use shoal_types::{Execution, Job};
 
@@ -12,7 +12,7 @@ use crate::active::ActiveJobs;
 use crate::config::OrchestratorConfig;
 use crate::error::OrchestratorError;
 use crate::logs::LogRegistry;
-use crate::nodes::{Links, NodeTable, NodeViews, Outbound};
+use crate::nodes::{Links, NodeTable, NodeViews};
 use crate::query::LiveQueries;
 
 /// Engine state other than the store.

@@ -142,7 +142,8 @@ mod tests {
     use tokio::sync::mpsc::UnboundedReceiver;
 
     use super::*;
-    use crate::nodes::{Outbound, Session};
+    use crate::nodes::Session;
+    use shoal_transport::Outbound;
 
     #[derive(Debug, PartialEq)]
     enum Ev {

@@ -1,14 +1,13 @@
-//! Nodes as the orchestrator sees them, driven through the real link task (`serve_link`) with
-//! in-memory channels standing in for the WebSocket: who may connect (join tokens traded for
+//! Nodes as the orchestrator sees them, driven through the real link task (`serve_link`) over
+//! in-memory links (`shoal_transport::pair`) standing in for the WebSocket: who may connect (join tokens traded for
 //! node keys, revocation), a node that reports on another node's execution, cordons, and the
 //! host samples that heartbeats carry (fleet metrics).
 
 use std::time::Duration;
 
-use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
 use shoal_orchestrator::{Orchestrator, OrchestratorConfig, serve_link};
-use shoal_transport::{ExecutionReport, Frame, Message};
+use shoal_transport::{ExecutionReport, Frame, MemoryLink, Message};
 use shoal_types::enrolment::JoinTokenRequest;
 use shoal_types::fleet::FleetReport;
 use shoal_types::{
@@ -16,21 +15,18 @@ use shoal_types::{
 };
 
 /// A node's end of a link: what it sends and what the orchestrator answers.
-struct Link {
-    to_orch: mpsc::UnboundedSender<String>,
-    from_orch: mpsc::UnboundedReceiver<String>,
-}
+struct Link(MemoryLink);
 
 impl Link {
     async fn next(&mut self) -> Option<Frame> {
-        let text = tokio::time::timeout(Duration::from_secs(10), self.from_orch.next())
+        let text = tokio::time::timeout(Duration::from_secs(10), self.0.next())
             .await
             .expect("the orchestrator answers within 10 s")?;
-        Some(Frame::decode(&text).expect("a frame"))
+        Some(Frame::decode(&text.expect("an in-memory link does not fail")).expect("a frame"))
     }
 
     async fn send(&mut self, frame: Frame) {
-        self.to_orch.send(frame.encode()).await.expect("link open");
+        self.0.send(frame.encode()).await.expect("link open");
     }
 
     /// Waits for the orchestrator to close the link, skipping what it still sends.
@@ -73,10 +69,9 @@ async fn dial_as(
     token: Option<&str>,
     key: &str,
 ) -> (Link, Frame) {
-    let (to_orch, incoming) = mpsc::unbounded();
-    let (outgoing, from_orch) = mpsc::unbounded();
-    tokio::spawn(serve_link(orch.clone(), incoming, outgoing));
-    let mut link = Link { to_orch, from_orch };
+    let (node_end, orchestrator_end) = shoal_transport::pair();
+    tokio::spawn(serve_link(orch.clone(), orchestrator_end));
+    let mut link = Link(node_end);
     link.send(Frame::Hello {
         node: Box::new(info),
         applied_seq: 0,

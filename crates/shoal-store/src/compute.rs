@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use shoal_types::Execution;
 
 use crate::db::{self, StoreError, Tx, from_json, to_json};
-use crate::outbox::{self, OutboxEntry};
+use crate::outbox;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -152,11 +152,6 @@ impl ComputeStore {
         rows.map(|b| from_json("execution", &b?)).collect()
     }
 
-    /// Messages to the orchestrator after `after`, in order.
-    pub fn outbox_pending(&self, after: u64) -> Result<Vec<OutboxEntry>, StoreError> {
-        outbox::pending(&self.conn, ORCHESTRATOR_PEER, after)
-    }
-
     /// The highest orchestrator sequence applied here.
     pub fn applied_seq(&self) -> Result<u64, StoreError> {
         outbox::link_applied(&self.conn, ORCHESTRATOR_PEER)
@@ -187,6 +182,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use rusqlite::trace::{TraceEvent, TraceEventCodes};
+    use shoal_transport::LedgerStore;
 
     use super::*;
 

@@ -28,5 +28,4 @@ pub use db::{StoreError, Tx};
 pub use enrolment::NodeKey;
 pub use logs::{JOB_LOG_CAP, LogPiece};
 pub use orchestrator::{JobFilter, OrchestratorStore, Reader, SharedReader};
-pub use outbox::OutboxEntry;
 pub use schedules::ScheduleMarks;

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use shoal_types::{Execution, Job, JobHistory, NodeState};
 
 use crate::db::{self, StoreError, Tx, from_json, to_json};
-use crate::outbox::{self, OutboxEntry};
+use crate::outbox;
 
 const MIGRATIONS: &[&str] = &[
     "
@@ -224,11 +224,6 @@ impl Reader<'_> {
             .prepare_cached("SELECT body FROM nodes ORDER BY id")?;
         let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
         rows.map(|b| from_json("node", &b?)).collect()
-    }
-
-    /// Messages to `peer` after `after`, in order.
-    pub fn outbox_pending(&self, peer: &str, after: u64) -> Result<Vec<OutboxEntry>, StoreError> {
-        outbox::pending(self.0, peer, after)
     }
 
     /// The highest sequence applied from `peer`.

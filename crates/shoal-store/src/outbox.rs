@@ -3,20 +3,13 @@
 //!
 //! Each peer (a node on the orchestrator; the orchestrator on a node) has its own sequence.
 //! `links.next_seq` is the next number to hand out; `links.applied_seq` is the highest number
-//! received *from* that peer and applied, which makes inbound delivery idempotent.
+//! received *from* that peer and applied, which makes inbound delivery idempotent. The rules
+//! of the protocol live in `shoal_transport::ledger`; this is its SQLite store.
 
 use rusqlite::{OptionalExtension, params};
+use shoal_transport::{LedgerStore, Pending};
 
 use crate::db::{StoreError, Tx};
-
-/// A message waiting for its acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutboxEntry {
-    /// Its sequence number on this link.
-    pub seq: u64,
-    /// The serialised message.
-    pub body: String,
-}
 
 pub(crate) const SCHEMA: &str = "
 CREATE TABLE outbox (peer TEXT NOT NULL, seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (peer, seq));
@@ -35,9 +28,10 @@ const ACK: &str = "DELETE FROM outbox WHERE peer = ?1 AND seq <= ?2";
 /// The statements every delivered message, pushed message and ack runs.
 pub(crate) const HOT: &[&str] = &[NEXT_SEQ, SET_NEXT_SEQ, PUSH, APPLIED, SET_APPLIED, ACK];
 
-impl Tx<'_> {
-    /// Appends a message for `peer` and returns its sequence number.
-    pub fn outbox_push(&self, peer: &str, body: &str) -> Result<u64, StoreError> {
+impl LedgerStore for Tx<'_> {
+    type Error = StoreError;
+
+    fn outbox_push(&self, peer: &str, body: &str) -> Result<u64, StoreError> {
         // A read and one upsert rather than `UPDATE ... RETURNING`, which buffers its rows in
         // a temporary b-tree (with a page cache of its own) for every message.
         let seq: u64 = self
@@ -49,9 +43,7 @@ impl Tx<'_> {
         Ok(seq)
     }
 
-    /// Records that messages from `peer` up to `seq` were applied. Returns false, changing
-    /// nothing, when `seq` was already applied (a replay).
-    pub fn mark_applied(&self, peer: &str, seq: u64) -> Result<bool, StoreError> {
+    fn mark_applied(&self, peer: &str, seq: u64) -> Result<bool, StoreError> {
         let applied = link_applied(&self.tx, peer)?;
         if seq <= applied {
             return Ok(false);
@@ -60,12 +52,17 @@ impl Tx<'_> {
         Ok(true)
     }
 
-    /// Drops messages to `peer` that it has acknowledged.
-    pub fn outbox_ack(&self, peer: &str, upto: u64) -> Result<(), StoreError> {
+    fn outbox_ack(&self, peer: &str, upto: u64) -> Result<(), StoreError> {
         self.exec(ACK, params![peer, upto])?;
         Ok(())
     }
 
+    fn outbox_after(&self, peer: &str, after: u64) -> Result<Vec<Pending>, StoreError> {
+        pending(&self.tx, peer, after)
+    }
+}
+
+impl Tx<'_> {
     /// Forgets everything about a peer's link (the node was deleted).
     pub fn link_forget(&self, peer: &str) -> Result<(), StoreError> {
         self.exec("DELETE FROM outbox WHERE peer = ?1", params![peer])?;
@@ -87,11 +84,11 @@ pub(crate) fn pending(
     conn: &rusqlite::Connection,
     peer: &str,
     after: u64,
-) -> Result<Vec<OutboxEntry>, StoreError> {
+) -> Result<Vec<Pending>, StoreError> {
     let mut stmt = conn
         .prepare_cached("SELECT seq, body FROM outbox WHERE peer = ?1 AND seq > ?2 ORDER BY seq")?;
     let rows = stmt.query_map(params![peer, after], |r| {
-        Ok(OutboxEntry {
+        Ok(Pending {
             seq: r.get(0)?,
             body: r.get(1)?,
         })

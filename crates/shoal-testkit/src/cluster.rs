@@ -5,6 +5,8 @@
 //! fleet of machines, on one. An agent costs a few tokio tasks, a SQLite ledger (three open
 //! files, or none with [`ClusterConfig::in_memory_stores`]) and a socket at each end, and about
 //! half a megabyte: thousands of noop agents fit in a benchmark process (mind `ulimit -n`).
+//! With [`ClusterConfig::in_memory_links`] the agents reach the orchestrator over in-memory
+//! links instead: the same protocol on another carrier.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +22,7 @@ use shoal_types::{ConnectionStatus, Job, NodeState, Resources};
 use tokio_util::sync::CancellationToken;
 
 use crate::proxy::LinkProxy;
+use shoal_transport::{Dialer, Link, LinkError};
 
 /// Builds the executors of agent `i`.
 pub type ExecutorsFn = Arc<dyn Fn(usize) -> ExecutorRegistry + Send + Sync>;
@@ -55,6 +58,9 @@ pub struct ClusterConfig {
     /// Agents keep their ledgers in memory (no files): for large simulated fleets. A restarted
     /// agent then forgets its executions, like a node whose disk was wiped.
     pub in_memory_stores: bool,
+    /// Agents reach the orchestrator over in-memory links ([`shoal_transport::pair`]) instead
+    /// of WebSockets; link proxies do not apply.
+    pub in_memory_links: bool,
 }
 
 impl ClusterConfig {
@@ -80,6 +86,7 @@ impl ClusterConfig {
             proxied_agents: Default::default(),
             join_token: None,
             in_memory_stores: false,
+            in_memory_links: false,
         }
     }
 
@@ -124,6 +131,13 @@ impl ClusterConfig {
     /// agent, for fleets of thousands in one process.
     pub fn in_memory_stores(mut self) -> Self {
         self.in_memory_stores = true;
+        self
+    }
+
+    /// Agents dial over in-memory links: the link protocol without sockets (see
+    /// [`ClusterConfig::in_memory_links`]).
+    pub fn in_memory_links(mut self) -> Self {
+        self.in_memory_links = true;
         self
     }
 
@@ -225,7 +239,34 @@ struct AgentSlot {
     config: ComputeConfig,
     executors: ExecutorRegistry,
     proxy: Option<LinkProxy>,
+    /// The carrier when it is not the agent's own WebSocket.
+    dialer: Option<Arc<dyn Dialer>>,
     agent: Option<Agent>,
+}
+
+impl AgentSlot {
+    async fn start(&self) -> Result<Agent, shoal_compute::AgentError> {
+        match &self.dialer {
+            Some(d) => {
+                Agent::start_with(self.config.clone(), self.executors.clone(), d.clone()).await
+            }
+            None => Agent::start(self.config.clone(), self.executors.clone()).await,
+        }
+    }
+}
+
+/// Opens each agent link as an in-memory pair whose far end the orchestrator serves directly.
+struct MemoryDialer(Orchestrator);
+
+impl Dialer for MemoryDialer {
+    fn dial(&self) -> futures::future::BoxFuture<'_, Result<Box<dyn Link>, LinkError>> {
+        let (agent_end, orchestrator_end) = shoal_transport::pair();
+        tokio::spawn(shoal_orchestrator::serve_link(
+            self.0.clone(),
+            orchestrator_end,
+        ));
+        Box::pin(async move { Ok(Box::new(agent_end) as Box<dyn Link>) })
+    }
 }
 
 /// A running in-process cluster. Dropping it stops the API and leaves agents to the runtime;
@@ -318,14 +359,23 @@ impl Cluster {
         c.token = cfg.join_token.clone();
         c.in_memory_store = cfg.in_memory_stores;
         let executors = (cfg.executors)(i);
-        let agent = Agent::start(c.clone(), executors.clone())
-            .await
-            .map_err(|e| start_err(format!("agent {i}"), e))?;
-        self.agents.push(AgentSlot {
+        let dialer: Option<Arc<dyn Dialer>> = cfg
+            .in_memory_links
+            .then(|| Arc::new(MemoryDialer(self.orchestrator.clone())) as Arc<dyn Dialer>);
+        let slot = AgentSlot {
             config: c,
             executors,
             proxy,
+            dialer,
+            agent: None,
+        };
+        let agent = slot
+            .start()
+            .await
+            .map_err(|e| start_err(format!("agent {i}"), e))?;
+        self.agents.push(AgentSlot {
             agent: Some(agent),
+            ..slot
         });
         Ok(())
     }
@@ -427,7 +477,8 @@ impl Cluster {
                 message: "already running".into(),
             });
         }
-        let agent = Agent::start(slot.config.clone(), slot.executors.clone())
+        let agent = slot
+            .start()
             .await
             .map_err(|e| start_err(format!("agent {i}"), e))?;
         slot.agent = Some(agent);

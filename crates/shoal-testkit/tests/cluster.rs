@@ -298,3 +298,40 @@ async fn a_job_survives_an_agent_stopped_and_started_while_it_runs() {
     assert_eq!(job.state.state_type, JobStateType::Completed, "{execs:#?}");
     cluster.shutdown().await;
 }
+
+/// The link protocol is written against the `Link` seam, not the WebSocket: the same jobs run,
+/// and an agent that restarts replays its reports, over another carrier (in-memory pairs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_works_the_same_over_another_carrier() {
+    let mut cluster = Cluster::start(ClusterConfig::new(2).noop_only().in_memory_links())
+        .await
+        .unwrap();
+    cluster.wait_for_nodes(2).await.unwrap();
+
+    let id = cluster.client().submit(&noop_batch(2)).await.unwrap();
+    let job = cluster
+        .wait_job_state(&id, |j| j.state.state_type.is_terminal())
+        .await
+        .unwrap();
+    assert_eq!(job.state.state_type, JobStateType::Completed, "{job:?}");
+
+    // The agent's link goes with it, and its redial comes back as the same node.
+    let node = cluster.node_id(1);
+    cluster.stop_agent(1).await.unwrap();
+    cluster
+        .wait_node_status(&node, ConnectionStatus::Disconnected)
+        .await
+        .unwrap();
+    cluster.start_agent(1).await.unwrap();
+    cluster
+        .wait_node_status(&node, ConnectionStatus::Connected)
+        .await
+        .unwrap();
+    let again = cluster.client().submit(&noop_batch(2)).await.unwrap();
+    let job = cluster
+        .wait_job_state(&again, |j| j.state.state_type.is_terminal())
+        .await
+        .unwrap();
+    assert_eq!(job.state.state_type, JobStateType::Completed, "{job:?}");
+    cluster.shutdown().await;
+}

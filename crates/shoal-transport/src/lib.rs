@@ -19,6 +19,18 @@
 //! Durable [`Message`]s carry work and its outcome; everything else is ephemeral. The frames are
 //! plain serde types so that a second transport (NATS for very large fleets) can carry them
 //! unchanged.
+//!
+//! | file | what |
+//! |---|---|
+//! | `lib.rs` | the vocabulary: [`Frame`], [`Message`], reports |
+//! | `ledger.rs` | [`ledger`]: push, apply once, ack, replay, over a [`LedgerStore`] |
+//! | `link.rs` | the [`Link`] seam a carrier plugs into, [`Outbound`], in-memory [`pair`]s |
+
+pub mod ledger;
+mod link;
+
+pub use ledger::{LedgerStore, Pending};
+pub use link::{Dialer, Link, LinkError, MemoryLink, Outbound, pair};
 
 use serde::{Deserialize, Serialize};
 use shoal_types::{

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use base64::Engine as _;
-use shoal_transport::{Frame, RESULT_CHUNK, RESULT_WINDOW};
+use shoal_transport::{Frame, Outbound, RESULT_CHUNK, RESULT_WINDOW};
 use tokio::io::AsyncReadExt;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -17,12 +17,12 @@ pub(crate) async fn serve(
     node_id: &str,
     execution_id: &str,
     stream_id: u64,
-    tx: mpsc::UnboundedSender<Frame>,
+    tx: mpsc::UnboundedSender<Outbound>,
     mut acked: watch::Receiver<i64>,
     cancel: CancellationToken,
 ) {
     let path = super::local_archive(local_dir, execution_id);
-    let end = |error: Option<String>| Frame::ResultEnd { stream_id, error };
+    let end = |error: Option<String>| Outbound::from(Frame::ResultEnd { stream_id, error });
     let mut file = match tokio::fs::File::open(&path).await {
         Ok(f) => f,
         Err(e) => {
@@ -40,7 +40,10 @@ pub(crate) async fn serve(
             return;
         }
     };
-    if tx.send(Frame::ResultStart { stream_id, size }).is_err() {
+    if tx
+        .send(Frame::ResultStart { stream_id, size }.into())
+        .is_err()
+    {
         return;
     }
     let mut buf = vec![0u8; RESULT_CHUNK];
@@ -66,11 +69,14 @@ pub(crate) async fn serve(
         let data = base64::engine::general_purpose::STANDARD.encode(&buf[..n]);
         if cancel.is_cancelled()
             || tx
-                .send(Frame::ResultChunk {
-                    stream_id,
-                    index,
-                    data,
-                })
+                .send(
+                    Frame::ResultChunk {
+                        stream_id,
+                        index,
+                        data,
+                    }
+                    .into(),
+                )
                 .is_err()
         {
             return;
@@ -109,16 +115,19 @@ mod tests {
         });
         assert_eq!(
             rx.recv().await,
-            Some(Frame::ResultStart {
-                stream_id: 9,
-                size: size as u64
-            })
+            Some(
+                Frame::ResultStart {
+                    stream_id: 9,
+                    size: size as u64
+                }
+                .into()
+            )
         );
         let mut got = 0u64;
         // Without acks, exactly WINDOW chunks (indexes 0..WINDOW) arrive.
         while got < RESULT_WINDOW {
             assert!(
-                matches!(rx.recv().await, Some(Frame::ResultChunk { index, .. }) if index == got)
+                matches!(rx.recv().await, Some(Outbound::Frame(Frame::ResultChunk { index, .. })) if index == got)
             );
             got += 1;
         }
@@ -128,13 +137,13 @@ mod tests {
         let mut bytes = (got as usize) * RESULT_CHUNK;
         loop {
             match rx.recv().await.unwrap() {
-                Frame::ResultChunk { data, .. } => {
+                Outbound::Frame(Frame::ResultChunk { data, .. }) => {
                     bytes += base64::engine::general_purpose::STANDARD
                         .decode(data)
                         .unwrap()
                         .len()
                 }
-                Frame::ResultEnd { error, .. } => {
+                Outbound::Frame(Frame::ResultEnd { error, .. }) => {
                     assert_eq!(error, None);
                     break;
                 }
@@ -161,7 +170,7 @@ mod tests {
         )
         .await;
         match rx.recv().await {
-            Some(Frame::ResultEnd { error: Some(e), .. }) => {
+            Some(Outbound::Frame(Frame::ResultEnd { error: Some(e), .. })) => {
                 assert!(
                     e.contains("n-1") && e.contains("e-2") && e.contains("-p local"),
                     "{e}"

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use shoal_store::Tx;
-use shoal_transport::{Frame, Message};
+use shoal_transport::{Frame, ledger};
 use shoal_types::time::rfc3339;
 use shoal_types::{ConnectionStatus, Membership, NodeInfo, NodeState};
 
@@ -13,7 +13,7 @@ use crate::clock::now;
 use crate::command::NodeCredentials;
 use crate::error::{BadRequest, Conflict, NotFound, OrchestratorError, Refusal};
 use crate::evaluate::evaluate_active;
-use crate::nodes::{LiveNode, Outbound, Session};
+use crate::nodes::{LiveNode, Session};
 use crate::state::{EngineState, Outgoing};
 
 /// Admits a node that dialled in (checking its credentials and membership), stores its new
@@ -69,34 +69,19 @@ pub(super) fn connect(
     }
     live.state.connection_state.last_compute_seq_num = tx.read().link_applied(&id)?;
     tx.put_node(&live.state)?;
-    tx.outbox_ack(&id, applied_seq)?;
+    let resend = ledger::replay(tx, &id, applied_seq)?;
     out.push(
         &id,
         Frame::Welcome {
             applied_seq: live.state.connection_state.last_compute_seq_num,
         },
     );
-    let mut replayed = 0;
-    for entry in tx.read().outbox_pending(&id, applied_seq)? {
-        replayed += 1;
-        // Read to make sure the node can (an unreadable one would close its link each
-        // time), then sent as stored, like the first time.
-        match serde_json::from_str::<Message>(&entry.body) {
-            Ok(_) => out.push(
-                &id,
-                Outbound::Stored {
-                    seq: entry.seq,
-                    body: entry.body,
-                },
-            ),
-            Err(e) => {
-                tracing::error!(node = %id, seq = entry.seq, error = %e, "unreadable outbox entry")
-            }
-        }
-    }
     st.metrics
         .replayed
-        .fetch_add(replayed, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(resend.len() as u64, std::sync::atomic::Ordering::Relaxed);
+    for entry in resend {
+        out.push(&id, entry);
+    }
     tracing::info!(node = %id, "node connected");
     st.nodes.insert(id.clone(), live);
     if known {

@@ -10,6 +10,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
 use shoal_store::{OrchestratorStore, StoreError, Tx};
+use shoal_transport::ledger;
 use shoal_types::time::UnixNanos;
 use shoal_types::{ConnectionStatus, Job};
 
@@ -225,7 +226,7 @@ impl Engine {
                             dirty.insert(job);
                         }
                     }
-                    Command::Ack { node_id, seq } => tx.outbox_ack(&node_id, seq)?,
+                    Command::Ack { node_id, seq } => ledger::ack(tx, &node_id, seq)?,
                     Command::Heartbeat { node_id } => heartbeat(st, &node_id),
                     _ => unreachable!("only node traffic is batched"),
                 }

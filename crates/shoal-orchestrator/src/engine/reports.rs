@@ -2,7 +2,7 @@
 //! replayed message a no-op), and the history lines they leave.
 
 use shoal_store::Tx;
-use shoal_transport::{ExecutionReport, LogShipment, Message};
+use shoal_transport::{ExecutionReport, LogShipment, Message, ledger};
 use shoal_types::time::UnixNanos;
 use shoal_types::{ComputeStateType, DesiredStateType, Execution};
 
@@ -20,7 +20,7 @@ pub(super) fn inbound(
     seq: u64,
     msg: Message,
 ) -> Result<Option<String>, OrchestratorError> {
-    let fresh = tx.mark_applied(node_id, seq)?;
+    let fresh = ledger::apply(tx, node_id, seq)?;
     out.ack(node_id, seq);
     if !fresh {
         return Ok(None);
